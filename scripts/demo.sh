@@ -1,0 +1,18 @@
+#!/bin/bash
+# demo.sh - install what is needed, build pglease, and run the main job.
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+
+scripts/install-deps.sh
+if [ ! -x configure ] || [ configure.ac -nt configure ] || [ Makefile.am -nt Makefile.in ]; then
+	autoreconf -fi
+fi
+build=$top/build-demo
+mkdir -p "$build"
+cd "$build"
+"$top/configure" -q
+make -j"$(nproc)" >/dev/null
+
+echo "== pgleased --check-config on the sample configuration"
+./pgleased -c "$top/etc/pglease.conf" --check-config

@@ -1,0 +1,27 @@
+#!/bin/bash
+# test.sh - install what is needed, build pglease with warnings as errors and
+# AddressSanitizer + UndefinedBehaviorSanitizer, and run the whole test suite
+# (unit suites, and integration suites against throwaway PostgreSQL servers).
+# Prints every suite's Check summary and ends with "N passed, N failed".
+#
+# PGLEASE_CONFIGURE_FLAGS overrides the configure flags (for a plain build:
+# PGLEASE_CONFIGURE_FLAGS=--enable-werror).
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+
+scripts/install-deps.sh
+if [ ! -x configure ] || [ configure.ac -nt configure ] || [ Makefile.am -nt Makefile.in ]; then
+	autoreconf -fi
+fi
+
+build=$top/build-test
+mkdir -p "$build"
+cd "$build"
+# shellcheck disable=SC2086
+"$top/configure" -q ${PGLEASE_CONFIGURE_FLAGS:---enable-werror --enable-sanitizers}
+make -j"$(nproc)" >/dev/null
+rc=0
+make -j"$(nproc)" check >/dev/null 2>&1 || rc=$?
+"$top/scripts/test-summary.sh" "$build" || rc=1
+exit $rc

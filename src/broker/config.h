@@ -1,0 +1,133 @@
+/*
+ * config.h - the broker's configuration: libconfig file -> validated struct.
+ *
+ * One table (config.c: config_keys[]) declares every setting: its section,
+ * type, default and bounds.  The loader, the validation, the sample file and
+ * the man page are all checked against that table.
+ */
+#ifndef PGL_CONFIG_H
+#define PGL_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define CONFIG_POOL_NAME_MAX 63		/* bytes, as in the control protocol */
+#define CONFIG_DEFAULT_PATH SYSCONFDIR "/pglease/pglease.conf"
+
+enum lease_timeout_action {
+	LEASE_TIMEOUT_WARN = 0,
+	LEASE_TIMEOUT_TERMINATE,
+};
+
+enum config_log_target {
+	CONFIG_LOG_STDERR = 0,
+	CONFIG_LOG_SYSLOG,
+};
+
+struct pool_config {
+	char *name;
+	char *conninfo;
+	char *password_file;		/* NULL when not set */
+	char *password;			/* read from password_file; a secret */
+	int min_size;
+	int max_size;
+	double connect_timeout;		/* seconds, 0 = no deadline */
+	double statement_timeout;	/* seconds, 0 = server default */
+	double acquire_timeout;		/* seconds, 0 = idle slot only */
+	double validate_after;		/* seconds, 0 = validate every borrow */
+	char *health_query;
+	double health_check_interval;	/* seconds, 0 = off */
+	double idle_timeout;		/* seconds, 0 = off */
+	double max_lifetime;		/* seconds, 0 = off */
+	char *reset_query;
+	double lease_timeout;		/* seconds, 0 = off */
+	int lease_timeout_action;	/* enum lease_timeout_action */
+	double connection_check_interval; /* seconds, 0 = off */
+	double initial_backoff;		/* seconds */
+	double max_backoff;		/* seconds */
+	double jitter;			/* fraction in [0, 1) */
+	int line;			/* where the pool starts in the file */
+};
+
+struct broker_config {
+	char *socket;
+	mode_t socket_mode;
+	char *shm_name;
+	mode_t shm_mode;
+	int log_level;			/* enum log_level */
+	int log_target;			/* enum config_log_target */
+	uid_t *allowed_uids;		/* empty: the broker's own uid only */
+	size_t n_allowed_uids;
+	gid_t *allowed_gids;
+	size_t n_allowed_gids;
+	double shutdown_timeout;	/* seconds, 0 = close leases at once */
+	int max_clients;
+	int max_leases_per_client;
+	int max_total_slots;		/* resolved: never 0 after loading */
+};
+
+struct config {
+	char *path;
+	struct broker_config broker;
+	struct pool_config *pools;
+	size_t npools;
+};
+
+/*
+ * Receives each diagnostic, already formatted as "FILE:LINE: setting: problem"
+ * (warnings carry "warning: " before the problem).  Never sees a secret.
+ */
+typedef void config_report_fn(void *arg, bool is_error, const char *msg);
+
+/*
+ * Reads and validates path.  Every problem found is passed to report (which
+ * may be NULL); loading does not stop at the first error.  Returns the config,
+ * owned by the caller (config_free), or NULL when there was any error; the
+ * number of errors is stored in *nerrors when nerrors is not NULL.
+ */
+struct config *config_load(const char *path, config_report_fn *report,
+			   void *arg, int *nerrors)
+	__attribute__((warn_unused_result));
+
+void config_free(struct config *cfg);
+
+/* The pool of that name, or NULL. */
+const struct pool_config *config_find_pool(const struct config *cfg,
+					   const char *name);
+
+/*
+ * Seconds to whole milliseconds, as PostgreSQL's timeouts take them: rounded,
+ * and never 0 for a positive duration (0 would mean "off" to the server).
+ */
+int64_t config_seconds_to_ms(double seconds);
+
+/*
+ * The "options" startup parameter for a backend of pool p: the conninfo's own
+ * options followed by "-c statement_timeout=<ms>" (when statement_timeout is
+ * set) and "-c client_connection_check_interval=<ms>" (when with_check_interval
+ * and connection_check_interval is set).  Writes a NUL-terminated string into
+ * buf; returns its length, or -1 when it does not fit.
+ */
+int config_backend_options(const struct pool_config *p, bool with_check_interval,
+			   char *buf, size_t len)
+	__attribute__((warn_unused_result));
+
+/*
+ * The pool's conninfo for display: keyword=value pairs with any password
+ * replaced by "********".  Writes into buf (truncated with "..." when short).
+ */
+void config_conninfo_masked(const struct pool_config *p, char *buf, size_t len);
+
+/* --- the schema, for documentation checks --- */
+
+enum config_section {
+	CONFIG_SECTION_BROKER,
+	CONFIG_SECTION_POOL,
+};
+
+/* Name and section of the i-th setting; false past the last one. */
+bool config_schema_key(size_t i, const char **name, enum config_section *section);
+
+#endif

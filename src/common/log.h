@@ -1,0 +1,45 @@
+/*
+ * log.h - one line per event, to stderr or syslog.
+ *
+ * log_warn() appends strerror(errno); the other functions print the message as
+ * given.  fatal()/fatalx() log at error level and exit(1): only the broker's
+ * start-up code uses them, never the client library.
+ */
+#ifndef PGL_LOG_H
+#define PGL_LOG_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+
+enum log_level {
+	LOG_LEVEL_ERROR = 0,
+	LOG_LEVEL_WARN,
+	LOG_LEVEL_INFO,
+	LOG_LEVEL_DEBUG,
+};
+
+enum log_target {
+	LOG_TARGET_STDERR = 0,
+	LOG_TARGET_SYSLOG,
+	LOG_TARGET_NONE,	/* tests and fuzzers */
+};
+
+#define PGL_PRINTF(f, a) __attribute__((format(printf, f, a)))
+
+/* Sets the program name, level and target; safe to call again on reload. */
+void log_init(const char *ident, enum log_level level, enum log_target target);
+void log_set_level(enum log_level level);
+enum log_level log_get_level(void);
+
+/* Name <-> level, for the config ("error", "warn", "info", "debug").  -1: unknown. */
+int log_level_from_name(const char *name);
+
+void log_warn(const char *fmt, ...) PGL_PRINTF(1, 2);
+void log_warnx(const char *fmt, ...) PGL_PRINTF(1, 2);
+void log_error(const char *fmt, ...) PGL_PRINTF(1, 2);
+void log_info(const char *fmt, ...) PGL_PRINTF(1, 2);
+void log_debug(const char *fmt, ...) PGL_PRINTF(1, 2);
+_Noreturn void fatal(const char *fmt, ...) PGL_PRINTF(1, 2);
+_Noreturn void fatalx(const char *fmt, ...) PGL_PRINTF(1, 2);
+
+#endif
