@@ -4,8 +4,17 @@
 #include "autoconf.h"
 
 #include "testutil.h"
+#include "common/clock.h"
+#include "common/shm.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <libpq-fe.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +57,10 @@ remove_tmpdir(void)
 	/* Check's forked test processes exit too: only the creator cleans up. */
 	if (getpid() != tmpdir_owner)
 		return;
+	if (getenv("PGLEASE_TEST_KEEP") != NULL) {
+		fprintf(stderr, "kept %s (PGLEASE_TEST_KEEP)\n", tmpdir);
+		return;
+	}
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
 	if (system(cmd) != 0)
 		fprintf(stderr, "could not remove %s\n", tmpdir);
@@ -142,4 +155,337 @@ testutil_run_suite(Suite *s)
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);
 	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
+
+/* --- a real pgleased ---------------------------------------------------- */
+
+
+static void
+replace_all(char *dst, size_t len, const char *src, const char *pat, const char *with)
+{
+	size_t used = 0, plen = strlen(pat), wlen = strlen(with);
+
+	while (*src != '\0' && used + 1 < len) {
+		if (strncmp(src, pat, plen) == 0 && used + wlen + 1 < len) {
+			memcpy(dst + used, with, wlen);
+			used += wlen;
+			src += plen;
+		} else {
+			dst[used++] = *src++;
+		}
+	}
+	dst[used] = '\0';
+}
+
+static void
+broker_spawn(struct testbroker *b)
+{
+	pid_t parent = getpid();
+
+	b->pid = fork();
+	ck_assert_int_ge(b->pid, 0);
+	if (b->pid == 0) {
+		int fd = open(b->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+		/* Gone with the test, whichever way it ends. */
+		prctl(PR_SET_PDEATHSIG, SIGINT);
+		if (getppid() != parent)
+			_exit(1);
+		if (fd >= 0) {
+			dup2(fd, STDOUT_FILENO);
+			dup2(fd, STDERR_FILENO);
+		}
+		execl(TOP_BUILDDIR "/pgleased", "pgleased", "-c", b->conf, (char *)NULL);
+		_exit(127);
+	}
+}
+
+static bool
+socket_answers(const char *path)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	bool ok;
+
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%.*s", (int)sizeof(sun.sun_path) - 1, path);
+	ok = connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0;
+	close(fd);
+	return ok;
+}
+
+static void
+broker_wait(struct testbroker *b, bool wait_ready)
+{
+	int64_t deadline = clock_mono_ms() + 15000;
+
+	while (!socket_answers(b->socket)) {
+		int status;
+		ck_assert_msg(waitpid(b->pid, &status, WNOHANG) == 0,
+			      "pgleased exited at start; see %s", b->log);
+		ck_assert_msg(clock_mono_ms() < deadline, "pgleased did not listen in time");
+		usleep(10000);
+	}
+	if (!wait_ready)
+		return;
+
+	struct shm_snapshot snap;
+	ck_assert_int_eq(shm_snapshot(b->shm, &snap), 0);
+	uint32_t npools = snap.hdr.npools;
+	shm_snapshot_free(&snap);
+	for (uint32_t i = 0; i < npools; i++) {
+		ck_assert_int_eq(shm_snapshot(b->shm, &snap), 0);
+		int want = snap.pools[i].min_size;
+		shm_snapshot_free(&snap);
+		ck_assert_msg(testbroker_wait_idle(b, (int)i, want, 15000),
+			      "pool %u did not open %d backends; see %s", i, want, b->log);
+	}
+}
+
+void
+testbroker_start(struct testbroker *b, const char *broker_extra, const char *pools,
+		 bool wait_ready)
+{
+	static int seq;
+	char conninfo[512], body[8192], text[10000];
+
+	memset(b, 0, sizeof(*b));
+	snprintf(b->dir, sizeof(b->dir), "%s/broker%d.%d", testutil_tmpdir(), (int)getpid(), ++seq);
+	ck_assert_int_eq(mkdir(b->dir, 0755), 0);
+	snprintf(b->conf, sizeof(b->conf), "%s/pglease.conf", b->dir);
+	snprintf(b->socket, sizeof(b->socket), "%s/pgl.sock", b->dir);
+	snprintf(b->log, sizeof(b->log), "%s/pgleased.log", b->dir);
+	snprintf(b->shm, sizeof(b->shm), "/pglease.test.%d.%d", (int)getpid(), seq);
+	snprintf(conninfo, sizeof(conninfo), "host=%s port=%s user=%s dbname=%s",
+		 getenv("PGHOST"), getenv("PGPORT"), getenv("PGUSER"), getenv("PGDATABASE"));
+	replace_all(body, sizeof(body), pools, "$CONNINFO", conninfo);
+	snprintf(text, sizeof(text),
+		 "broker = { socket = \"%s\"; shm_name = \"%s\"; shm_mode = \"0644\";\n"
+		 "  log_level = \"debug\"; shutdown_timeout = 5.0; %s };\n"
+		 "pools = ( %s );\n", b->socket, b->shm, broker_extra != NULL ? broker_extra : "",
+		 body);
+
+	FILE *f = fopen(b->conf, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs(text, f);
+	fclose(f);
+	broker_spawn(b);
+	broker_wait(b, wait_ready);
+}
+
+void
+testbroker_restart(struct testbroker *b, bool wait_ready)
+{
+	broker_spawn(b);
+	broker_wait(b, wait_ready);
+}
+
+int
+testbroker_stop(struct testbroker *b, int sig)
+{
+	int status;
+
+	if (b->pid <= 0)
+		return -1;
+	kill(b->pid, sig);
+	ck_assert_int_eq(waitpid(b->pid, &status, 0), b->pid);
+	b->pid = 0;
+	return WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
+}
+
+bool
+testbroker_log_has(const struct testbroker *b, const char *text)
+{
+	FILE *f = fopen(b->log, "r");
+	char line[4096];
+	bool found = false;
+
+	if (f == NULL)
+		return false;
+	while (!found && fgets(line, sizeof(line), f) != NULL)
+		found = strstr(line, text) != NULL;
+	fclose(f);
+	return found;
+}
+
+bool
+testbroker_wait_idle(const struct testbroker *b, int pool, int n, int timeout_ms)
+{
+	int64_t deadline = clock_mono_ms() + timeout_ms;
+
+	for (;;) {
+		struct shm_snapshot snap;
+		if (shm_snapshot(b->shm, &snap) == 0) {
+			bool ok = (uint32_t)pool < snap.hdr.npools && snap.pools[pool].idle >= n;
+			shm_snapshot_free(&snap);
+			if (ok)
+				return true;
+		}
+		if (clock_mono_ms() > deadline)
+			return false;
+		usleep(10000);
+	}
+}
+
+bool
+testutil_sql(const char *sql, char *out, size_t len)
+{
+	PGconn *c = PQconnectdb("application_name=pglease-test");
+	bool ok = false;
+
+	if (PQstatus(c) == CONNECTION_OK) {
+		PGresult *r = PQexec(c, sql);
+		ok = PQresultStatus(r) == PGRES_TUPLES_OK || PQresultStatus(r) == PGRES_COMMAND_OK;
+		if (len > 0)
+			snprintf(out, len, "%s", ok && PQntuples(r) > 0 ? PQgetvalue(r, 0, 0) :
+				 ok ? "" : PQresultErrorMessage(r));
+		PQclear(r);
+	} else if (len > 0) {
+		snprintf(out, len, "%s", PQerrorMessage(c));
+	}
+	PQfinish(c);
+	return ok;
+}
+
+long
+testutil_sql_long(const char *sql)
+{
+	char out[256];
+
+	return testutil_sql(sql, out, sizeof(out)) ? atol(out) : -1;
+}
+
+long
+testutil_pool_backends(void)
+{
+	return testutil_sql_long("SELECT count(*) FROM pg_stat_activity "
+				 "WHERE application_name = 'pgleased'");
+}
+
+static bool
+raw_write(int fd, const uint8_t *buf, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
+		if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+			struct pollfd p = { .fd = fd, .events = POLLOUT };
+			poll(&p, 1, 1000);
+			continue;
+		}
+		if (n <= 0)
+			return false;
+		buf += n;
+		len -= (size_t)n;
+	}
+	return true;
+}
+
+void
+testutil_raw_send(int fd, const char *sql)
+{
+	size_t n = strlen(sql);
+	uint8_t *buf = malloc(n + 6);
+	uint32_t l = (uint32_t)(n + 5);
+
+	buf[0] = 'Q';
+	buf[1] = (uint8_t)(l >> 24);
+	buf[2] = (uint8_t)(l >> 16);
+	buf[3] = (uint8_t)(l >> 8);
+	buf[4] = (uint8_t)l;
+	memcpy(buf + 5, sql, n + 1);
+	ck_assert_msg(raw_write(fd, buf, n + 6), "send on the leased socket failed");
+	free(buf);
+}
+
+/* Reads exactly len bytes, waiting with poll (the socket is non-blocking). */
+static bool
+raw_read(int fd, uint8_t *buf, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = recv(fd, buf, len, 0);
+		if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+			struct pollfd p = { .fd = fd, .events = POLLIN };
+			if (poll(&p, 1, 30000) == 0)
+				return false;
+			continue;
+		}
+		if (n <= 0)
+			return false;
+		buf += n;
+		len -= (size_t)n;
+	}
+	return true;
+}
+
+bool
+testutil_raw_query(int fd, const char *sql, char *out, size_t len, char *status)
+{
+	bool ok = true, have_row = false;
+
+	if (len > 0)
+		out[0] = '\0';
+	testutil_raw_send(fd, sql);
+	for (;;) {
+		uint8_t hdr[5];
+		if (!raw_read(fd, hdr, 5)) {
+			snprintf(out, len, "connection lost");
+			return false;
+		}
+		uint32_t l = (uint32_t)hdr[1] << 24 | (uint32_t)hdr[2] << 16 |
+			     (uint32_t)hdr[3] << 8 | hdr[4];
+		ck_assert_uint_ge(l, 4);
+		uint8_t *body = malloc(l - 4 + 1);
+		ck_assert(raw_read(fd, body, l - 4));
+		body[l - 4] = 0;
+		if (hdr[0] == 'D' && !have_row && l - 4 >= 6) {
+			int32_t clen = (int32_t)((uint32_t)body[2] << 24 | (uint32_t)body[3] << 16 |
+						 (uint32_t)body[4] << 8 | body[5]);
+			if (clen >= 0 && len > 0)
+				snprintf(out, len, "%.*s", clen, (char *)body + 6);
+			have_row = true;
+		} else if (hdr[0] == 'E') {
+			ok = false;
+			for (size_t i = 0; i < l - 4 && body[i] != 0; i += strlen((char *)body + i) + 1)
+				if (body[i] == 'M' && len > 0)
+					snprintf(out, len, "%s", (char *)body + i + 1);
+		} else if (hdr[0] == 'Z') {
+			if (status != NULL)
+				*status = (char)body[0];
+			free(body);
+			return ok;
+		}
+		free(body);
+	}
+}
+
+void
+testutil_pg_ctl(const char *action)
+{
+	char cmd[1024];
+	const char *runas = getenv("PGLEASE_TEST_RUNAS");
+
+	snprintf(cmd, sizeof(cmd), "%s%s%s '%s/pg_ctl' -D '%s' -l '%s/server.log' -w -t 60 -m fast %s "
+		 ">/dev/null 2>&1", runas != NULL && runas[0] != '\0' ? "runuser -u " : "",
+		 runas != NULL ? runas : "", runas != NULL && runas[0] != '\0' ? " --" : "",
+		 getenv("PGLEASE_TEST_PGBIN"), getenv("PGLEASE_TEST_PGDATA"),
+		 getenv("PGLEASE_TEST_PGTMP"), action);
+	ck_assert_msg(system(cmd) == 0, "pg_ctl %s failed", action);
+}
+
+int
+testutil_count_fds(pid_t pid)
+{
+	char path[64];
+	int n = 0;
+
+	if (pid == 0)
+		snprintf(path, sizeof(path), "/proc/self/fd");
+	else
+		snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	DIR *d = opendir(path);
+	if (d == NULL)
+		return -1;
+	for (struct dirent *e; (e = readdir(d)) != NULL;)
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return pid == 0 ? n - 1 : n;	/* not the directory's own fd */
 }

@@ -6,7 +6,9 @@
 #define PGL_TESTUTIL_H
 
 #include <check.h>
+#include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 /*
  * For integration suites, first thing in main(): unless the process already
@@ -32,3 +34,63 @@ int testutil_run(char *const argv[], char *out, size_t outlen);
 int testutil_run_suite(Suite *s);
 
 #endif
+
+/* --- a real pgleased for integration suites --- */
+
+struct testbroker {
+	pid_t pid;
+	char dir[256];		/* holds config, socket, log */
+	char conf[300];
+	char socket[300];
+	char log[300];
+	char shm[64];
+};
+
+/*
+ * Starts pgleased on a fresh config: a broker section with its own socket
+ * and shm name, and pools (libconfig text; "$CONNINFO" in it is replaced
+ * by a conninfo for the harness's server).  Waits until the socket answers
+ * and every pool has min_size idle backends (when wait_ready).  The broker
+ * dies with the test process (PR_SET_PDEATHSIG).
+ */
+void testbroker_start(struct testbroker *b, const char *broker_extra, const char *pools,
+		      bool wait_ready);
+
+/* Starts it again on the same config (after a crash, say). */
+void testbroker_restart(struct testbroker *b, bool wait_ready);
+
+/* Sends sig and waits for the exit; returns the exit status (128+N for a signal). */
+int testbroker_stop(struct testbroker *b, int sig);
+
+/* Whether the broker's log contains text. */
+bool testbroker_log_has(const struct testbroker *b, const char *text);
+
+/* Waits up to timeout_ms for every pool to hold at least n idle backends. */
+bool testbroker_wait_idle(const struct testbroker *b, int pool, int n, int timeout_ms);
+
+/* Runs sql on a direct connection to the harness's server; first value into out. */
+bool testutil_sql(const char *sql, char *out, size_t len);
+
+/* The integer result of sql on a direct connection (-1 on error). */
+long testutil_sql_long(const char *sql);
+
+/* Backends of the pools (application_name pgleased) the server sees. */
+long testutil_pool_backends(void);
+
+/*
+ * Runs sql (simple protocol, several statements allowed) on a leased raw
+ * backend socket; reads every reply up to ReadyForQuery.  out gets the first
+ * column of the first row ("" when none), status the ReadyForQuery state
+ * ('I', 'T', 'E').  Returns false on an ErrorResponse or I/O error (out then
+ * holds the error message).
+ */
+bool testutil_raw_query(int fd, const char *sql, char *out, size_t len, char *status);
+
+/* Writes sql as one Query message and reads nothing. */
+void testutil_raw_send(int fd, const char *sql);
+
+/* pg_ctl ACTION (stop, start, restart) on the harness's server, as its owner. */
+void testutil_pg_ctl(const char *action);
+
+/* Open file descriptors of process pid (0: this one). */
+int testutil_count_fds(pid_t pid);

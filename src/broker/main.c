@@ -3,6 +3,7 @@
  */
 #include "autoconf.h"
 
+#include "broker/broker.h"
 #include "broker/config.h"
 #include "common/log.h"
 
@@ -120,6 +121,15 @@ main(int argc, char **argv)
 	if (check)
 		return check_config(path);
 
-	fprintf(stderr, "pgleased: this build has no broker loop yet; use --check-config\n");
-	return 1;
+	struct report_count rc = { 0 };
+	int nerrors = 0;
+	struct config *cfg = config_load(path, report_stderr, &rc, &nerrors);
+	if (cfg == NULL) {
+		fprintf(stderr, "pgleased: %s: %d error%s: not starting\n", path, nerrors,
+			nerrors == 1 ? "" : "s");
+		return 1;
+	}
+	int status = broker_run(cfg);
+	config_free(cfg);
+	return status;
 }

@@ -1,0 +1,755 @@
+/*
+ * backend.c - one backend connection's I/O.
+ *
+ * libpq opens the connection (non-blocking, PQconnectPoll in the loop).
+ * After that the broker never reads the stream through libpq again: a leased
+ * socket may come back anywhere, and libpq would silently discard what it
+ * does not expect.  Health checks, resets and closes are the broker's own
+ * simple-protocol exchanges, checked message by message.
+ */
+#include "autoconf.h"
+
+#include "broker/backend.h"
+#include "common/log.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/*
+ * The server parameters a GRANT carries: what PostgreSQL 15 reports at
+ * startup, plus what later versions add.  libpq exposes a parameter only by
+ * name, so this table is the one place that names them.
+ */
+static const char *const grant_params[] = {
+	"server_version", "server_encoding", "client_encoding", "application_name",
+	"default_transaction_read_only", "in_hot_standby", "is_superuser",
+	"session_authorization", "DateStyle", "IntervalStyle", "TimeZone",
+	"integer_datetimes", "standard_conforming_strings",
+	"scram_iterations",	/* 16 */
+	"search_path",		/* 18 */
+};
+#define NPARAMS (sizeof(grant_params) / sizeof(grant_params[0]))
+
+/* The replies an exchange expects, one step per query sent. */
+enum step {
+	STEP_ANY,		/* rows, notices, one CommandComplete or none; ReadyForQuery idle */
+	STEP_ROLLBACK,		/* CommandComplete "ROLLBACK"; ReadyForQuery idle */
+	STEP_NONCE,		/* one row holding the nonce; ReadyForQuery idle */
+};
+
+enum op {
+	OP_NONE = 0,
+	OP_VALIDATE,
+	OP_RESET,
+	OP_TERMINATE,
+};
+
+static const double close_grace_min = 1.0;	/* seconds to wait for a backend's end */
+
+static double
+deadline_of(const struct slot *slot)
+{
+	double t = slot->pool->cfg->connect_timeout;
+
+	return t > 0 ? t : 10.0;
+}
+
+static void
+set_io(struct slot *slot, int fd, int events)
+{
+	struct ev_loop *loop = slot->pool->broker->loop;
+
+	if (ev_is_active(&slot->io) && slot->io.fd == fd && slot->io_events == events)
+		return;
+	ev_io_stop(loop, &slot->io);
+	if (events == 0)
+		return;
+	ev_io_set(&slot->io, fd, events);
+	slot->io_events = events;
+	ev_io_start(loop, &slot->io);
+}
+
+static void
+set_timer(struct slot *slot, double after)
+{
+	struct ev_loop *loop = slot->pool->broker->loop;
+
+	ev_timer_stop(loop, &slot->timer);
+	if (after > 0) {
+		ev_timer_set(&slot->timer, after, 0.);
+		ev_timer_start(loop, &slot->timer);
+	}
+}
+
+void
+backend_stop(struct slot *slot)
+{
+	set_io(slot, -1, 0);
+	set_timer(slot, 0);
+}
+
+/* --- server parameters -------------------------------------------------- */
+
+static bool
+known_param(const char *name)
+{
+	for (size_t i = 0; i < NPARAMS; i++)
+		if (strcmp(grant_params[i], name) == 0)
+			return true;
+	return false;
+}
+
+/* Sets name to value in the slot's parameter block (rebuilt in table order). */
+static void
+param_set(struct slot *slot, const char *name, const char *value)
+{
+	char block[WIRE_PARAMS_MAX];
+	size_t len = 0;
+
+	if (!known_param(name))
+		return;
+	for (size_t i = 0; i < NPARAMS; i++) {
+		const char *v = strcmp(grant_params[i], name) == 0 ? value :
+				wire_param(slot->params, slot->params_len, grant_params[i]);
+		if (v == NULL)
+			continue;
+		size_t nl = strlen(grant_params[i]) + 1, vl = strlen(v) + 1;
+		if (len + nl + vl > sizeof(block)) {
+			log_warnx("pool=%s slot=%u: server parameters exceed %d bytes; %s dropped",
+				  slot->pool->cfg->name, slot->index, WIRE_PARAMS_MAX, grant_params[i]);
+			continue;
+		}
+		memcpy(block + len, grant_params[i], nl);
+		memcpy(block + len + nl, v, vl);
+		len += nl + vl;
+	}
+	memcpy(slot->params, block, len);
+	slot->params_len = (uint16_t)len;
+}
+
+/* A ParameterStatus message: name\0value\0. */
+static void
+param_message(struct slot *slot, const struct pgproto_msg *m)
+{
+	size_t next;
+	const char *name = pgproto_cstring(m, &next);
+
+	if (name == NULL || next >= m->len || m->body[m->len - 1] != '\0')
+		return;
+	param_set(slot, name, (const char *)m->body + next);
+}
+
+static void
+params_from_libpq(struct slot *slot)
+{
+	slot->params_len = 0;
+	for (size_t i = 0; i < NPARAMS; i++) {
+		const char *v = PQparameterStatus(slot->conn, grant_params[i]);
+		if (v != NULL)
+			param_set(slot, grant_params[i], v);
+	}
+}
+
+/* --- connect ------------------------------------------------------------ */
+
+/* libpq's message on one line, without the trailing newline. */
+static void
+one_line(char *dst, size_t len, const char *msg)
+{
+	size_t j = 0;
+
+	for (size_t i = 0; msg[i] != '\0' && j + 3 < len; i++) {
+		if (msg[i] == '\n') {
+			if (msg[i + 1] == '\0')
+				break;
+			dst[j++] = ';';
+			dst[j++] = ' ';
+		} else {
+			dst[j++] = msg[i];
+		}
+	}
+	dst[j] = '\0';
+}
+
+static void
+connect_done(struct slot *slot, bool ok, const char *error)
+{
+	backend_stop(slot);
+	pool_slot_connected(slot, ok, error);
+}
+
+static void
+connect_fail(struct slot *slot, const char *error)
+{
+	char msg[512];
+
+	one_line(msg, sizeof(msg), error);
+	connect_done(slot, false, msg);
+}
+
+static void
+connect_poll(struct slot *slot)
+{
+	PostgresPollingStatusType st = PQconnectPoll(slot->conn);
+
+	switch (st) {
+	case PGRES_POLLING_READING:
+		set_io(slot, PQsocket(slot->conn), EV_READ);
+		return;
+	case PGRES_POLLING_WRITING:
+		set_io(slot, PQsocket(slot->conn), EV_WRITE);
+		return;
+	case PGRES_POLLING_FAILED:
+		connect_fail(slot, PQerrorMessage(slot->conn));
+		return;
+	case PGRES_POLLING_OK:
+	default:
+		break;
+	}
+
+	/* Encryption was forced off; a leased socket cannot carry its state. */
+	if (PQsslInUse(slot->conn) || PQgssEncInUse(slot->conn)) {
+		connect_fail(slot, "the connection is encrypted although the broker asked for "
+			     "sslmode=disable and gssencmode=disable; a leased socket cannot "
+			     "carry encryption state");
+		return;
+	}
+	slot->fd = PQsocket(slot->conn);
+	slot->backend_pid = PQbackendPID(slot->conn);
+	params_from_libpq(slot);
+	pgproto_reset(&slot->rd);
+	connect_done(slot, true, NULL);
+}
+
+static void
+slot_io_cb(struct ev_loop *loop, ev_io *w, int revents);
+static void
+slot_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
+
+void
+backend_init(struct slot *slot)
+{
+	ev_init(&slot->io, slot_io_cb);
+	slot->io.data = slot;
+	ev_init(&slot->timer, slot_timer_cb);
+	slot->timer.data = slot;
+	slot->io_events = 0;
+}
+
+void
+backend_connect(struct slot *slot)
+{
+	const struct pool_config *pc = slot->pool->cfg;
+	PQconninfoOption *opts = PQconninfoParse(pc->conninfo, NULL);
+	const char *kw[64], *val[64];
+	char options[2048];
+	int n = 0;
+
+	if (opts == NULL) {
+		connect_fail(slot, "the pool's conninfo cannot be parsed");
+		return;
+	}
+	slot->with_check_interval = slot->pool->server_version >= 140000;
+	if (config_backend_options(pc, slot->with_check_interval, options, sizeof(options)) < 0) {
+		PQconninfoFree(opts);
+		connect_fail(slot, "the conninfo's options are too long");
+		return;
+	}
+	for (PQconninfoOption *o = opts; o->keyword != NULL && n < 56; o++) {
+		if (o->val == NULL)
+			continue;
+		/* Replaced below, or enforced by the broker itself. */
+		if (strcmp(o->keyword, "sslmode") == 0 || strcmp(o->keyword, "gssencmode") == 0 ||
+		    strcmp(o->keyword, "options") == 0 || strcmp(o->keyword, "connect_timeout") == 0 ||
+		    (pc->password != NULL && strcmp(o->keyword, "password") == 0))
+			continue;
+		kw[n] = o->keyword;
+		val[n++] = o->val;
+	}
+	kw[n] = "sslmode", val[n++] = "disable";
+	kw[n] = "gssencmode", val[n++] = "disable";
+	kw[n] = "fallback_application_name", val[n++] = "pgleased";
+	if (options[0] != '\0')
+		kw[n] = "options", val[n++] = options;
+	if (pc->password != NULL)
+		kw[n] = "password", val[n++] = pc->password;
+	kw[n] = NULL;
+	val[n] = NULL;
+
+	slot->conn = PQconnectStartParams(kw, val, 0);
+	PQconninfoFree(opts);
+	if (slot->conn == NULL) {
+		connect_fail(slot, "out of memory");
+		return;
+	}
+	if (PQstatus(slot->conn) == CONNECTION_BAD) {
+		connect_fail(slot, PQerrorMessage(slot->conn));
+		return;
+	}
+	if (pc->connect_timeout > 0)
+		set_timer(slot, pc->connect_timeout);
+	set_io(slot, PQsocket(slot->conn), EV_WRITE);
+}
+
+/* --- the broker's exchanges --------------------------------------------- */
+
+static void
+exchange_end(struct slot *slot, bool ok, const char *why)
+{
+	int op = slot->op;
+
+	backend_stop(slot);
+	slot->op = OP_NONE;
+	if (op == OP_RESET)
+		pool_slot_reset(slot, ok, why);
+	else
+		pool_slot_validated(slot, ok, why);
+}
+
+/* What the replies to query i of the current exchange must look like. */
+static enum step
+plan_step(const struct slot *slot, int i)
+{
+	if (slot->op != OP_RESET)
+		return STEP_ANY;
+	if (slot->rollback)
+		return i == 0 ? STEP_ROLLBACK : i == 1 ? STEP_ANY : STEP_NONCE;
+	return i == 0 ? STEP_ANY : STEP_NONCE;
+}
+
+/*
+ * Checks one reply against the plan.  Returns 1 when the exchange is
+ * complete, 0 to read on, -1 on a mismatch (why set).
+ */
+static int
+expect(struct slot *slot, const struct pgproto_msg *m, const char **why)
+{
+	int *sub = &slot->sub;
+	enum step st = plan_step(slot, slot->step);
+
+	/* Asynchronous messages may come anywhere. */
+	if (m->type == 'S') {
+		param_message(slot, m);
+		return 0;
+	}
+	if (m->type == 'N' || m->type == 'A')
+		return 0;
+	if (m->type == 'E') {
+		const char *msg = pgproto_error_field(m, 'M');
+		static __thread char buf[300];
+		snprintf(buf, sizeof(buf), "server error: %s", msg != NULL ? msg : "(no message)");
+		*why = buf;
+		return -1;
+	}
+	if (m->type == 'Z') {
+		if (m->len != 1 || m->body[0] != 'I') {
+			*why = "the session is not idle after the query";
+			return -1;
+		}
+		if (st == STEP_ROLLBACK && *sub != 1) {
+			*why = "no ROLLBACK reply";
+			return -1;
+		}
+		if (st == STEP_NONCE && *sub != 3) {
+			*why = "the nonce query's reply is incomplete";
+			return -1;
+		}
+		*sub = 0;
+		slot->step++;
+		return slot->step == slot->nsteps ? 1 : 0;
+	}
+
+	switch (st) {
+	case STEP_ANY:
+		if (m->type == 'T' || m->type == 'D' || m->type == 'C' || m->type == 'I')
+			return 0;
+		break;
+	case STEP_ROLLBACK:
+		if (*sub == 0 && m->type == 'C') {
+			const char *tag = pgproto_cstring(m, NULL);
+			if (tag != NULL && strcmp(tag, "ROLLBACK") == 0) {
+				*sub = 1;
+				return 0;
+			}
+		}
+		break;
+	case STEP_NONCE:
+		if (*sub == 0 && m->type == 'T') {
+			*sub = 1;
+			return 0;
+		}
+		if (*sub == 1 && pgproto_datarow_is(m, slot->nonce)) {
+			*sub = 2;
+			return 0;
+		}
+		if (*sub == 2 && m->type == 'C') {
+			const char *tag = pgproto_cstring(m, NULL);
+			if (tag != NULL && strcmp(tag, "SELECT 1") == 0) {
+				*sub = 3;
+				return 0;
+			}
+		}
+		break;
+	}
+	*why = "unexpected reply: the stream was not where the broker left it";
+	return -1;
+}
+
+static void
+exchange_flush(struct slot *slot)
+{
+	while (slot->out_off < slot->out_len) {
+		ssize_t n = send(slot->fd, slot->out + slot->out_off, slot->out_len - slot->out_off,
+				 MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n > 0) {
+			slot->out_off += (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			set_io(slot, slot->fd, EV_READ | EV_WRITE);
+			return;
+		}
+		exchange_end(slot, false, n < 0 ? strerror(errno) : "send failed");
+		return;
+	}
+	set_io(slot, slot->fd, EV_READ);
+}
+
+static void
+exchange_read(struct slot *slot)
+{
+	struct pgproto_msg m;
+	const char *why = NULL;
+	int rc;
+
+	rc = pgproto_fill(&slot->rd, slot->fd);
+	if (rc == -1) {
+		exchange_end(slot, false, errno == 0 ? "the server closed the connection" :
+			     strerror(errno));
+		return;
+	}
+	if (rc == -2) {
+		exchange_end(slot, false, "a reply too large to be the broker's");
+		return;
+	}
+	while ((rc = pgproto_next(&slot->rd, &m)) == 1) {
+		int done = expect(slot, &m, &why);
+		if (done < 0) {
+			exchange_end(slot, false, why);
+			return;
+		}
+		if (done > 0) {
+			if (pgproto_pending(&slot->rd)) {
+				exchange_end(slot, false, "more replies than queries");
+				return;
+			}
+			exchange_end(slot, true, NULL);
+			return;
+		}
+	}
+	if (rc < 0)
+		exchange_end(slot, false, "malformed message from the server");
+}
+
+static void
+exchange_start(struct slot *slot, int op, const char *const *queries, int nqueries)
+{
+	size_t len = 0;
+
+	slot->op = op;
+	slot->nsteps = nqueries;
+	slot->step = 0;
+	slot->sub = 0;
+	slot->out_off = 0;
+	pgproto_reset(&slot->rd);
+	for (int i = 0; i < nqueries; i++) {
+		size_t n = pgproto_query(slot->out + len, sizeof(slot->out) - len, queries[i]);
+		if (n == 0) {
+			slot->out_len = 0;
+			exchange_end(slot, false, "query too long");
+			return;
+		}
+		len += n;
+	}
+	slot->out_len = len;
+	set_timer(slot, deadline_of(slot));
+	exchange_flush(slot);
+}
+
+void
+backend_validate(struct slot *slot)
+{
+	const char *q[] = { slot->pool->cfg->health_query };
+
+	exchange_start(slot, OP_VALIDATE, q, 1);
+}
+
+void
+backend_reset(struct slot *slot, bool rollback)
+{
+	char nonce_sql[64];
+	uint64_t r = broker_random(slot->pool->broker);
+	const char *q[3];
+	int n = 0;
+
+	snprintf(slot->nonce, sizeof(slot->nonce), "%016" PRIx64, r);
+	snprintf(nonce_sql, sizeof(nonce_sql), "SELECT '%s'", slot->nonce);
+	slot->rollback = rollback;
+	if (rollback)
+		q[n++] = "ROLLBACK";
+	q[n++] = slot->pool->cfg->reset_query;
+	q[n++] = nonce_sql;
+	exchange_start(slot, OP_RESET, q, n);
+}
+
+void
+backend_terminate_other(struct slot *slot, struct slot *victim)
+{
+	char sql[80];
+	const char *q[] = { sql };
+
+	snprintf(sql, sizeof(sql), "SELECT pg_terminate_backend(%d)", victim->backend_pid);
+	slot->terminate_for = victim;
+	exchange_start(slot, OP_TERMINATE, q, 1);
+}
+
+/* --- idle watch --------------------------------------------------------- */
+
+static void
+idle_read(struct slot *slot)
+{
+	struct pgproto_msg m;
+	int rc = pgproto_fill(&slot->rd, slot->fd);
+
+	if (rc == -1) {
+		pool_slot_lost(slot, errno == 0 ? "the server closed the connection" : strerror(errno));
+		return;
+	}
+	if (rc == -2) {
+		pool_slot_lost(slot, "unexpected data from an idle backend");
+		return;
+	}
+	while ((rc = pgproto_next(&slot->rd, &m)) == 1) {
+		if (m.type == 'S') {
+			param_message(slot, &m);
+		} else if (m.type == 'N' || m.type == 'A') {
+			continue;
+		} else if (m.type == 'E') {
+			char why[300];
+			const char *msg = pgproto_error_field(&m, 'M');
+			snprintf(why, sizeof(why), "server error: %s", msg != NULL ? msg : "(none)");
+			pool_slot_lost(slot, why);
+			return;
+		} else {
+			pool_slot_lost(slot, "unexpected message from an idle backend");
+			return;
+		}
+	}
+	if (rc < 0)
+		pool_slot_lost(slot, "malformed message from an idle backend");
+}
+
+void
+backend_watch_idle(struct slot *slot)
+{
+	set_timer(slot, 0);
+	slot->op = OP_NONE;
+	set_io(slot, slot->fd, EV_READ);
+	/* Bytes may have arrived with the last reply. */
+	if (pgproto_pending(&slot->rd))
+		ev_feed_event(slot->pool->broker->loop, &slot->io, EV_READ);
+}
+
+/* --- closing ------------------------------------------------------------ */
+
+struct cancel_job {
+	PGcancel *cancel;
+	int pid;
+	char pool[CONFIG_POOL_NAME_MAX + 1];
+};
+
+static void *
+cancel_thread(void *arg)
+{
+	struct cancel_job *job = arg;
+	char err[256];
+
+	if (!PQcancel(job->cancel, err, sizeof(err)))
+		log_warnx("cancel failed pool=%s backend_pid=%d: %s", job->pool, job->pid, err);
+	PQfreeCancel(job->cancel);
+	free(job);
+	return NULL;
+}
+
+void
+backend_cancel(struct slot *slot)
+{
+	struct cancel_job *job;
+	pthread_attr_t attr;
+	pthread_t tid;
+
+	if (slot->conn == NULL || (job = calloc(1, sizeof(*job))) == NULL)
+		return;
+	job->cancel = PQgetCancel(slot->conn);
+	job->pid = slot->backend_pid;
+	snprintf(job->pool, sizeof(job->pool), "%s", slot->pool->cfg->name);
+	if (job->cancel == NULL) {
+		free(job);
+		return;
+	}
+	/* libpq 15's PQcancel blocks while it connects: never in the loop. */
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	int rc = pthread_create(&tid, &attr, cancel_thread, job);
+	pthread_attr_destroy(&attr);
+	if (rc != 0) {
+		log_warnx("cannot start a cancel thread pool=%s backend_pid=%d: %s",
+			  job->pool, job->pid, strerror(rc));
+		PQfreeCancel(job->cancel);
+		free(job);
+	}
+}
+
+static void
+close_read(struct slot *slot)
+{
+	for (;;) {
+		int rc = pgproto_fill(&slot->rd, slot->fd);
+		if (rc == 0)
+			return;
+		if (rc == -2 || rc == 1) {	/* whatever it is, discard it */
+			pgproto_reset(&slot->rd);
+			continue;
+		}
+		break;				/* end of stream: the backend is gone */
+	}
+	backend_stop(slot);
+	backend_free(slot);
+	pool_slot_closed(slot);
+}
+
+void
+backend_close(struct slot *slot, enum slot_close_how how)
+{
+	backend_stop(slot);
+	slot->op = OP_NONE;
+	slot->terminate_sent = false;
+	if (slot->conn == NULL || slot->fd < 0) {
+		backend_free(slot);
+		pool_slot_closed(slot);
+		return;
+	}
+	if (how == SLOT_CLOSE_ABORT) {
+		backend_cancel(slot);
+	} else {
+		ssize_t n = send(slot->fd, pgproto_terminate, sizeof(pgproto_terminate),
+				 MSG_NOSIGNAL | MSG_DONTWAIT);
+		(void)n;	/* a dead peer is what we want anyway */
+	}
+	/* Ends the stream for every copy of the fd, unlike close(). */
+	shutdown(slot->fd, SHUT_WR);
+	pgproto_reset(&slot->rd);
+	double grace = deadline_of(slot);
+	set_timer(slot, grace > close_grace_min ? grace : close_grace_min);
+	set_io(slot, slot->fd, EV_READ);
+}
+
+void
+backend_free(struct slot *slot)
+{
+	backend_stop(slot);
+	if (slot->conn != NULL) {
+		/* Its Terminate goes to a socket already shut down: harmless. */
+		PQfinish(slot->conn);
+		slot->conn = NULL;
+	}
+	slot->fd = -1;
+	slot->backend_pid = 0;
+	slot->params_len = 0;
+	pgproto_reset(&slot->rd);
+}
+
+/* --- callbacks ---------------------------------------------------------- */
+
+static void
+slot_io_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct slot *slot = w->data;
+
+	(void)loop;
+	switch (slot->state) {
+	case SHM_SLOT_CONNECTING:
+		connect_poll(slot);
+		break;
+	case SHM_SLOT_IDLE:
+		if (slot->op == OP_NONE)
+			idle_read(slot);
+		else if (revents & EV_WRITE && slot->out_off < slot->out_len)
+			exchange_flush(slot);
+		else
+			exchange_read(slot);
+		break;
+	case SHM_SLOT_VALIDATING:
+	case SHM_SLOT_RESETTING:
+		if (revents & EV_WRITE && slot->out_off < slot->out_len)
+			exchange_flush(slot);
+		if (revents & EV_READ && slot->op != OP_NONE)
+			exchange_read(slot);
+		break;
+	case SHM_SLOT_CLOSING:
+		close_read(slot);
+		break;
+	default:
+		/* LEASED or EMPTY: no watcher should be running. */
+		log_warnx("pool=%s slot=%u: I/O event in state %s", slot->pool->cfg->name,
+			  slot->index, shm_slot_state_name(slot->state));
+		backend_stop(slot);
+		break;
+	}
+}
+
+static void
+slot_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct slot *slot = w->data;
+
+	(void)loop;
+	(void)revents;
+	switch (slot->state) {
+	case SHM_SLOT_CONNECTING: {
+		char msg[128];
+		snprintf(msg, sizeof(msg), "connect timed out after %g s",
+			 slot->pool->cfg->connect_timeout);
+		connect_done(slot, false, msg);
+		break;
+	}
+	case SHM_SLOT_IDLE:
+	case SHM_SLOT_VALIDATING:
+	case SHM_SLOT_RESETTING:
+		exchange_end(slot, false, "the server did not answer in time");
+		break;
+	case SHM_SLOT_CLOSING:
+		if (!slot->terminate_sent) {
+			/* No end of stream: end the backend through another connection. */
+			slot->terminate_sent = true;
+			set_timer(slot, deadline_of(slot));
+			pool_slot_stuck(slot);
+		} else {
+			log_warnx("pool=%s slot=%u backend_pid=%d did not end; giving up on it",
+				  slot->pool->cfg->name, slot->index, slot->backend_pid);
+			backend_free(slot);
+			pool_slot_closed(slot);
+		}
+		break;
+	default:
+		break;
+	}
+}

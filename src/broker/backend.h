@@ -1,0 +1,52 @@
+/*
+ * backend.h - one backend connection's I/O: connect with libpq, then the
+ * broker's own exchanges on it (health check, reset, terminate) and its
+ * closing.  Each operation ends with a call back into pool.c.
+ */
+#ifndef PGL_BACKEND_H
+#define PGL_BACKEND_H
+
+#include "broker/pool.h"
+
+#include <stdbool.h>
+
+/* Prepares the slot's watchers; once, before anything else. */
+void backend_init(struct slot *slot);
+
+/* Starts a non-blocking connect; ends in pool_slot_connected(). */
+void backend_connect(struct slot *slot);
+
+/* Runs the pool's health_query; ends in pool_slot_validated(). */
+void backend_validate(struct slot *slot);
+
+/*
+ * Resets a released backend: ROLLBACK when rollback, the reset_query, and a
+ * query returning a random nonce; ends in pool_slot_reset(), ok only when
+ * the replies were exactly the expected ones.
+ */
+void backend_reset(struct slot *slot, bool rollback);
+
+/* Runs pg_terminate_backend(victim's pid) on an idle slot; ends in pool_slot_validated(). */
+void backend_terminate_other(struct slot *slot, struct slot *victim);
+
+/* Watches an idle backend: a close or message from the server ends in pool_slot_lost(). */
+void backend_watch_idle(struct slot *slot);
+
+/* Stops every watcher and timer on the slot (before its fd is leased). */
+void backend_stop(struct slot *slot);
+
+/*
+ * Closes the backend; the slot stays CLOSING until the server's end of the
+ * stream is seen (or, failing that, pg_terminate_backend got it), then
+ * pool_slot_closed().  ABORT cancels what runs and shuts the socket down for
+ * every holder of a copy.
+ */
+void backend_close(struct slot *slot, enum slot_close_how how);
+
+/* Sends a cancel request for the slot's backend from a helper thread. */
+void backend_cancel(struct slot *slot);
+
+/* Frees what libpq holds; the slot becomes EMPTY.  No I/O. */
+void backend_free(struct slot *slot);
+
+#endif

@@ -1,0 +1,136 @@
+/*
+ * pgproto.c - PostgreSQL v3 framing for the broker's own queries.
+ */
+#include "autoconf.h"
+
+#include "broker/pgproto.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+const uint8_t pgproto_terminate[5] = { 'X', 0, 0, 0, 4 };
+
+void
+pgproto_reset(struct pgproto_reader *r)
+{
+	r->len = 0;
+	r->off = 0;
+}
+
+int
+pgproto_fill(struct pgproto_reader *r, int fd)
+{
+	if (r->off > 0) {
+		memmove(r->buf, r->buf + r->off, r->len - r->off);
+		r->len -= r->off;
+		r->off = 0;
+	}
+	if (r->len == sizeof(r->buf))
+		return -2;
+
+	ssize_t n;
+	do
+		n = recv(fd, r->buf + r->len, sizeof(r->buf) - r->len, MSG_DONTWAIT);
+	while (n < 0 && errno == EINTR);
+	if (n > 0) {
+		r->len += (size_t)n;
+		return 1;
+	}
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		return 0;
+	if (n == 0)
+		errno = 0;
+	return -1;
+}
+
+int
+pgproto_next(struct pgproto_reader *r, struct pgproto_msg *m)
+{
+	size_t avail = r->len - r->off;
+	const uint8_t *p = r->buf + r->off;
+
+	if (avail < 5)
+		return 0;
+
+	uint32_t len = (uint32_t)p[1] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 8 | p[4];
+	if (len < 4)
+		return -1;
+	if (len + 1 > sizeof(r->buf))
+		return avail == sizeof(r->buf) || r->off == 0 ? -1 : 0;
+	if (avail < (size_t)len + 1)
+		return 0;
+	m->type = (char)p[0];
+	m->body = p + 5;
+	m->len = len - 4;
+	r->off += (size_t)len + 1;
+	return 1;
+}
+
+bool
+pgproto_pending(const struct pgproto_reader *r)
+{
+	return r->len > r->off;
+}
+
+size_t
+pgproto_query(uint8_t *buf, size_t cap, const char *sql)
+{
+	size_t n = strlen(sql);
+	size_t total = 1 + 4 + n + 1;
+
+	if (total > cap || n + 5 > UINT32_MAX)
+		return 0;
+	uint32_t len = (uint32_t)(4 + n + 1);
+	buf[0] = 'Q';
+	buf[1] = (uint8_t)(len >> 24);
+	buf[2] = (uint8_t)(len >> 16);
+	buf[3] = (uint8_t)(len >> 8);
+	buf[4] = (uint8_t)len;
+	memcpy(buf + 5, sql, n + 1);
+	return total;
+}
+
+const char *
+pgproto_cstring(const struct pgproto_msg *m, size_t *next)
+{
+	const uint8_t *nul = memchr(m->body, '\0', m->len);
+
+	if (nul == NULL)
+		return NULL;
+	if (next != NULL)
+		*next = (size_t)(nul - m->body) + 1;
+	return (const char *)m->body;
+}
+
+bool
+pgproto_datarow_is(const struct pgproto_msg *m, const char *value)
+{
+	size_t vlen = strlen(value);
+
+	if (m->type != 'D' || m->len != 2 + 4 + vlen)
+		return false;
+	const uint8_t *b = m->body;
+	if (b[0] != 0 || b[1] != 1)
+		return false;
+	uint32_t clen = (uint32_t)b[2] << 24 | (uint32_t)b[3] << 16 | (uint32_t)b[4] << 8 | b[5];
+	return clen == vlen && memcmp(b + 6, value, vlen) == 0;
+}
+
+const char *
+pgproto_error_field(const struct pgproto_msg *m, char code)
+{
+	size_t i = 0;
+
+	while (i < m->len && m->body[i] != 0) {
+		char c = (char)m->body[i++];
+		const uint8_t *nul = memchr(m->body + i, '\0', m->len - i);
+		if (nul == NULL)
+			return NULL;
+		if (c == code)
+			return (const char *)m->body + i;
+		i = (size_t)(nul - m->body) + 1;
+	}
+	return NULL;
+}

@@ -1,0 +1,785 @@
+/*
+ * pool.c - pools, slots and their state machine, the FIFO wait queue.
+ *
+ * Everything here runs in the broker's single event loop thread.  Each
+ * transition of a slot is published to shared memory right away.
+ */
+#include "autoconf.h"
+
+#include "broker/pool.h"
+#include "broker/backend.h"
+#include "broker/session.h"
+#include "common/backoff.h"
+#include "common/clock.h"
+#include "common/log.h"
+#include "pglease.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Adds to a counter of the pool's shm record. */
+#define POOL_COUNT(p, field, n)                                             \
+	do {                                                                \
+		shm_begin(&(p)->broker->shm);                               \
+		(p)->broker->shm.pools[(p)->index].field += (n);            \
+		shm_end(&(p)->broker->shm);                                 \
+	} while (0)
+
+static void pool_fill(struct pool *p);
+static void dispatch(struct acquire_req *req);
+static void pool_slot_ready(struct slot *slot);
+
+/* --- shared memory ------------------------------------------------------ */
+
+static void
+publish_gauges(struct pool *p)
+{
+	struct shm_pool *sp = &p->broker->shm.pools[p->index];
+
+	sp->size = p->size;
+	sp->idle = p->nidle;
+	sp->leased = p->nleased;
+	sp->waiting = p->nwaiting;
+}
+
+void
+pool_publish(struct slot *slot)
+{
+	struct pool *p = slot->pool;
+	struct shm *shm = &p->broker->shm;
+	struct shm_slot *r = &shm->slots[slot->index];
+
+	shm_begin(shm);
+	r->state = slot->state;
+	r->pool = p->index;
+	r->backend_pid = slot->backend_pid;
+	r->holder_pid = slot->state == SHM_SLOT_LEASED && slot->holder != NULL ?
+			(int32_t)slot->holder->pid : 0;
+	r->lease_id = slot->state == SHM_SLOT_LEASED ? slot->lease_id : 0;
+	if (slot->state == SHM_SLOT_CONNECTING)
+		r->created_at_ms = clock_real_ms();
+	r->leased_at_ms = slot->state == SHM_SLOT_LEASED ? clock_real_ms() : 0;
+	r->lease_count = slot->lease_count;
+	publish_gauges(p);
+	shm_end(shm);
+}
+
+static void
+publish_pool(struct pool *p)
+{
+	shm_begin(&p->broker->shm);
+	publish_gauges(p);
+	shm_end(&p->broker->shm);
+}
+
+static void
+set_state(struct slot *slot, int state)
+{
+	slot->state = state;
+	pool_publish(slot);
+}
+
+/* --- setup -------------------------------------------------------------- */
+
+static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents);
+
+int
+pool_init_all(struct broker *b)
+{
+	uint32_t first = 0;
+
+	b->npools = b->cfg->npools;
+	if (b->npools > SHM_MAX_POOLS) {
+		log_error("%zu pools configured; a broker serves at most %d", b->npools,
+			  SHM_MAX_POOLS);
+		return -1;
+	}
+	b->pools = calloc(b->npools, sizeof(*b->pools));
+	if (b->pools == NULL)
+		return -1;
+	shm_begin(&b->shm);
+	b->shm.hdr->npools = (uint32_t)b->npools;
+	shm_end(&b->shm);
+
+	for (size_t i = 0; i < b->npools; i++) {
+		struct pool *p = &b->pools[i];
+		const struct pool_config *pc = &b->cfg->pools[i];
+
+		p->broker = b;
+		p->cfg = pc;
+		p->index = (int)i;
+		p->nslots = pc->max_size;
+		p->slots = calloc((size_t)p->nslots, sizeof(*p->slots));
+		if (p->slots == NULL)
+			return -1;
+		TAILQ_INIT(&p->idle);
+		TAILQ_INIT(&p->waiters);
+		ev_init(&p->retry_timer, retry_cb);
+		p->retry_timer.data = p;
+
+		struct shm_pool *sp = &b->shm.pools[i];
+		shm_begin(&b->shm);
+		memset(sp, 0, sizeof(*sp));
+		snprintf(sp->name, sizeof(sp->name), "%s", pc->name);
+		sp->min_size = pc->min_size;
+		sp->max_size = pc->max_size;
+		sp->first_slot = first;
+		sp->nslots = (uint32_t)p->nslots;
+		shm_end(&b->shm);
+
+		for (int j = 0; j < p->nslots; j++) {
+			struct slot *slot = &p->slots[j];
+			slot->pool = p;
+			slot->index = first + (uint32_t)j;
+			slot->fd = -1;
+			slot->state = SHM_SLOT_EMPTY;
+			backend_init(slot);
+			pool_publish(slot);
+		}
+		first += (uint32_t)p->nslots;
+	}
+	for (size_t i = 0; i < b->npools; i++)
+		pool_fill(&b->pools[i]);
+	return 0;
+}
+
+void
+pool_free_all(struct broker *b)
+{
+	for (size_t i = 0; i < b->npools; i++) {
+		struct pool *p = &b->pools[i];
+
+		ev_timer_stop(b->loop, &p->retry_timer);
+		for (int j = 0; j < p->nslots; j++)
+			backend_free(&p->slots[j]);
+		while (!TAILQ_EMPTY(&p->waiters))
+			pool_forget_request(TAILQ_FIRST(&p->waiters));
+		free(p->slots);
+	}
+	free(b->pools);
+	b->pools = NULL;
+	b->npools = 0;
+}
+
+struct pool *
+pool_find(struct broker *b, const char *name)
+{
+	if (name[0] == '\0')
+		return b->npools > 0 ? &b->pools[0] : NULL;
+	for (size_t i = 0; i < b->npools; i++)
+		if (strcmp(b->pools[i].cfg->name, name) == 0)
+			return &b->pools[i];
+	return NULL;
+}
+
+int
+pool_total_size(const struct broker *b)
+{
+	int n = 0;
+
+	for (size_t i = 0; i < b->npools; i++)
+		n += b->pools[i].size;
+	return n;
+}
+
+int
+pool_total_leased(const struct broker *b)
+{
+	int n = 0;
+
+	for (size_t i = 0; i < b->npools; i++)
+		n += b->pools[i].nleased;
+	return n;
+}
+
+/* --- growing and reconnecting ------------------------------------------- */
+
+static void
+retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct pool *p = w->data;
+
+	(void)loop;
+	(void)revents;
+	p->retry_at = 0;
+	pool_fill(p);
+}
+
+static void
+slot_connect(struct slot *slot)
+{
+	struct pool *p = slot->pool;
+
+	p->size++;
+	p->connecting++;
+	slot->created_at = ev_now(p->broker->loop);
+	slot->recycle = false;
+	set_state(slot, SHM_SLOT_CONNECTING);
+	backend_connect(slot);
+}
+
+/*
+ * Opens backends while the pool is under min_size or has more waiters than
+ * connections on their way, never beyond max_size, never while backing off.
+ * Until a connection has shown the server's version, one connects alone:
+ * the version decides the startup options of the others.
+ */
+static void
+pool_fill(struct pool *p)
+{
+	struct broker *b = p->broker;
+	int want;
+
+	if (b->draining || b->stopping)
+		return;
+	if (p->retry_at > 0)
+		return;		/* the retry timer calls again */
+	want = p->cfg->min_size - p->size;
+	if (p->nwaiting - p->connecting > want)
+		want = p->nwaiting - p->connecting;
+	if (want > p->nslots - p->size)
+		want = p->nslots - p->size;
+	if (p->server_version == 0) {
+		if (p->connecting > 0)
+			return;
+		if (want > 1)
+			want = 1;
+	}
+	for (int j = 0; j < p->nslots && want > 0; j++) {
+		if (p->slots[j].state == SHM_SLOT_EMPTY) {
+			slot_connect(&p->slots[j]);
+			want--;
+		}
+	}
+}
+
+void
+pool_slot_connected(struct slot *slot, bool ok, const char *error)
+{
+	struct pool *p = slot->pool;
+	struct broker *b = p->broker;
+	double now = ev_now(b->loop);
+
+	p->connecting--;
+	if (!ok) {
+		double u = broker_random01(b);
+		double delay;
+
+		p->failures++;
+		delay = backoff_delay(p->cfg->initial_backoff, p->cfg->max_backoff,
+				      p->cfg->jitter, p->failures, u);
+		snprintf(p->last_error, sizeof(p->last_error), "%s", error);
+		log_warnx("connect failed pool=%s slot=%u failures=%u retry_in=%.3fs: %s",
+			  p->cfg->name, slot->index, p->failures, delay, error);
+		backend_free(slot);
+		p->size--;
+		set_state(slot, SHM_SLOT_EMPTY);
+		shm_begin(&b->shm);
+		b->shm.pools[p->index].connect_failures++;
+		b->shm.pools[p->index].backoff_until_ms = clock_real_ms() + (int64_t)(delay * 1000);
+		shm_end(&b->shm);
+		if (b->stopping) {
+			broker_check_done(b);
+			return;
+		}
+		p->retry_at = now + delay;
+		ev_timer_stop(b->loop, &p->retry_timer);
+		ev_timer_set(&p->retry_timer, delay, 0.);
+		ev_timer_start(b->loop, &p->retry_timer);
+		return;
+	}
+
+	if (p->failures > 0)
+		log_info("connected again pool=%s after %u failed attempts", p->cfg->name,
+			 p->failures);
+	p->failures = 0;
+	p->last_error[0] = '\0';
+	shm_begin(&b->shm);
+	b->shm.pools[p->index].connects++;
+	b->shm.pools[p->index].backoff_until_ms = 0;
+	shm_end(&b->shm);
+	log_debug("connected pool=%s slot=%u backend_pid=%d", p->cfg->name, slot->index,
+		  slot->backend_pid);
+
+	bool first = p->server_version == 0;
+	p->server_version = PQserverVersion(slot->conn);
+	if (first && p->server_version >= 140000 && p->cfg->connection_check_interval > 0 &&
+	    !slot->with_check_interval) {
+		/* The probe lacks client_connection_check_interval: open it again. */
+		slot->recycle = true;
+	}
+	if (b->stopping || b->draining)
+		slot->recycle = true;
+	pool_slot_ready(slot);
+	pool_fill(p);
+}
+
+/* --- leasing ------------------------------------------------------------ */
+
+static void
+idle_remove(struct slot *slot)
+{
+	struct pool *p = slot->pool;
+
+	TAILQ_REMOVE(&p->idle, slot, idle_link);
+	p->nidle--;
+}
+
+static void
+slot_close(struct slot *slot, enum slot_close_how how, const char *why)
+{
+	if (slot->state == SHM_SLOT_IDLE)
+		idle_remove(slot);
+	slot->close_reason = why;
+	set_state(slot, SHM_SLOT_CLOSING);
+	backend_close(slot, how);
+}
+
+static void
+req_free(struct acquire_req *req)
+{
+	struct broker *b = req->pool->broker;
+
+	ev_timer_stop(b->loop, &req->timer);
+	if (req->queued) {
+		TAILQ_REMOVE(&req->pool->waiters, req, queue);
+		req->pool->nwaiting--;
+		req->queued = false;
+		publish_pool(req->pool);
+	}
+	if (req->validating != NULL)
+		req->validating->req = NULL;
+	TAILQ_REMOVE(&req->session->requests, req, owner);
+	req->session->nrequests--;
+	free(req);
+}
+
+void
+pool_forget_request(struct acquire_req *req)
+{
+	req_free(req);
+}
+
+/* Grants slot (not idle-listed, watchers stopped) to a session. */
+static void
+grant(struct slot *slot, struct session *s, uint64_t request_id, double started)
+{
+	struct pool *p = slot->pool;
+	struct broker *b = p->broker;
+	double now = ev_now(b->loop);
+
+	do
+		slot->lease_id = (uint64_t)b->incarnation << 32 | ++b->lease_seq;
+	while ((uint32_t)slot->lease_id == 0);
+	slot->holder = s;
+	slot->leased_at = now;
+	slot->lease_count++;
+	p->nleased++;
+	slot->state = SHM_SLOT_LEASED;
+
+	/* Counted before the GRANT goes: a holder reading the segment sees its lease. */
+	uint64_t wait_us = (uint64_t)((now - started) * 1e6);
+	struct shm_pool *sp = &b->shm.pools[p->index];
+	shm_begin(&b->shm);
+	sp->leases++;
+	sp->acquire_wait_us_total += wait_us;
+	if (wait_us > sp->acquire_wait_us_max)
+		sp->acquire_wait_us_max = wait_us;
+	shm_end(&b->shm);
+	pool_publish(slot);
+
+	if (session_grant(s, request_id, slot) != 0) {
+		/* The fd never left: the backend is as clean as before. */
+		shm_begin(&b->shm);
+		sp->leases--;
+		sp->acquire_wait_us_total -= wait_us;
+		shm_end(&b->shm);
+		p->nleased--;
+		slot->lease_count--;
+		slot->holder = NULL;
+		pool_slot_ready(slot);
+		session_close(s, "cannot send to the client");
+	}
+}
+
+static bool
+needs_validation(const struct slot *slot, double now)
+{
+	double after = slot->pool->cfg->validate_after;
+
+	return after == 0 || now - slot->idle_since > after;
+}
+
+/* The idle slot to lease to session s: the one it used last, else the most recent. */
+static struct slot *
+pick_idle(struct pool *p, struct session *s)
+{
+	struct slot *last = s->last_used[p->index];
+
+	if (last != NULL && last->state == SHM_SLOT_IDLE)
+		return last;
+	return TAILQ_FIRST(&p->idle);
+}
+
+static void
+req_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct acquire_req *req = w->data;
+	struct pool *p = req->pool;
+	double waited = ev_now(loop) - req->started;
+
+	(void)revents;
+	POOL_COUNT(p, acquire_timeouts, 1);
+	if (p->failures > 0 && p->last_error[0] != '\0')
+		session_error(req->session, req->request_id, PGL_EUNAVAILABLE,
+			      "pool \"%s\" cannot connect to PostgreSQL: %s", p->cfg->name,
+			      p->last_error);
+	else
+		session_error(req->session, req->request_id, PGL_ETIMEOUT,
+			      "no backend of pool \"%s\" became free within %.0f ms",
+			      p->cfg->name, waited * 1000);
+	req_free(req);
+}
+
+static struct acquire_req *
+req_new(struct pool *p, struct session *s, uint64_t request_id, double timeout)
+{
+	struct broker *b = p->broker;
+	struct acquire_req *req = calloc(1, sizeof(*req));
+
+	if (req == NULL)
+		return NULL;
+	req->pool = p;
+	req->session = s;
+	req->request_id = request_id;
+	req->started = ev_now(b->loop);
+	ev_init(&req->timer, req_timeout_cb);
+	req->timer.data = req;
+	ev_timer_set(&req->timer, timeout, 0.);
+	ev_timer_start(b->loop, &req->timer);
+	TAILQ_INSERT_TAIL(&s->requests, req, owner);
+	s->nrequests++;
+	return req;
+}
+
+/* Starts validating slot for req. */
+static void
+validate_for(struct slot *slot, struct acquire_req *req)
+{
+	idle_remove(slot);
+	backend_stop(slot);
+	slot->req = req;
+	req->validating = slot;
+	set_state(slot, SHM_SLOT_VALIDATING);
+	backend_validate(slot);
+}
+
+/* Serves a request that has a deadline: an idle slot, or the queue. */
+static void
+dispatch(struct acquire_req *req)
+{
+	struct pool *p = req->pool;
+	struct slot *slot = pick_idle(p, req->session);
+
+	if (slot != NULL) {
+		if (needs_validation(slot, ev_now(p->broker->loop))) {
+			validate_for(slot, req);
+			return;
+		}
+		struct session *s = req->session;
+		uint64_t id = req->request_id;
+		double started = req->started;
+
+		req_free(req);
+		idle_remove(slot);
+		backend_stop(slot);
+		grant(slot, s, id, started);
+		return;
+	}
+	TAILQ_INSERT_TAIL(&p->waiters, req, queue);
+	req->queued = true;
+	p->nwaiting++;
+	publish_pool(p);
+	pool_fill(p);
+}
+
+void
+pool_acquire(struct pool *p, struct session *s, uint64_t request_id, int32_t timeout_ms)
+{
+	struct broker *b = p->broker;
+	double now = ev_now(b->loop);
+	double timeout = timeout_ms < 0 ? p->cfg->acquire_timeout : timeout_ms / 1000.0;
+	struct slot *slot = pick_idle(p, s);
+
+	/* The common case allocates nothing: an idle slot, fresh enough. */
+	if (slot != NULL && !needs_validation(slot, now)) {
+		idle_remove(slot);
+		backend_stop(slot);
+		grant(slot, s, request_id, now);
+		return;
+	}
+	if (slot == NULL && timeout <= 0) {
+		POOL_COUNT(p, acquire_timeouts, 1);
+		if (p->size == 0 && p->failures > 0)
+			session_error(s, request_id, PGL_EUNAVAILABLE,
+				      "pool \"%s\" cannot connect to PostgreSQL: %s", p->cfg->name,
+				      p->last_error);
+		else
+			session_error(s, request_id, PGL_ETIMEOUT,
+				      "no idle backend in pool \"%s\"", p->cfg->name);
+		pool_fill(p);
+		return;
+	}
+
+	/* A validation still needs its own deadline: at least the health check's. */
+	struct acquire_req *req = req_new(p, s, request_id, timeout > 0 ? timeout : 1e9);
+	if (req == NULL) {
+		session_error(s, request_id, PGL_ENOMEM, "the broker is out of memory");
+		return;
+	}
+	dispatch(req);
+}
+
+/* --- the slot comes back ------------------------------------------------ */
+
+/* A slot fit to lend: to the first waiter, else onto the idle list. */
+static void
+pool_slot_ready(struct slot *slot)
+{
+	struct pool *p = slot->pool;
+	struct broker *b = p->broker;
+	double now = ev_now(b->loop);
+
+	if (slot->recycle || b->draining || b->stopping) {
+		slot_close(slot, SLOT_CLOSE_TERMINATE, slot->recycle ? "recycled" : "shutting down");
+		return;
+	}
+	slot->idle_since = now;
+	if (!TAILQ_EMPTY(&p->waiters)) {
+		struct acquire_req *req = TAILQ_FIRST(&p->waiters);
+		struct session *s = req->session;
+		uint64_t id = req->request_id;
+		double started = req->started;
+
+		/* Just connected or just reset: no validation needed. */
+		req_free(req);
+		backend_stop(slot);
+		grant(slot, s, id, started);
+		return;
+	}
+	TAILQ_INSERT_HEAD(&p->idle, slot, idle_link);
+	p->nidle++;
+	set_state(slot, SHM_SLOT_IDLE);
+	backend_watch_idle(slot);
+}
+
+void
+pool_slot_validated(struct slot *slot, bool ok, const char *why)
+{
+	struct pool *p = slot->pool;
+	struct acquire_req *req = slot->req;
+
+	slot->req = NULL;
+	if (slot->terminate_for != NULL) {
+		slot->terminate_for = NULL;
+		if (!ok)
+			log_warnx("pg_terminate_backend failed pool=%s: %s", p->cfg->name, why);
+	} else if (!ok) {
+		POOL_COUNT(p, health_check_failures, 1);
+		log_warnx("health check failed pool=%s slot=%u backend_pid=%d: %s; replacing",
+			  p->cfg->name, slot->index, slot->backend_pid, why);
+	}
+	if (req != NULL)
+		req->validating = NULL;
+
+	if (!ok) {
+		slot_close(slot, SLOT_CLOSE_ABORT, "health check failed");
+		if (req != NULL)
+			dispatch(req);
+		return;
+	}
+	if (req == NULL) {
+		pool_slot_ready(slot);
+		return;
+	}
+
+	struct session *s = req->session;
+	uint64_t id = req->request_id;
+	double started = req->started;
+
+	req_free(req);
+	grant(slot, s, id, started);
+}
+
+void
+pool_release(struct slot *slot, int state)
+{
+	struct pool *p = slot->pool;
+	struct broker *b = p->broker;
+
+	p->nleased--;
+	slot->holder = NULL;
+	if (state == WIRE_RELEASE_BROKEN) {
+		log_info("lease discarded pool=%s slot=%u backend_pid=%d: replacing", p->cfg->name,
+			 slot->index, slot->backend_pid);
+		slot_close(slot, SLOT_CLOSE_ABORT, "discarded by its holder");
+		return;
+	}
+	if (b->draining || b->stopping) {
+		slot_close(slot, state == WIRE_RELEASE_UNKNOWN ? SLOT_CLOSE_ABORT :
+			   SLOT_CLOSE_TERMINATE, "shutting down");
+		return;
+	}
+	set_state(slot, SHM_SLOT_RESETTING);
+	backend_reset(slot, state != WIRE_RELEASE_CLEAN);
+}
+
+void
+pool_slot_reset(struct slot *slot, bool ok, const char *why)
+{
+	struct pool *p = slot->pool;
+
+	if (ok) {
+		POOL_COUNT(p, resets, 1);
+		pool_slot_ready(slot);
+		return;
+	}
+	POOL_COUNT(p, reset_failures, 1);
+	log_warnx("reset failed pool=%s slot=%u backend_pid=%d: %s; replacing", p->cfg->name,
+		  slot->index, slot->backend_pid, why);
+	slot_close(slot, SLOT_CLOSE_ABORT, "reset failed");
+}
+
+void
+pool_orphan(struct slot *slot, const char *why)
+{
+	struct pool *p = slot->pool;
+	double age = ev_now(p->broker->loop) - slot->leased_at;
+
+	POOL_COUNT(p, orphaned_leases, 1);
+	log_info("lease orphaned pool=%s slot=%u backend_pid=%d holder_pid=%d age=%.3fs: %s",
+		 p->cfg->name, slot->index, slot->backend_pid,
+		 slot->holder != NULL ? (int)slot->holder->pid : 0, age, why);
+	p->nleased--;
+	slot->holder = NULL;
+	slot_close(slot, SLOT_CLOSE_ABORT, "orphaned");
+}
+
+void
+pool_cancel_query(struct slot *slot)
+{
+	if (slot->state == SHM_SLOT_LEASED)
+		backend_cancel(slot);
+}
+
+void
+pool_slot_lost(struct slot *slot, const char *why)
+{
+	struct pool *p = slot->pool;
+
+	log_info("idle backend lost pool=%s slot=%u backend_pid=%d: %s; replacing",
+		 p->cfg->name, slot->index, slot->backend_pid, why);
+	slot_close(slot, SLOT_CLOSE_TERMINATE, "lost");
+}
+
+void
+pool_slot_stuck(struct slot *victim)
+{
+	struct pool *p = victim->pool;
+	struct slot *slot = TAILQ_FIRST(&p->idle);
+
+	log_warnx("backend did not end pool=%s slot=%u backend_pid=%d; terminating it",
+		  p->cfg->name, victim->index, victim->backend_pid);
+	if (slot == NULL) {
+		log_warnx("no idle connection of pool=%s to run pg_terminate_backend(%d) on",
+			  p->cfg->name, victim->backend_pid);
+		return;
+	}
+	idle_remove(slot);
+	backend_stop(slot);
+	set_state(slot, SHM_SLOT_VALIDATING);
+	backend_terminate_other(slot, victim);
+}
+
+void
+pool_slot_closed(struct slot *slot)
+{
+	struct pool *p = slot->pool;
+	struct broker *b = p->broker;
+
+	log_debug("closed pool=%s slot=%u: %s", p->cfg->name, slot->index,
+		  slot->close_reason != NULL ? slot->close_reason : "-");
+	slot->close_reason = NULL;
+	p->size--;
+	set_state(slot, SHM_SLOT_EMPTY);
+	if (b->stopping || b->draining)
+		broker_check_done(b);
+	else
+		pool_fill(p);
+}
+
+/* --- stopping ----------------------------------------------------------- */
+
+void
+pool_drain_waiters(struct broker *b)
+{
+	for (size_t i = 0; i < b->npools; i++) {
+		struct pool *p = &b->pools[i];
+
+		while (!TAILQ_EMPTY(&p->waiters)) {
+			struct acquire_req *req = TAILQ_FIRST(&p->waiters);
+			session_error(req->session, req->request_id, PGL_EDRAINING,
+				      "the broker is shutting down");
+			req_free(req);
+		}
+		for (int j = 0; j < p->nslots; j++) {
+			struct acquire_req *req = p->slots[j].req;
+			if (req != NULL) {
+				session_error(req->session, req->request_id, PGL_EDRAINING,
+					      "the broker is shutting down");
+				req_free(req);
+			}
+		}
+		ev_timer_stop(b->loop, &p->retry_timer);
+	}
+}
+
+void
+pool_close_all(struct broker *b, bool force)
+{
+	for (size_t i = 0; i < b->npools; i++) {
+		struct pool *p = &b->pools[i];
+
+		for (int j = 0; j < p->nslots; j++) {
+			struct slot *slot = &p->slots[j];
+
+			switch (slot->state) {
+			case SHM_SLOT_IDLE:
+				slot_close(slot, SLOT_CLOSE_TERMINATE, "shutting down");
+				break;
+			case SHM_SLOT_CONNECTING:
+				p->connecting--;
+				slot_close(slot, SLOT_CLOSE_ABORT, "shutting down");
+				break;
+			case SHM_SLOT_VALIDATING:
+			case SHM_SLOT_RESETTING:
+				slot_close(slot, SLOT_CLOSE_ABORT, "shutting down");
+				break;
+			case SHM_SLOT_LEASED:
+				if (force) {
+					struct session *s = slot->holder;
+					if (s != NULL)
+						session_drop_lease(s, slot);
+					p->nleased--;
+					slot->holder = NULL;
+					slot_close(slot, SLOT_CLOSE_ABORT, "broker stopped");
+				}
+				break;
+			default:
+				break;
+			}
+		}
+	}
+}

@@ -1,0 +1,482 @@
+/*
+ * session.c - one client connection: accept, identity, requests, leases.
+ *
+ * A client's fault (a malformed message, a send that cannot go through) is
+ * logged once and closes that client only: its leases are orphaned, its
+ * queued requests dropped; everyone else is served on.
+ */
+#include "autoconf.h"
+
+#include "broker/session.h"
+#include "common/fdpass.h"
+#include "common/log.h"
+#include "common/wire.h"
+#include "pglease.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+static void session_read_cb(struct ev_loop *loop, ev_io *w, int revents);
+static void session_pid_cb(struct ev_loop *loop, ev_io *w, int revents);
+
+/* Sessions closed during this loop iteration, freed once it is over. */
+static TAILQ_HEAD(, session) graveyard = TAILQ_HEAD_INITIALIZER(graveyard);
+static ev_check reaper;
+
+static void
+reap_cb(struct ev_loop *loop, ev_check *w, int revents)
+{
+	(void)revents;
+	while (!TAILQ_EMPTY(&graveyard)) {
+		struct session *s = TAILQ_FIRST(&graveyard);
+		TAILQ_REMOVE(&graveyard, s, link);
+		free(s->leases);
+		free(s);
+	}
+	ev_check_stop(loop, w);
+}
+
+static int
+send_msg(struct session *s, const struct wire_msg *m, int fd)
+{
+	uint8_t buf[WIRE_MESSAGE_MAX];
+	size_t len = wire_encode(m, buf, sizeof(buf));
+
+	if (len == 0) {
+		log_error("cannot encode %s for client pid=%d", wire_type_name(m->h.type), (int)s->pid);
+		return -1;
+	}
+	if (fdpass_send(s->fd, buf, len, fd) < 0) {
+		log_info("cannot send %s to client pid=%d: %s", wire_type_name(m->h.type),
+			 (int)s->pid, errno == EAGAIN ? "it does not read its socket" : strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+void
+session_error(struct session *s, uint64_t request_id, int code, const char *fmt, ...)
+{
+	struct wire_msg m = { .h = { .type = PGL_MSG_SESSION_ERROR, .request_id = request_id } };
+	va_list ap;
+
+	if (s->closing)
+		return;
+	m.u.error.code = (uint16_t)code;
+	va_start(ap, fmt);
+	vsnprintf(m.u.error.message, sizeof(m.u.error.message), fmt, ap);
+	va_end(ap);
+	/* A failure shows up as a closed or unreadable socket soon enough. */
+	(void)send_msg(s, &m, -1);
+}
+
+int
+session_grant(struct session *s, uint64_t request_id, struct slot *slot)
+{
+	struct wire_msg m = { .h = { .type = PGL_MSG_LEASE_GRANT, .request_id = request_id } };
+
+	if (s->closing || s->nleases >= s->broker->cfg->broker.max_leases_per_client)
+		return -1;
+	m.u.grant.lease_id = slot->lease_id;
+	m.u.grant.slot = slot->index;
+	m.u.grant.backend_pid = (uint32_t)slot->backend_pid;
+	m.u.grant.params = slot->params;
+	m.u.grant.params_len = slot->params_len;
+	if (send_msg(s, &m, slot->fd) != 0)
+		return -1;
+	s->leases[s->nleases++] = slot;
+	s->last_used[slot->pool->index] = slot;
+	return 0;
+}
+
+void
+session_drop_lease(struct session *s, struct slot *slot)
+{
+	for (int i = 0; i < s->nleases; i++) {
+		if (s->leases[i] == slot) {
+			s->leases[i] = s->leases[--s->nleases];
+			return;
+		}
+	}
+}
+
+void
+session_close(struct session *s, const char *why)
+{
+	struct broker *b = s->broker;
+
+	if (s->closing)
+		return;
+	s->closing = true;
+	log_debug("client closed pid=%d uid=%u leases=%d: %s", (int)s->pid, (unsigned)s->uid,
+		  s->nleases, why);
+	ev_io_stop(b->loop, &s->io);
+	if (s->pidfd >= 0) {
+		ev_io_stop(b->loop, &s->pid_io);
+		close(s->pidfd);
+		s->pidfd = -1;
+	}
+	while (!TAILQ_EMPTY(&s->requests))
+		pool_forget_request(TAILQ_FIRST(&s->requests));
+	while (s->nleases > 0) {
+		struct slot *slot = s->leases[--s->nleases];
+		pool_orphan(slot, why);
+	}
+	close(s->fd);
+	s->fd = -1;
+	TAILQ_REMOVE(&b->sessions, s, link);
+	b->nsessions--;
+	TAILQ_INSERT_TAIL(&graveyard, s, link);
+	if (!ev_is_active(&reaper)) {
+		ev_check_init(&reaper, reap_cb);
+		ev_check_start(b->loop, &reaper);
+	}
+	broker_check_done(b);
+}
+
+void
+session_close_all(struct broker *b)
+{
+	while (!TAILQ_EMPTY(&b->sessions))
+		session_close(TAILQ_FIRST(&b->sessions), "the broker is stopping");
+	reap_cb(b->loop, &reaper, 0);
+}
+
+/* A client's fault: said once, in the log and to the client, then it is closed. */
+static void
+protocol_error(struct session *s, uint64_t request_id, const char *why)
+{
+	log_warnx("protocol error from client pid=%d uid=%u: %s; disconnecting it",
+		  (int)s->pid, (unsigned)s->uid, why);
+	session_error(s, request_id, PGL_EPROTO, "protocol error: %s", why);
+	session_close(s, why);
+}
+
+/* --- identity ----------------------------------------------------------- */
+
+static bool
+in_list(const uint32_t *ids, size_t n, uint32_t id)
+{
+	for (size_t i = 0; i < n; i++)
+		if (ids[i] == id)
+			return true;
+	return false;
+}
+
+/* The broker's own user, allowed_uids, or a group of allowed_gids. */
+static bool
+peer_allowed(const struct session *s)
+{
+	const struct broker_config *bc = &s->broker->cfg->broker;
+
+	if (s->uid == s->broker->uid || in_list(bc->allowed_uids, bc->n_allowed_uids, s->uid))
+		return true;
+	if (bc->n_allowed_gids == 0)
+		return false;
+	if (in_list(bc->allowed_gids, bc->n_allowed_gids, s->gid))
+		return true;
+
+	gid_t groups[256];
+	socklen_t len = sizeof(groups);
+	if (getsockopt(s->fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) != 0)
+		return false;
+	for (size_t i = 0; i < len / sizeof(gid_t); i++)
+		if (in_list(bc->allowed_gids, bc->n_allowed_gids, groups[i]))
+			return true;
+	return false;
+}
+
+/* --- requests ----------------------------------------------------------- */
+
+static struct slot *
+find_lease(struct session *s, uint64_t lease_id)
+{
+	for (int i = 0; i < s->nleases; i++)
+		if (s->leases[i]->lease_id == lease_id)
+			return s->leases[i];
+	return NULL;
+}
+
+static void
+on_hello(struct session *s, const struct wire_msg *m)
+{
+	struct broker *b = s->broker;
+	uint16_t lo = m->u.hello.version_min > WIRE_VERSION_MIN ? m->u.hello.version_min :
+		      WIRE_VERSION_MIN;
+	uint16_t hi = m->u.hello.version_max < WIRE_VERSION_MAX ? m->u.hello.version_max :
+		      WIRE_VERSION_MAX;
+
+	if (s->welcomed) {
+		protocol_error(s, m->h.request_id, "a second HELLO");
+		return;
+	}
+	if (lo > hi) {
+		char why[128];
+		snprintf(why, sizeof(why), "client speaks protocol %u..%u, the broker %d..%d",
+			 m->u.hello.version_min, m->u.hello.version_max, WIRE_VERSION_MIN,
+			 WIRE_VERSION_MAX);
+		protocol_error(s, m->h.request_id, why);
+		return;
+	}
+	if (!peer_allowed(s)) {
+		log_warnx("client denied uid=%u gid=%u pid=%d: not in allowed_uids/allowed_gids",
+			  (unsigned)s->uid, (unsigned)s->gid, (int)s->pid);
+		session_error(s, m->h.request_id, PGL_EDENIED,
+			      "user %u may not use this broker (allowed_uids, allowed_gids)",
+			      (unsigned)s->uid);
+		session_close(s, "denied");
+		return;
+	}
+
+	struct wire_msg w = { .h = { .type = PGL_MSG_SESSION_WELCOME,
+				     .request_id = m->h.request_id } };
+	w.u.welcome.version = hi;
+	w.u.welcome.broker_pid = (uint32_t)getpid();
+	w.u.welcome.incarnation = b->incarnation;
+	snprintf(w.u.welcome.shm_name, sizeof(w.u.welcome.shm_name), "%s", b->cfg->broker.shm_name);
+	if (send_msg(s, &w, -1) != 0) {
+		session_close(s, "cannot send WELCOME");
+		return;
+	}
+	s->welcomed = true;
+}
+
+static void
+on_acquire(struct session *s, const struct wire_msg *m)
+{
+	struct broker *b = s->broker;
+	uint64_t id = m->h.request_id;
+
+	if (b->draining) {
+		session_error(s, id, PGL_EDRAINING, "the broker is shutting down");
+		return;
+	}
+
+	struct pool *p = pool_find(b, m->u.acquire.pool);
+	if (p == NULL) {
+		session_error(s, id, PGL_ENOPOOL, "no pool named \"%s\"", m->u.acquire.pool);
+		return;
+	}
+	int max = b->cfg->broker.max_leases_per_client;
+	if (s->nleases + s->nrequests >= max) {
+		session_error(s, id, PGL_ELIMIT, "this client already holds or awaits %d leases "
+			      "(max_leases_per_client = %d)", s->nleases + s->nrequests, max);
+		return;
+	}
+	pool_acquire(p, s, id, m->u.acquire.timeout_ms);
+}
+
+static void
+on_release(struct session *s, const struct wire_msg *m)
+{
+	uint64_t lease = m->u.release.lease_id;
+	struct slot *slot;
+
+	if (wire_lease_incarnation(lease) != s->broker->incarnation) {
+		session_error(s, m->h.request_id, PGL_ESTALE, "lease %016" PRIx64 " belongs to "
+			      "another run of the broker", lease);
+		return;
+	}
+	slot = find_lease(s, lease);
+	if (slot == NULL) {
+		session_error(s, m->h.request_id, PGL_ESTALE,
+			      "lease %016" PRIx64 " is not held by this client", lease);
+		return;
+	}
+	session_drop_lease(s, slot);
+	pool_release(slot, m->u.release.state);
+}
+
+static void
+on_cancel(struct session *s, const struct wire_msg *m)
+{
+	/* Only a live lease of this very client: a late cancel never hits the next holder. */
+	struct slot *slot = find_lease(s, m->u.cancel.lease_id);
+
+	if (slot != NULL)
+		pool_cancel_query(slot);
+}
+
+static void
+handle(struct session *s, const struct wire_msg *m)
+{
+	if (!s->welcomed && m->h.type != PGL_MSG_SESSION_HELLO) {
+		protocol_error(s, m->h.request_id, "a request before HELLO");
+		return;
+	}
+	switch (m->h.type) {
+	case PGL_MSG_SESSION_HELLO:
+		on_hello(s, m);
+		break;
+	case PGL_MSG_LEASE_ACQUIRE:
+		on_acquire(s, m);
+		break;
+	case PGL_MSG_LEASE_RELEASE:
+		on_release(s, m);
+		break;
+	case PGL_MSG_LEASE_CANCEL:
+		on_cancel(s, m);
+		break;
+	default:
+		protocol_error(s, m->h.request_id, "a message only the broker sends");
+		break;
+	}
+}
+
+static void
+session_read_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct session *s = w->data;
+	uint8_t buf[WIRE_MESSAGE_MAX];
+
+	(void)loop;
+	(void)revents;
+	/* A bounded batch: one busy client must not starve the others. */
+	for (int i = 0; i < 32 && !s->closing; i++) {
+		struct wire_msg m;
+		const char *why;
+		ssize_t n = fdpass_recv(s->fd, buf, sizeof(buf), NULL);
+
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return;
+			if (errno == EINTR)
+				continue;
+			if (errno == EPROTO)
+				protocol_error(s, 0, "a message carrying file descriptors");
+			else if (errno == EMSGSIZE)
+				protocol_error(s, 0, "a message longer than any request");
+			else
+				session_close(s, strerror(errno));
+			return;
+		}
+		if (n == 0) {
+			session_close(s, "connection closed by the client");
+			return;
+		}
+		if (wire_decode(buf, (size_t)n, &m, &why) != 0) {
+			protocol_error(s, 0, why);
+			return;
+		}
+		handle(s, &m);
+	}
+}
+
+static void
+session_pid_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct session *s = w->data;
+
+	(void)revents;
+	/*
+	 * A dead process has sent all it ever will: what it queued before
+	 * exiting (its last RELEASE, say) is read first, or a lease given back
+	 * properly would be taken for an orphan.
+	 */
+	while (!s->closing) {
+		struct pollfd p = { .fd = s->fd, .events = POLLIN };
+		if (poll(&p, 1, 0) != 1 || !(p.revents & POLLIN))
+			break;
+		session_read_cb(loop, &s->io, EV_READ);
+	}
+	session_close(s, "the client process exited");
+}
+
+/* --- accepting ---------------------------------------------------------- */
+
+static int
+pidfd_open(pid_t pid)
+{
+#ifdef SYS_pidfd_open
+	return (int)syscall(SYS_pidfd_open, pid, 0);
+#else
+	(void)pid;
+	errno = ENOSYS;
+	return -1;
+#endif
+}
+
+static void
+refuse(int fd, int code, const char *text)
+{
+	struct wire_msg m = { .h = { .type = PGL_MSG_SESSION_ERROR } };
+	uint8_t buf[WIRE_MESSAGE_MAX];
+	size_t len;
+
+	m.u.error.code = (uint16_t)code;
+	snprintf(m.u.error.message, sizeof(m.u.error.message), "%s", text);
+	len = wire_encode(&m, buf, sizeof(buf));
+	if (len > 0 && fdpass_send(fd, buf, len, -1) < 0)
+		log_debug("cannot tell a refused client why: %s", strerror(errno));
+	close(fd);
+}
+
+void
+session_accept(struct broker *b)
+{
+	for (;;) {
+		int fd = accept4(b->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if (errno != EAGAIN && errno != EWOULDBLOCK)
+				log_warn("accept on %s", b->cfg->broker.socket);
+			return;
+		}
+
+		struct ucred cred;
+		socklen_t len = sizeof(cred);
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+			log_warn("SO_PEERCRED");
+			close(fd);
+			continue;
+		}
+		if (b->nsessions >= b->cfg->broker.max_clients) {
+			log_warnx("client refused uid=%u pid=%d: max_clients=%d reached",
+				  (unsigned)cred.uid, (int)cred.pid, b->cfg->broker.max_clients);
+			refuse(fd, PGL_ELIMIT, "the broker serves max_clients clients already");
+			continue;
+		}
+
+		struct session *s = calloc(1, sizeof(*s));
+		int max = b->cfg->broker.max_leases_per_client;
+		if (s == NULL || (s->leases = calloc((size_t)max, sizeof(*s->leases))) == NULL) {
+			free(s);
+			refuse(fd, PGL_ENOMEM, "the broker is out of memory");
+			continue;
+		}
+		s->broker = b;
+		s->fd = fd;
+		s->pid = cred.pid;
+		s->uid = cred.uid;
+		s->gid = cred.gid;
+		s->pidfd = -1;
+		TAILQ_INIT(&s->requests);
+		TAILQ_INSERT_TAIL(&b->sessions, s, link);
+		b->nsessions++;
+		ev_io_init(&s->io, session_read_cb, fd, EV_READ);
+		s->io.data = s;
+		ev_io_start(b->loop, &s->io);
+
+		/* The process itself, not the socket: a forked child may keep that open. */
+		if (cred.pid > 0) {
+			s->pidfd = pidfd_open(cred.pid);
+			if (s->pidfd >= 0) {
+				ev_io_init(&s->pid_io, session_pid_cb, s->pidfd, EV_READ);
+				s->pid_io.data = s;
+				ev_io_start(b->loop, &s->pid_io);
+			} else {
+				log_debug("pidfd_open(%d): %s", (int)cred.pid, strerror(errno));
+			}
+		}
+		log_debug("client connected pid=%d uid=%u", (int)s->pid, (unsigned)s->uid);
+	}
+}

@@ -1,0 +1,54 @@
+/*
+ * session.h - one client connection to the broker: its peer identity, its
+ * requests and the leases it holds.
+ */
+#ifndef PGL_SESSION_H
+#define PGL_SESSION_H
+
+#include "broker/broker.h"
+#include "broker/pool.h"
+
+#include <ev.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+#include <sys/types.h>
+
+struct session {
+	struct broker *broker;
+	TAILQ_ENTRY(session) link;
+	int fd;
+	ev_io io;
+	int pidfd;			/* the peer process, -1 when unknown */
+	ev_io pid_io;
+	pid_t pid;			/* from SO_PEERCRED */
+	uid_t uid;
+	gid_t gid;
+	bool welcomed;
+	bool closing;
+	struct slot **leases;		/* max_leases_per_client of them */
+	int nleases;
+	struct acquire_queue requests;	/* queued or validating ACQUIREs */
+	int nrequests;
+	struct slot *last_used[SHM_MAX_POOLS]; /* per pool: the slot to try first */
+};
+
+/* Accepts the clients waiting on the listening socket. */
+void session_accept(struct broker *b);
+
+/* Sends a GRANT with the slot's fd; records the lease.  -1 when the send failed. */
+int session_grant(struct session *s, uint64_t request_id, struct slot *slot);
+
+/* Sends an ERROR answering request_id. */
+void session_error(struct session *s, uint64_t request_id, int code, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+/* The lease on slot ended (released, orphaned, cut): forgets it. */
+void session_drop_lease(struct session *s, struct slot *slot);
+
+/* Closes the connection; its leases are orphaned, its requests dropped. */
+void session_close(struct session *s, const char *why);
+
+void session_close_all(struct broker *b);
+
+#endif

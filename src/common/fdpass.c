@@ -1,0 +1,105 @@
+/*
+ * fdpass.c - SCM_RIGHTS over SOCK_SEQPACKET, one descriptor per message.
+ */
+#include "autoconf.h"
+
+#include "common/fdpass.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+ssize_t
+fdpass_send(int sock, const void *buf, size_t len, int fd)
+{
+	struct iovec iov = { .iov_base = (void *)(uintptr_t)buf, .iov_len = len };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} control;
+	ssize_t n;
+
+	if (fd >= 0) {
+		memset(&control, 0, sizeof(control));
+		msg.msg_control = control.buf;
+		msg.msg_controllen = sizeof(control.buf);
+		struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	}
+	do
+		n = sendmsg(sock, &msg, MSG_NOSIGNAL);
+	while (n < 0 && errno == EINTR);
+	return n;
+}
+
+/* Closes every descriptor carried by msg's control data. */
+static void
+close_all(struct msghdr *msg)
+{
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(msg); c != NULL; c = CMSG_NXTHDR(msg, c)) {
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t i = 0; i < n; i++) {
+			int fd;
+			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+			close(fd);
+		}
+	}
+}
+
+ssize_t
+fdpass_recv(int sock, void *buf, size_t cap, int *fd)
+{
+	struct iovec iov = { .iov_base = buf, .iov_len = cap };
+	/* Room for a few descriptors, so that surplus ones arrive and get closed
+	 * instead of being dropped by the kernel behind MSG_CTRUNC. */
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(8 * sizeof(int))];
+	} control;
+	struct msghdr msg = {
+		.msg_iov = &iov, .msg_iovlen = 1,
+		.msg_control = control.buf, .msg_controllen = sizeof(control.buf),
+	};
+	ssize_t n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+	int got = -1, count = 0;
+
+	if (fd != NULL)
+		*fd = -1;
+	if (n < 0)
+		return -1;
+	if (msg.msg_flags & MSG_CTRUNC) {
+		close_all(&msg);
+		errno = EPROTO;
+		return -1;
+	}
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		count += (int)k;
+		if (k > 0 && got < 0)
+			memcpy(&got, CMSG_DATA(c), sizeof(int));
+	}
+	if (count > (fd != NULL ? 1 : 0)) {
+		close_all(&msg);
+		errno = EPROTO;
+		return -1;
+	}
+	if (msg.msg_flags & MSG_TRUNC) {
+		close_all(&msg);
+		errno = EMSGSIZE;
+		return -1;
+	}
+	if (fd != NULL)
+		*fd = got;
+	return n;
+}

@@ -1,0 +1,30 @@
+/*
+ * fdpass.h - send and receive one SEQPACKET message with at most one file
+ * descriptor (SCM_RIGHTS).
+ */
+#ifndef PGL_FDPASS_H
+#define PGL_FDPASS_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+/*
+ * Sends len bytes as one message, with fd attached when fd >= 0.  Never
+ * raises SIGPIPE.  Returns len, or -1 with errno (EAGAIN on a full
+ * non-blocking socket, EPIPE when the peer is gone).
+ */
+ssize_t fdpass_send(int sock, const void *buf, size_t len, int fd)
+	__attribute__((warn_unused_result));
+
+/*
+ * Receives one message into buf.  When fd is NULL no descriptor is expected;
+ * otherwise *fd gets the one attached, or -1.  Received descriptors are
+ * close-on-exec.  Returns the message length (0 at end of stream), or -1
+ * with errno: EMSGSIZE when the message was larger than cap, EPROTO when the
+ * control data was truncated or carried more descriptors than allowed (all
+ * of them are closed then), or the error of recvmsg (EAGAIN, EINTR, ...).
+ */
+ssize_t fdpass_recv(int sock, void *buf, size_t cap, int *fd)
+	__attribute__((warn_unused_result));
+
+#endif

@@ -1,0 +1,280 @@
+/*
+ * shm.c - create, update and read the accounting segment.
+ */
+#include "autoconf.h"
+
+#include "common/shm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sched.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static int64_t
+realtime_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static size_t
+segment_size(uint32_t max_pools, uint32_t nslots)
+{
+	return sizeof(struct shm_header) + (size_t)max_pools * sizeof(struct shm_pool) +
+	       (size_t)nslots * sizeof(struct shm_slot);
+}
+
+static bool
+pid_alive(pid_t pid)
+{
+	return pid > 0 && (kill(pid, 0) == 0 || errno == EPERM);
+}
+
+/*
+ * Whether the existing segment on fd belongs to a live broker; fills owner.
+ * A segment too small or not ours counts as dead.
+ */
+static bool
+owner_alive(int fd, pid_t *owner)
+{
+	struct stat st;
+	struct shm_header h;
+
+	*owner = 0;
+	if (fstat(fd, &st) != 0 || (size_t)st.st_size < sizeof(h))
+		return false;
+	if (pread(fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h) || h.magic != SHM_MAGIC)
+		return false;
+	*owner = h.broker_pid;
+	return pid_alive(h.broker_pid) &&
+	       realtime_ms() - h.heartbeat_ms < 2 * SHM_HEARTBEAT_STALE_MS;
+}
+
+int
+shm_create(struct shm *s, const char *name, mode_t mode, uint32_t nslots,
+	   uint32_t incarnation, char *err, size_t errlen)
+{
+	size_t size = segment_size(SHM_MAX_POOLS, nslots);
+	int fd = -1;
+
+	memset(s, 0, sizeof(*s));
+	s->fd = -1;
+	snprintf(s->name, sizeof(s->name), "%s", name);
+	for (int attempt = 0; attempt < 2 && fd < 0; attempt++) {
+		fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+		if (fd >= 0 || errno != EEXIST)
+			break;
+
+		int old = shm_open(name, O_RDONLY | O_CLOEXEC, 0);
+		pid_t owner = 0;
+		if (old >= 0) {
+			bool alive = owner_alive(old, &owner);
+			close(old);
+			if (alive) {
+				snprintf(err, errlen, "shared memory %s belongs to a running broker "
+					 "(pid %d): use another shm_name", name, (int)owner);
+				return -1;
+			}
+		}
+		/* A dead broker's segment: replace it (readers keep their old mapping). */
+		if (shm_unlink(name) != 0 && errno != ENOENT) {
+			snprintf(err, errlen, "cannot remove the stale shared memory %s: %s",
+				 name, strerror(errno));
+			return -1;
+		}
+	}
+	if (fd < 0) {
+		snprintf(err, errlen, "cannot create shared memory %s: %s", name, strerror(errno));
+		return -1;
+	}
+	if (fchmod(fd, mode) != 0 || ftruncate(fd, (off_t)size) != 0) {
+		snprintf(err, errlen, "cannot size shared memory %s: %s", name, strerror(errno));
+		goto fail;
+	}
+
+	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED) {
+		snprintf(err, errlen, "cannot map shared memory %s: %s", name, strerror(errno));
+		goto fail;
+	}
+	s->fd = fd;
+	s->size = size;
+	s->hdr = p;
+	s->pools = (struct shm_pool *)(s->hdr + 1);
+	s->slots = (struct shm_slot *)(s->pools + SHM_MAX_POOLS);
+
+	struct shm_header *h = s->hdr;
+	if (sem_init(&h->lock, 1, 1) != 0) {
+		snprintf(err, errlen, "cannot initialise the shared memory lock: %s",
+			 strerror(errno));
+		shm_destroy(s);
+		return -1;
+	}
+	h->layout_version = SHM_LAYOUT_VERSION;
+	h->header_size = sizeof(struct shm_header);
+	h->pool_size = sizeof(struct shm_pool);
+	h->slot_size = sizeof(struct shm_slot);
+	atomic_store(&h->seq, 0);
+	h->broker_pid = (int32_t)getpid();
+	h->incarnation = incarnation;
+	h->max_pools = SHM_MAX_POOLS;
+	h->nslots = nslots;
+	h->start_time_ms = realtime_ms();
+	h->heartbeat_ms = h->start_time_ms;
+	for (uint32_t i = 0; i < nslots; i++)
+		s->slots[i].pool = -1;
+	/* Last: a reader that sees the magic sees a whole header. */
+	atomic_thread_fence(memory_order_release);
+	h->magic = SHM_MAGIC;
+	return 0;
+fail:
+	close(fd);
+	shm_unlink(name);
+	return -1;
+}
+
+void
+shm_destroy(struct shm *s)
+{
+	if (s->hdr != NULL) {
+		sem_destroy(&s->hdr->lock);
+		munmap(s->hdr, s->size);
+		shm_unlink(s->name);
+	}
+	if (s->fd >= 0)
+		close(s->fd);
+	s->hdr = NULL;
+	s->fd = -1;
+}
+
+void
+shm_begin(struct shm *s)
+{
+	while (sem_wait(&s->hdr->lock) != 0 && errno == EINTR)
+		;
+	atomic_fetch_add_explicit(&s->hdr->seq, 1, memory_order_relaxed);
+	atomic_thread_fence(memory_order_release);
+}
+
+void
+shm_end(struct shm *s)
+{
+	atomic_fetch_add_explicit(&s->hdr->seq, 1, memory_order_release);
+	sem_post(&s->hdr->lock);
+}
+
+int
+shm_snapshot(const char *name, struct shm_snapshot *out)
+{
+	struct stat st;
+	int fd = shm_open(name, O_RDONLY | O_CLOEXEC, 0);
+	int saved;
+
+	memset(out, 0, sizeof(*out));
+	if (fd < 0)
+		return -1;
+	if (fstat(fd, &st) != 0) {
+		saved = errno;
+		close(fd);
+		errno = saved;
+		return -1;
+	}
+	if ((size_t)st.st_size < sizeof(struct shm_header)) {
+		close(fd);
+		errno = EPROTO;
+		return -1;
+	}
+
+	size_t size = (size_t)st.st_size;
+	const void *p = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
+	saved = errno;
+	close(fd);
+	if (p == MAP_FAILED) {
+		errno = saved;
+		return -1;
+	}
+
+	const struct shm_header *h = p;
+	int rc = -1;
+	errno = EPROTO;
+	if (h->magic != SHM_MAGIC || h->layout_version != SHM_LAYOUT_VERSION ||
+	    h->header_size != sizeof(struct shm_header) ||
+	    h->pool_size != sizeof(struct shm_pool) || h->slot_size != sizeof(struct shm_slot) ||
+	    h->max_pools > SHM_MAX_POOLS || segment_size(h->max_pools, h->nslots) > size)
+		goto out;
+
+	const struct shm_pool *pools = (const struct shm_pool *)(h + 1);
+	const struct shm_slot *slots = (const struct shm_slot *)(pools + h->max_pools);
+	out->pools = calloc(h->max_pools, sizeof(*out->pools));
+	out->slots = calloc(h->nslots > 0 ? h->nslots : 1, sizeof(*out->slots));
+	if (out->pools == NULL || out->slots == NULL) {
+		errno = ENOMEM;
+		goto out;
+	}
+
+	errno = EAGAIN;
+	for (int tries = 0; tries < 100000; tries++) {
+		uint32_t before = atomic_load_explicit(&h->seq, memory_order_acquire);
+		if (before & 1) {
+			sched_yield();
+			continue;
+		}
+		memcpy(&out->hdr, h, offsetof(struct shm_header, lock));
+		memcpy(out->pools, pools, h->max_pools * sizeof(*pools));
+		memcpy(out->slots, slots, h->nslots * sizeof(*slots));
+		atomic_thread_fence(memory_order_acquire);
+		if (atomic_load_explicit(&h->seq, memory_order_relaxed) == before) {
+			rc = 0;
+			break;
+		}
+	}
+	if (rc == 0) {
+		if (out->hdr.npools > out->hdr.max_pools)
+			out->hdr.npools = out->hdr.max_pools;
+		out->broker_alive = pid_alive(out->hdr.broker_pid) &&
+				    realtime_ms() - out->hdr.heartbeat_ms <= SHM_HEARTBEAT_STALE_MS;
+	}
+out:
+	saved = errno;
+	munmap((void *)(uintptr_t)p, size);
+	if (rc != 0) {
+		shm_snapshot_free(out);
+		errno = saved;
+	}
+	return rc;
+}
+
+void
+shm_snapshot_free(struct shm_snapshot *snap)
+{
+	free(snap->pools);
+	free(snap->slots);
+	snap->pools = NULL;
+	snap->slots = NULL;
+}
+
+const char *
+shm_slot_state_name(int state)
+{
+	static const char *const names[] = {
+		[SHM_SLOT_EMPTY] = "empty",
+		[SHM_SLOT_CONNECTING] = "connecting",
+		[SHM_SLOT_IDLE] = "idle",
+		[SHM_SLOT_VALIDATING] = "validating",
+		[SHM_SLOT_LEASED] = "leased",
+		[SHM_SLOT_RESETTING] = "resetting",
+		[SHM_SLOT_CLOSING] = "closing",
+	};
+
+	return state >= 0 && state < SHM_SLOT_NSTATES ? names[state] : "unknown";
+}

@@ -1,0 +1,140 @@
+/*
+ * shm.h - the broker's accounting in POSIX shared memory.
+ *
+ * Layout: a header, max_pools pool records, nslots slot records; fixed size,
+ * set when the broker starts.  The broker is the only writer: it holds the
+ * process-shared semaphore in the header across every update and bumps a
+ * sequence counter to odd before and to even after.  Readers never lock
+ * (a read-only mapping cannot): they copy and retry until they saw the same
+ * even sequence on both sides.  Nothing secret is ever stored here.
+ */
+#ifndef PGL_SHM_H
+#define PGL_SHM_H
+
+#include <semaphore.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define SHM_MAGIC UINT64_C(0x31534c4541534c50)	/* "PLSAELS1" */
+#define SHM_LAYOUT_VERSION 1
+#define SHM_MAX_POOLS 64
+#define SHM_NAME_LEN 64
+/* A reader calls the broker down when the heartbeat is older than this. */
+#define SHM_HEARTBEAT_STALE_MS 5000
+
+enum shm_slot_state {
+	SHM_SLOT_EMPTY = 0,
+	SHM_SLOT_CONNECTING,
+	SHM_SLOT_IDLE,
+	SHM_SLOT_VALIDATING,
+	SHM_SLOT_LEASED,
+	SHM_SLOT_RESETTING,
+	SHM_SLOT_CLOSING,
+	SHM_SLOT_NSTATES
+};
+
+struct shm_pool {
+	char name[SHM_NAME_LEN];
+	int32_t min_size;
+	int32_t max_size;
+	uint32_t first_slot;		/* this pool's slot records */
+	uint32_t nslots;
+	int32_t size;			/* non-empty slots */
+	int32_t idle;
+	int32_t leased;
+	int32_t waiting;
+	uint64_t leases;
+	uint64_t acquire_timeouts;
+	uint64_t acquire_wait_us_total;
+	uint64_t acquire_wait_us_max;
+	uint64_t connects;
+	uint64_t connect_failures;
+	uint64_t health_check_failures;
+	uint64_t resets;
+	uint64_t reset_failures;
+	uint64_t orphaned_leases;
+	uint64_t lease_timeouts;
+	int64_t backoff_until_ms;	/* realtime; 0 when not backing off */
+};
+
+struct shm_slot {
+	int32_t state;			/* enum shm_slot_state */
+	int32_t pool;			/* index into the pool records, -1 unused */
+	int32_t backend_pid;
+	int32_t holder_pid;
+	uint64_t lease_id;
+	int64_t created_at_ms;		/* realtime */
+	int64_t leased_at_ms;		/* realtime; 0 when not leased */
+	uint64_t lease_count;
+};
+
+struct shm_header {
+	uint64_t magic;
+	uint32_t layout_version;
+	uint32_t header_size;		/* sizeof(struct shm_header), as written */
+	uint32_t pool_size;		/* sizeof(struct shm_pool) */
+	uint32_t slot_size;		/* sizeof(struct shm_slot) */
+	_Atomic uint32_t seq;		/* odd while an update is under way */
+	int32_t broker_pid;
+	uint32_t incarnation;
+	uint32_t npools;		/* pool records in use */
+	uint32_t max_pools;
+	uint32_t nslots;
+	int64_t start_time_ms;		/* realtime */
+	int64_t heartbeat_ms;		/* realtime, every second */
+	char socket[108];
+	sem_t lock;			/* the writer's, process-shared */
+};
+
+/* The broker's mapping. */
+struct shm {
+	char name[256];
+	int fd;
+	size_t size;
+	struct shm_header *hdr;
+	struct shm_pool *pools;
+	struct shm_slot *slots;
+};
+
+/*
+ * Creates segment name (mode applied exactly, whatever the umask) with room
+ * for nslots slots, and initialises it.  A segment whose broker is dead (pid
+ * gone, or heartbeat stale) is replaced; one whose broker lives is not.
+ * Returns 0, or -1 with a sentence in err.
+ */
+int shm_create(struct shm *s, const char *name, mode_t mode, uint32_t nslots,
+	       uint32_t incarnation, char *err, size_t errlen)
+	__attribute__((warn_unused_result));
+
+/* Unmaps and removes the segment. */
+void shm_destroy(struct shm *s);
+
+/* Brackets every update of the segment by the broker. */
+void shm_begin(struct shm *s);
+void shm_end(struct shm *s);
+
+/* A consistent copy of the whole segment, for readers. */
+struct shm_snapshot {
+	struct shm_header hdr;
+	struct shm_pool *pools;		/* hdr.npools of them */
+	struct shm_slot *slots;		/* hdr.nslots of them */
+	int broker_alive;
+};
+
+/*
+ * Maps segment name read-only and copies it.  Returns 0 with *out filled
+ * (free with shm_snapshot_free), or -1 with errno: ENOENT (no segment),
+ * EPROTO (not a pglease segment, or another layout version), EACCES,
+ * EAGAIN (the writer never let go), ENOMEM.  A dead broker is reported in
+ * out->broker_alive, not as an error.
+ */
+int shm_snapshot(const char *name, struct shm_snapshot *out)
+	__attribute__((warn_unused_result));
+void shm_snapshot_free(struct shm_snapshot *snap);
+
+/* The name of a slot state ("idle"). */
+const char *shm_slot_state_name(int state);
+
+#endif

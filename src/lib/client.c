@@ -1,0 +1,350 @@
+/*
+ * client.c - libpglease's control connection to the broker, its errors,
+ * and what happens to clients across fork() and exit().
+ */
+#include "autoconf.h"
+
+#include "common/clock.h"
+#include "common/fdpass.h"
+#include "lib/client.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define DEFAULT_SOCKET "/run/pglease/pglease.sock"
+/* How long HELLO may take before the broker is called unresponsive. */
+#define HELLO_TIMEOUT_MS 10000
+
+/* Every client of this process, for the fork and exit handlers. */
+static pgl_client *clients;
+static pthread_mutex_t clients_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t handlers_once = PTHREAD_ONCE_INIT;
+
+int
+client_fail(pgl_client *c, int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	c->errcode = code;
+	va_start(ap, fmt);
+	vsnprintf(c->error, sizeof(c->error), fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+/* --- fork and exit ------------------------------------------------------ */
+
+/*
+ * In a forked child: the control connection and every lease belong to the
+ * parent.  The child's copies are made inert, so it can neither talk to a
+ * backend the parent gives back nor keep one alive.
+ */
+static void
+atfork_child(void)
+{
+	int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+
+	pthread_mutex_init(&clients_lock, NULL);
+	for (pgl_client *c = clients; c != NULL; c = c->next) {
+		if (c->fd >= 0) {
+			close(c->fd);
+			c->fd = -1;
+		}
+		for (pgl_lease *l = c->held; l != NULL; l = l->next) {
+			if (l->inert)
+				continue;
+			l->inert = true;
+			if (devnull >= 0)
+				dup3(devnull, l->fd, O_CLOEXEC);
+			else
+				close(l->fd);
+		}
+	}
+	if (devnull >= 0)
+		close(devnull);
+}
+
+/* At exit: what this process still holds goes back (a reset, not a lost backend). */
+static void
+release_at_exit(void)
+{
+	pthread_mutex_lock(&clients_lock);
+	for (pgl_client *c = clients; c != NULL; c = c->next)
+		while (c->held != NULL)
+			pgl_release(c->held);
+	pthread_mutex_unlock(&clients_lock);
+}
+
+static void
+install_handlers(void)
+{
+	pthread_atfork(NULL, NULL, atfork_child);
+	atexit(release_at_exit);
+}
+
+/* --- the connection ----------------------------------------------------- */
+
+pgl_client *
+pgl_open(const char *socket_path)
+{
+	pgl_client *c = calloc(1, sizeof(*c));
+
+	if (c == NULL)
+		return NULL;
+	if (socket_path == NULL || socket_path[0] == '\0')
+		socket_path = getenv("PGLEASE_SOCKET");
+	if (socket_path == NULL || socket_path[0] == '\0')
+		socket_path = DEFAULT_SOCKET;
+	c->path = strdup(socket_path);
+	if (c->path == NULL) {
+		free(c);
+		return NULL;
+	}
+	c->fd = -1;
+	pthread_once(&handlers_once, install_handlers);
+	pthread_mutex_lock(&clients_lock);
+	c->next = clients;
+	if (clients != NULL)
+		clients->prev = c;
+	clients = c;
+	pthread_mutex_unlock(&clients_lock);
+	return c;
+}
+
+void
+pgl_close(pgl_client *c)
+{
+	if (c == NULL)
+		return;
+	while (c->held != NULL)
+		pgl_release(c->held);
+	client_disconnect(c);
+	pthread_mutex_lock(&clients_lock);
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		clients = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	pthread_mutex_unlock(&clients_lock);
+	while (c->spare != NULL) {
+		pgl_lease *l = c->spare;
+		c->spare = l->next;
+		free(l);
+	}
+	free(c->path);
+	free(c);
+}
+
+void
+client_disconnect(pgl_client *c)
+{
+	if (c->fd >= 0 && c->pid == getpid())
+		close(c->fd);
+	c->fd = -1;
+}
+
+int
+client_send(pgl_client *c, const struct wire_msg *m)
+{
+	uint8_t buf[WIRE_MESSAGE_MAX];
+	size_t len = wire_encode(m, buf, sizeof(buf));
+
+	if (len == 0) {
+		errno = EINVAL;
+		return -1;
+	}
+	return fdpass_send(c->fd, buf, len, -1) < 0 ? -1 : 0;
+}
+
+static int
+client_connect(pgl_client *c)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+
+	if (strlen(c->path) >= sizeof(sun.sun_path))
+		return client_fail(c, PGL_EINVAL, "broker socket path too long: %s", c->path);
+	memcpy(sun.sun_path, c->path, strlen(c->path) + 1);
+	c->fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (c->fd < 0)
+		return client_fail(c, PGL_EBROKER, "socket: %s", strerror(errno));
+	c->pid = getpid();
+	int rc;
+	do
+		rc = connect(c->fd, (struct sockaddr *)&sun, sizeof(sun));
+	while (rc != 0 && errno == EINTR);
+	if (rc != 0) {
+		int saved = errno;
+		client_disconnect(c);
+		return client_fail(c, PGL_EBROKER, "cannot connect to the broker at %s: %s",
+				   c->path, strerror(saved));
+	}
+
+	struct wire_msg m = { .h = { .type = PGL_MSG_SESSION_HELLO,
+				     .request_id = ++c->next_request } };
+	m.u.hello.version_min = WIRE_VERSION_MIN;
+	m.u.hello.version_max = WIRE_VERSION_MAX;
+	m.u.hello.pid = (uint32_t)getpid();
+	if (client_send(c, &m) != 0) {
+		int saved = errno;
+		client_disconnect(c);
+		return client_fail(c, PGL_EBROKER, "cannot talk to the broker at %s: %s",
+				   c->path, strerror(saved));
+	}
+	if (client_wait(c, m.h.request_id, clock_mono_ms() + HELLO_TIMEOUT_MS, &m, NULL) != 0) {
+		client_disconnect(c);
+		return -1;
+	}
+	if (m.h.type == PGL_MSG_SESSION_ERROR) {
+		client_disconnect(c);
+		return client_fail(c, m.u.error.code, "%s", m.u.error.message);
+	}
+	if (m.h.type != PGL_MSG_SESSION_WELCOME || m.u.welcome.version < WIRE_VERSION_MIN ||
+	    m.u.welcome.version > WIRE_VERSION_MAX) {
+		client_disconnect(c);
+		return client_fail(c, PGL_EPROTO, "the broker at %s answered HELLO with %s",
+				   c->path, wire_type_name(m.h.type));
+	}
+	c->incarnation = m.u.welcome.incarnation;
+	return 0;
+}
+
+int
+client_ensure(pgl_client *c)
+{
+	if (c->fd >= 0 && c->pid != getpid())
+		c->fd = -1;	/* the parent's: never ours to use or close */
+	if (c->fd >= 0)
+		return 0;
+	return client_connect(c);
+}
+
+/* A GRANT nobody waits for any more: give it straight back. */
+static void
+release_stray(pgl_client *c, const struct wire_msg *m, int fd)
+{
+	struct wire_msg r = { .h = { .type = PGL_MSG_LEASE_RELEASE,
+				     .request_id = ++c->next_request } };
+
+	r.u.release.lease_id = m->u.grant.lease_id;
+	r.u.release.state = WIRE_RELEASE_CLEAN;
+	(void)client_send(c, &r);
+	if (fd >= 0)
+		close(fd);
+}
+
+int
+client_wait(pgl_client *c, uint64_t id, int64_t deadline_ms, struct wire_msg *m, int *fd)
+{
+	for (;;) {
+		int timeout = -1;
+		if (deadline_ms >= 0) {
+			int64_t left = deadline_ms - clock_mono_ms();
+			if (left <= 0) {
+				client_disconnect(c);
+				return client_fail(c, PGL_EBROKER, "the broker at %s did not answer "
+						   "in time", c->path);
+			}
+			timeout = left > 60000 ? 60000 : (int)left;
+		}
+
+		struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
+		int rc = poll(&pfd, 1, timeout);
+		if (rc < 0 && errno == EINTR)
+			continue;
+		if (rc < 0)
+			return client_fail(c, PGL_EBROKER, "poll: %s", strerror(errno));
+		if (rc == 0)
+			continue;
+
+		int got = -1;
+		ssize_t n = fdpass_recv(c->fd, c->buf, sizeof(c->buf), &got);
+		if (n < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (n <= 0) {
+			int saved = n < 0 ? errno : 0;
+			client_disconnect(c);
+			if (saved == EPROTO || saved == EMSGSIZE)
+				return client_fail(c, PGL_EPROTO, "malformed message from the broker");
+			return client_fail(c, PGL_EBROKER, "the broker at %s closed the connection%s%s",
+					   c->path, saved ? ": " : "", saved ? strerror(saved) : "");
+		}
+
+		const char *why;
+		if (wire_decode(c->buf, (size_t)n, m, &why) != 0) {
+			if (got >= 0)
+				close(got);
+			client_disconnect(c);
+			return client_fail(c, PGL_EPROTO, "malformed message from the broker: %s", why);
+		}
+		if (m->h.request_id == id || (m->h.type == PGL_MSG_SESSION_ERROR &&
+					      m->h.request_id == 0)) {
+			if (fd != NULL)
+				*fd = got;
+			else if (got >= 0)
+				close(got);
+			return 0;
+		}
+		/* An answer to an abandoned request, or an ERROR about a RELEASE. */
+		if (m->h.type == PGL_MSG_LEASE_GRANT)
+			release_stray(c, m, got);
+		else if (got >= 0)
+			close(got);
+	}
+}
+
+pgl_lease *
+client_lease_new(pgl_client *c)
+{
+	pgl_lease *l = c->spare;
+
+	if (l != NULL)
+		c->spare = l->next;
+	else if ((l = malloc(sizeof(*l))) == NULL)
+		return NULL;
+	l->client = c;
+	l->fd = -1;
+	l->inert = false;
+	l->pid = getpid();
+	l->prev = NULL;
+	l->next = c->held;
+	if (c->held != NULL)
+		c->held->prev = l;
+	c->held = l;
+	return l;
+}
+
+void
+client_lease_free(pgl_lease *l)
+{
+	pgl_client *c = l->client;
+
+	if (l->prev != NULL)
+		l->prev->next = l->next;
+	else
+		c->held = l->next;
+	if (l->next != NULL)
+		l->next->prev = l->prev;
+	l->next = c->spare;
+	c->spare = l;
+}
+
+const char *
+pgl_error(const pgl_client *c)
+{
+	return c != NULL ? c->error : "no client (pgl_open failed)";
+}
+
+int
+pgl_errcode(const pgl_client *c)
+{
+	return c != NULL ? c->errcode : PGL_EINVAL;
+}

@@ -1,0 +1,67 @@
+/*
+ * client.h - libpglease's internals shared by client.c and lease.c.
+ */
+#ifndef PGL_LIB_CLIENT_H
+#define PGL_LIB_CLIENT_H
+
+#include "common/wire.h"
+#include "pglease.h"
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct pgl_lease {
+	pgl_client *client;
+	uint64_t lease_id;
+	uint32_t slot;
+	int fd;
+	int backend_pid;
+	pid_t pid;			/* the process the lease was granted to */
+	bool inert;			/* inherited across fork(): fd is /dev/null */
+	pgl_lease *next, *prev;		/* the client's held leases, or its free list */
+	uint16_t params_len;
+	char params[WIRE_PARAMS_MAX];
+};
+
+struct pgl_client {
+	char *path;
+	int fd;				/* control socket, -1 when not connected */
+	pid_t pid;			/* the process that opened fd */
+	uint32_t incarnation;		/* of the broker fd is connected to */
+	uint64_t next_request;
+	pgl_lease *held;
+	pgl_lease *spare;		/* released leases, reused without malloc */
+	pgl_client *next, *prev;	/* every client of the process */
+	int errcode;
+	char error[WIRE_TEXT_MAX + 128];
+	uint8_t buf[WIRE_MESSAGE_MAX];
+};
+
+/* Records an error on c; returns -1 for "return client_fail(...)". */
+int client_fail(pgl_client *c, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Connects and says HELLO unless connected in this process already. */
+int client_ensure(pgl_client *c);
+
+/* Drops the control connection (the broker orphans what this process holds on it). */
+void client_disconnect(pgl_client *c);
+
+/* Sends m on the control connection; -1 with errno on failure. */
+int client_send(pgl_client *c, const struct wire_msg *m);
+
+/*
+ * Waits for the answer to request id (a GRANT, WELCOME or ERROR) until
+ * deadline_ms (CLOCK_MONOTONIC ms, -1 none), releasing stray GRANTs of
+ * abandoned requests.  *fd gets a GRANT's descriptor.  Returns 0, or -1 with
+ * the client's error set.
+ */
+int client_wait(pgl_client *c, uint64_t id, int64_t deadline_ms, struct wire_msg *m, int *fd);
+
+/* Lease bookkeeping: link a new lease to its client, unlink one. */
+pgl_lease *client_lease_new(pgl_client *c);
+void client_lease_free(pgl_lease *l);
+
+#endif

@@ -1,0 +1,181 @@
+/*
+ * lease.c - acquire and release leases: the hot path.
+ *
+ * acquire is one ACQUIRE out and one GRANT (with the fd) in; release is one
+ * RELEASE out and a close(), with no answer awaited: the broker resets the
+ * backend after the worker has moved on.
+ */
+#include "autoconf.h"
+
+#include "common/clock.h"
+#include "lib/client.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+/* How long past the broker's own timeout the library waits for its answer. */
+#define GRACE_MS 5000
+
+pgl_lease *
+pgl_acquire(pgl_client *c, const char *pool, int timeout_ms)
+{
+	struct wire_msg m = { .h = { .type = PGL_MSG_LEASE_ACQUIRE } };
+	int fd = -1;
+
+	if (c == NULL)
+		return NULL;
+	c->errcode = PGL_OK;
+	c->error[0] = '\0';
+	if (pool == NULL)
+		pool = "";
+	if (strlen(pool) > WIRE_POOL_NAME_MAX) {
+		client_fail(c, PGL_EINVAL, "pool name longer than %d bytes", WIRE_POOL_NAME_MAX);
+		return NULL;
+	}
+	if (timeout_ms < -1) {
+		client_fail(c, PGL_EINVAL, "timeout_ms %d: use -1, 0 or a positive number",
+			    timeout_ms);
+		return NULL;
+	}
+	memcpy(m.u.acquire.pool, pool, strlen(pool) + 1);
+	m.u.acquire.timeout_ms = timeout_ms;
+
+	/* A broker that restarted shows as a dead connection: reconnect once. */
+	for (int attempt = 0;; attempt++) {
+		if (client_ensure(c) != 0)
+			return NULL;
+		m.h.request_id = ++c->next_request;
+		if (client_send(c, &m) == 0)
+			break;
+		int saved = errno;
+		client_disconnect(c);
+		if (attempt > 0 || (saved != EPIPE && saved != ECONNRESET && saved != ENOTCONN)) {
+			client_fail(c, PGL_EBROKER, "cannot send to the broker at %s: %s", c->path,
+				    strerror(saved));
+			return NULL;
+		}
+	}
+
+	int64_t deadline = timeout_ms < 0 ? -1 : clock_mono_ms() + timeout_ms + GRACE_MS;
+	uint64_t id = m.h.request_id;
+	if (client_wait(c, id, deadline, &m, &fd) != 0)
+		return NULL;
+	if (m.h.type == PGL_MSG_SESSION_ERROR) {
+		client_fail(c, m.u.error.code, "%s", m.u.error.message);
+		if (m.h.request_id == 0)
+			client_disconnect(c);
+		return NULL;
+	}
+	if (m.h.type != PGL_MSG_LEASE_GRANT) {
+		if (fd >= 0)
+			close(fd);
+		client_disconnect(c);
+		client_fail(c, PGL_EPROTO, "the broker answered ACQUIRE with %s",
+			    wire_type_name(m.h.type));
+		return NULL;
+	}
+	if (fd < 0) {
+		/* Give it back untouched, so the broker does not count it as ours. */
+		struct wire_msg r = { .h = { .type = PGL_MSG_LEASE_RELEASE,
+					     .request_id = ++c->next_request } };
+		r.u.release.lease_id = m.u.grant.lease_id;
+		r.u.release.state = WIRE_RELEASE_CLEAN;
+		(void)client_send(c, &r);
+		client_fail(c, PGL_EBROKER, "the broker's GRANT arrived without its file "
+			    "descriptor (a security module such as SELinux or AppArmor may "
+			    "have refused to pass it)");
+		return NULL;
+	}
+
+	pgl_lease *l = client_lease_new(c);
+	if (l == NULL) {
+		struct wire_msg r = { .h = { .type = PGL_MSG_LEASE_RELEASE,
+					     .request_id = ++c->next_request } };
+		r.u.release.lease_id = m.u.grant.lease_id;
+		r.u.release.state = WIRE_RELEASE_CLEAN;
+		(void)client_send(c, &r);
+		close(fd);
+		client_fail(c, PGL_ENOMEM, "out of memory");
+		return NULL;
+	}
+	l->lease_id = m.u.grant.lease_id;
+	l->slot = m.u.grant.slot;
+	l->backend_pid = (int)m.u.grant.backend_pid;
+	l->fd = fd;
+	l->params_len = m.u.grant.params_len;
+	memcpy(l->params, m.u.grant.params, m.u.grant.params_len);
+	return l;
+}
+
+/* Gives l back in state; frees l and closes its fd whatever happens. */
+static int
+give_back(pgl_lease *l, int state)
+{
+	pgl_client *c = l->client;
+	int rc = 0;
+
+	if (l->inert) {
+		rc = client_fail(c, PGL_ESTALE, "this lease was inherited across fork(); "
+				 "it belongs to the parent process");
+	} else if (c->fd < 0 || c->pid != getpid() ||
+		   wire_lease_incarnation(l->lease_id) != c->incarnation) {
+		rc = client_fail(c, PGL_ESTALE, "the broker restarted since this lease was "
+				 "granted; its backend is closed");
+	} else {
+		struct wire_msg m = { .h = { .type = PGL_MSG_LEASE_RELEASE,
+					     .request_id = ++c->next_request } };
+		m.u.release.lease_id = l->lease_id;
+		m.u.release.state = (uint8_t)state;
+		if (client_send(c, &m) != 0) {
+			int saved = errno;
+			client_disconnect(c);
+			rc = client_fail(c, saved == EPIPE || saved == ECONNRESET ? PGL_ESTALE :
+					 PGL_EBROKER, "the broker went away before the lease was "
+					 "released (%s); its backend is closed", strerror(saved));
+		}
+	}
+	/* Closing our copy ends the backend when the broker's copy is gone. */
+	close(l->fd);
+	l->fd = -1;
+	client_lease_free(l);
+	return rc;
+}
+
+int
+pgl_release(pgl_lease *l)
+{
+	if (l == NULL)
+		return -1;
+	/* A raw-fd lease: the library cannot see the stream. */
+	return give_back(l, WIRE_RELEASE_UNKNOWN);
+}
+
+int
+pgl_discard(pgl_lease *l)
+{
+	if (l == NULL)
+		return -1;
+	return give_back(l, WIRE_RELEASE_BROKEN);
+}
+
+int
+pgl_fd(const pgl_lease *l)
+{
+	return l != NULL ? l->fd : -1;
+}
+
+const char *
+pgl_param(const pgl_lease *l, const char *name)
+{
+	if (l == NULL || name == NULL)
+		return NULL;
+	return wire_param(l->params, l->params_len, name);
+}
+
+int
+pgl_backend_pid(const pgl_lease *l)
+{
+	return l != NULL ? l->backend_pid : 0;
+}

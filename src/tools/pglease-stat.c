@@ -1,0 +1,300 @@
+/*
+ * pglease-stat.c - print a broker's pools and slots from its shared memory,
+ * without talking to the broker: a table, JSON, or Prometheus text.
+ */
+#include "autoconf.h"
+
+#include "broker/config.h"
+#include "common/clock.h"
+#include "common/shm.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+enum format { FORMAT_TABLE, FORMAT_JSON, FORMAT_PROMETHEUS };
+
+static void
+usage(FILE *out)
+{
+	fprintf(out,
+		"usage: pglease-stat [-c FILE | -n SHM_NAME] [--json | --prometheus] [--watch SECONDS]\n"
+		"\n"
+		"Prints the pools and slots of a running pgleased from its shared memory.\n"
+		"\n"
+		"  -c, --config FILE      take the segment name from the broker's configuration\n"
+		"  -n, --shm-name NAME    the segment name (default /pglease.main)\n"
+		"  -j, --json             JSON instead of a table\n"
+		"  -p, --prometheus       Prometheus text format\n"
+		"  -w, --watch SECONDS    print again every SECONDS until interrupted\n"
+		"  -V, --version          print the version and exit\n"
+		"  -h, --help             print this help and exit\n"
+		"\n"
+		"Exit status: 0, 2 when the segment is missing or its broker is down, 1 otherwise.\n");
+}
+
+/* A string as a JSON literal (pool names are plain, but be exact). */
+static void
+json_string(const char *s)
+{
+	putchar('"');
+	for (; *s != '\0'; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c == '"' || c == '\\')
+			printf("\\%c", c);
+		else if (c < 0x20)
+			printf("\\u%04x", c);
+		else
+			putchar(c);
+	}
+	putchar('"');
+}
+
+static void
+print_table(const char *name, const struct shm_snapshot *s, int64_t now)
+{
+	const struct shm_header *h = &s->hdr;
+
+	printf("pgleased pid %d, shared memory %s, socket %s, up %" PRId64 " s, "
+	       "heartbeat %.1f s ago\n\n", h->broker_pid, name, h->socket,
+	       (now - h->start_time_ms) / 1000, (double)(now - h->heartbeat_ms) / 1000);
+	printf("%-20s %5s %5s %5s %5s %6s %7s %10s %8s %8s %9s %7s %9s %9s %8s %11s %11s\n",
+	       "POOL", "MIN", "MAX", "SIZE", "IDLE", "LEASED", "WAITING", "LEASES", "TIMEOUTS",
+	       "CONNECTS", "CONN_FAIL", "HC_FAIL", "RESETS", "RESET_FAIL", "ORPHANED",
+	       "WAIT_AVG_US", "WAIT_MAX_US");
+	for (uint32_t i = 0; i < h->npools; i++) {
+		const struct shm_pool *p = &s->pools[i];
+		printf("%-20.63s %5d %5d %5d %5d %6d %7d %10" PRIu64 " %8" PRIu64 " %8" PRIu64
+		       " %9" PRIu64 " %7" PRIu64 " %9" PRIu64 " %9" PRIu64 " %8" PRIu64
+		       " %11" PRIu64 " %11" PRIu64 "\n",
+		       p->name, p->min_size, p->max_size, p->size, p->idle, p->leased, p->waiting,
+		       p->leases, p->acquire_timeouts, p->connects, p->connect_failures,
+		       p->health_check_failures, p->resets, p->reset_failures, p->orphaned_leases,
+		       p->leases > 0 ? p->acquire_wait_us_total / p->leases : 0,
+		       p->acquire_wait_us_max);
+		if (p->backoff_until_ms > now)
+			printf("%-20s backing off: next connect in %.1f s\n", "",
+			       (double)(p->backoff_until_ms - now) / 1000);
+	}
+	printf("\n%5s %-20s %-11s %11s %10s %12s %10s\n", "SLOT", "POOL", "STATE",
+	       "BACKEND_PID", "HOLDER_PID", "LEASE_AGE_MS", "LEASES");
+	for (uint32_t i = 0; i < h->nslots; i++) {
+		const struct shm_slot *sl = &s->slots[i];
+		if (sl->pool < 0 || (uint32_t)sl->pool >= h->npools)
+			continue;
+		printf("%5u %-20.63s %-11s %11d %10d %12" PRId64 " %10" PRIu64 "\n", i,
+		       s->pools[sl->pool].name, shm_slot_state_name(sl->state), sl->backend_pid,
+		       sl->holder_pid, sl->leased_at_ms > 0 ? now - sl->leased_at_ms : 0,
+		       sl->lease_count);
+	}
+}
+
+static void
+print_json(const char *name, const struct shm_snapshot *s, int64_t now)
+{
+	const struct shm_header *h = &s->hdr;
+
+	printf("{\"shm_name\":");
+	json_string(name);
+	printf(",\"socket\":");
+	json_string(h->socket);
+	printf(",\"broker_pid\":%d,\"incarnation\":%u,\"uptime_ms\":%" PRId64
+	       ",\"heartbeat_age_ms\":%" PRId64 ",\"pools\":[",
+	       h->broker_pid, h->incarnation, now - h->start_time_ms, now - h->heartbeat_ms);
+	for (uint32_t i = 0; i < h->npools; i++) {
+		const struct shm_pool *p = &s->pools[i];
+		printf("%s{\"name\":", i > 0 ? "," : "");
+		json_string(p->name);
+		printf(",\"min_size\":%d,\"max_size\":%d,\"size\":%d,\"idle\":%d,\"leased\":%d,"
+		       "\"waiting\":%d,\"leases\":%" PRIu64 ",\"acquire_timeouts\":%" PRIu64
+		       ",\"acquire_wait_us_total\":%" PRIu64 ",\"acquire_wait_us_max\":%" PRIu64
+		       ",\"connects\":%" PRIu64 ",\"connect_failures\":%" PRIu64
+		       ",\"health_check_failures\":%" PRIu64 ",\"resets\":%" PRIu64
+		       ",\"reset_failures\":%" PRIu64 ",\"orphaned_leases\":%" PRIu64
+		       ",\"lease_timeouts\":%" PRIu64 ",\"backoff_until_ms\":%" PRId64 "}",
+		       p->min_size, p->max_size, p->size, p->idle, p->leased, p->waiting,
+		       p->leases, p->acquire_timeouts, p->acquire_wait_us_total,
+		       p->acquire_wait_us_max, p->connects, p->connect_failures,
+		       p->health_check_failures, p->resets, p->reset_failures,
+		       p->orphaned_leases, p->lease_timeouts, p->backoff_until_ms);
+	}
+	printf("],\"slots\":[");
+	bool first = true;
+	for (uint32_t i = 0; i < h->nslots; i++) {
+		const struct shm_slot *sl = &s->slots[i];
+		if (sl->pool < 0 || (uint32_t)sl->pool >= h->npools)
+			continue;
+		printf("%s{\"slot\":%u,\"pool\":", first ? "" : ",", i);
+		json_string(s->pools[sl->pool].name);
+		printf(",\"state\":\"%s\",\"backend_pid\":%d,\"holder_pid\":%d,"
+		       "\"lease_age_ms\":%" PRId64 ",\"lease_count\":%" PRIu64 "}",
+		       shm_slot_state_name(sl->state), sl->backend_pid, sl->holder_pid,
+		       sl->leased_at_ms > 0 ? now - sl->leased_at_ms : 0, sl->lease_count);
+		first = false;
+	}
+	printf("]}\n");
+}
+
+static void
+print_prometheus(const struct shm_snapshot *s)
+{
+	static const struct {
+		const char *name, *type, *help;
+		size_t offset;
+		bool is_int;
+	} metrics[] = {
+#define M(n, t, h, f, i) { "pglease_pool_" n, t, h, offsetof(struct shm_pool, f), i }
+		M("size", "gauge", "Backends open, opening or closing.", size, true),
+		M("idle", "gauge", "Idle backends.", idle, true),
+		M("leased", "gauge", "Leased backends.", leased, true),
+		M("waiting", "gauge", "Acquires queued.", waiting, true),
+		M("max_size", "gauge", "The pool's max_size.", max_size, true),
+		M("leases_total", "counter", "Leases granted.", leases, false),
+		M("acquire_timeouts_total", "counter", "Acquires that timed out.", acquire_timeouts, false),
+		M("acquire_wait_microseconds_total", "counter", "Time acquires waited.", acquire_wait_us_total, false),
+		M("connects_total", "counter", "Backends connected.", connects, false),
+		M("connect_failures_total", "counter", "Failed connects.", connect_failures, false),
+		M("health_check_failures_total", "counter", "Failed health checks.", health_check_failures, false),
+		M("resets_total", "counter", "Released backends reset.", resets, false),
+		M("reset_failures_total", "counter", "Resets that failed.", reset_failures, false),
+		M("orphaned_leases_total", "counter", "Leases whose holder vanished.", orphaned_leases, false),
+		M("lease_timeouts_total", "counter", "Leases held past lease_timeout.", lease_timeouts, false),
+#undef M
+	};
+
+	for (size_t m = 0; m < sizeof(metrics) / sizeof(metrics[0]); m++) {
+		printf("# HELP %s %s\n# TYPE %s %s\n", metrics[m].name, metrics[m].help,
+		       metrics[m].name, metrics[m].type);
+		for (uint32_t i = 0; i < s->hdr.npools; i++) {
+			const char *base = (const char *)&s->pools[i];
+			long long v;
+			if (metrics[m].is_int) {
+				int32_t x;
+				memcpy(&x, base + metrics[m].offset, sizeof(x));
+				v = x;
+			} else {
+				uint64_t x;
+				memcpy(&x, base + metrics[m].offset, sizeof(x));
+				v = (long long)x;
+			}
+			printf("%s{pool=\"%.63s\"} %lld\n", metrics[m].name, s->pools[i].name, v);
+		}
+	}
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "shm-name", required_argument, NULL, 'n' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "prometheus", no_argument, NULL, 'p' },
+		{ "watch", required_argument, NULL, 'w' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	enum format format = FORMAT_TABLE;
+	const char *conf = NULL;
+	char name[256] = "/pglease.main";
+	double watch = 0;
+	int ch;
+
+	while ((ch = getopt_long(argc, argv, "c:n:jpw:Vh", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'c':
+			conf = optarg;
+			break;
+		case 'n':
+			snprintf(name, sizeof(name), "%s", optarg);
+			break;
+		case 'j':
+			format = FORMAT_JSON;
+			break;
+		case 'p':
+			format = FORMAT_PROMETHEUS;
+			break;
+		case 'w': {
+			char *end;
+			watch = strtod(optarg, &end);
+			if (*end != '\0' || !(watch > 0)) {
+				fprintf(stderr, "pglease-stat: --watch takes a number of seconds > 0\n");
+				return 1;
+			}
+			break;
+		}
+		case 'V':
+			printf("pglease-stat %s\n", PACKAGE_VERSION);
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 1;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return 1;
+	}
+	if (conf != NULL) {
+		int nerrors;
+		struct config *cfg = config_load(conf, NULL, NULL, &nerrors);
+		if (cfg == NULL) {
+			fprintf(stderr, "pglease-stat: %s is not valid (%d errors; "
+				"pgleased -c %s --check-config lists them)\n", conf, nerrors, conf);
+			return 1;
+		}
+		snprintf(name, sizeof(name), "%s", cfg->broker.shm_name);
+		config_free(cfg);
+	}
+
+	for (;;) {
+		struct shm_snapshot snap;
+
+		if (shm_snapshot(name, &snap) != 0) {
+			if (errno == ENOENT)
+				fprintf(stderr, "pglease-stat: no shared memory segment %s: is pgleased "
+					"running (with this shm_name)?\n", name);
+			else if (errno == EPROTO)
+				fprintf(stderr, "pglease-stat: %s is not a pglease segment of layout "
+					"version %d\n", name, SHM_LAYOUT_VERSION);
+			else
+				fprintf(stderr, "pglease-stat: cannot read %s: %s\n", name, strerror(errno));
+			return errno == ENOENT ? 2 : 1;
+		}
+		if (!snap.broker_alive) {
+			fprintf(stderr, "pglease-stat: the broker of %s (pid %d) is down: no heartbeat "
+				"for %.1f s\n", name, snap.hdr.broker_pid,
+				(double)(clock_real_ms() - snap.hdr.heartbeat_ms) / 1000);
+			shm_snapshot_free(&snap);
+			return 2;
+		}
+
+		int64_t now = clock_real_ms();
+		switch (format) {
+		case FORMAT_TABLE:
+			print_table(name, &snap, now);
+			break;
+		case FORMAT_JSON:
+			print_json(name, &snap, now);
+			break;
+		case FORMAT_PROMETHEUS:
+			print_prometheus(&snap);
+			break;
+		}
+		shm_snapshot_free(&snap);
+		if (watch <= 0)
+			return 0;
+		fflush(stdout);
+		usleep((useconds_t)(watch * 1e6));
+		if (format == FORMAT_TABLE)
+			printf("\n");
+	}
+}

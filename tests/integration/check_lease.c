@@ -1,0 +1,430 @@
+/*
+ * check_lease.c - leasing through the public API against a real pgleased
+ * and a real PostgreSQL: many forked workers, exhaustion and FIFO order,
+ * timeouts, unknown pools, accounting, descriptors.
+ */
+#include "autoconf.h"
+
+#include "common/clock.h"
+#include "common/shm.h"
+#include "pglease.h"
+#include "testutil.h"
+
+#include <check.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define POOL(min, max) \
+	"{ name = \"main\"; conninfo = \"$CONNINFO\"; min_size = " #min "; max_size = " #max \
+	"; acquire_timeout = 5.0; initial_backoff = 0.1; max_backoff = 1.0; }"
+
+static struct testbroker broker;
+
+/* Waits for a worker; asserts it exited 0. */
+static void
+reap(pid_t pid, const char *what)
+{
+	int status;
+
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		      "%s (pid %d) failed: status 0x%x", what, (int)pid, status);
+}
+
+/* In a worker: exit 1 with a message when cond is false. */
+#define REQUIRE(cond, ...)                                                    \
+	do {                                                                  \
+		if (!(cond)) {                                                \
+			fprintf(stderr, "worker %d: ", (int)getpid());        \
+			fprintf(stderr, __VA_ARGS__);                          \
+			fputc('\n', stderr);                                  \
+			_exit(1);                                             \
+		}                                                             \
+	} while (0)
+
+/*
+ * Reads pool 0's counters once no lease is out: a RELEASE is not answered,
+ * so the broker may still be reading the last one.
+ */
+static void
+stats_settled(pgl_pool_stats *st)
+{
+	int64_t deadline = clock_mono_ms() + 5000;
+
+	for (;;) {
+		ck_assert_int_ge(pgl_stats(broker.shm, st, 1), 1);
+		if (st->leased == 0)
+			return;
+		ck_assert_msg(clock_mono_ms() < deadline, "%d leases still out", st->leased);
+		usleep(2000);
+	}
+}
+
+/* --- many workers ------------------------------------------------------- */
+
+enum { WORKERS = 8, CYCLES = 150, MAX = 3 };
+
+START_TEST(test_many_workers)
+{
+	int pids[2];
+	pid_t w[WORKERS];
+
+	testbroker_start(&broker, NULL, POOL(1, 3), true);
+	ck_assert_int_eq(pipe(pids), 0);
+	for (int i = 0; i < WORKERS; i++) {
+		w[i] = fork();
+		ck_assert_int_ge(w[i], 0);
+		if (w[i] == 0) {
+			close(pids[0]);
+			pgl_client *c = pgl_open(broker.socket);
+			for (int k = 0; k < CYCLES; k++) {
+				pgl_lease *l = pgl_acquire(c, "main", -1);
+				REQUIRE(l != NULL, "acquire: %s", pgl_error(c));
+				char out[64], st;
+				REQUIRE(testutil_raw_query(pgl_fd(l), "SELECT pg_backend_pid()", out,
+							   sizeof(out), &st), "query: %s", out);
+				REQUIRE(atoi(out) == pgl_backend_pid(l), "pid %s != %d", out,
+					pgl_backend_pid(l));
+				REQUIRE(st == 'I', "status %c", st);
+				int pid = pgl_backend_pid(l);
+				REQUIRE(write(pids[1], &pid, sizeof(pid)) == sizeof(pid), "pipe");
+				REQUIRE(pgl_release(l) == 0, "release: %s", pgl_error(c));
+			}
+			pgl_close(c);
+			_exit(0);
+		}
+	}
+	close(pids[1]);
+
+	/* Meanwhile: the server never sees more than max_size pool backends. */
+	int seen[64] = { 0 }, nseen = 0, got, max_backends = 0, total = 0;
+	int64_t next_sample = 0;
+	for (;;) {
+		ssize_t n = read(pids[0], &got, sizeof(got));
+		if (n <= 0)
+			break;
+		total++;
+		bool known = false;
+		for (int i = 0; i < nseen; i++)
+			known |= seen[i] == got;
+		if (!known && nseen < 64)
+			seen[nseen++] = got;
+		if (clock_mono_ms() >= next_sample) {
+			long b = testutil_pool_backends();
+			if (b > max_backends)
+				max_backends = (int)b;
+			next_sample = clock_mono_ms() + 20;
+		}
+	}
+	for (int i = 0; i < WORKERS; i++)
+		reap(w[i], "worker");
+	ck_assert_int_eq(total, WORKERS * CYCLES);
+	ck_assert_msg(nseen >= 1 && nseen <= MAX, "%d distinct backends for max_size %d", nseen, MAX);
+	ck_assert_msg(max_backends <= MAX, "the server saw %d pool backends", max_backends);
+
+	/* The accounting agrees: every lease counted, states adding up. */
+	pgl_pool_stats st[1];
+	stats_settled(st);
+	ck_assert_str_eq(st[0].name, "main");
+	ck_assert_uint_eq(st[0].leases, WORKERS * CYCLES);
+	ck_assert_int_eq(st[0].leased, 0);
+	ck_assert_int_le(st[0].size, MAX);
+	ck_assert_int_le(st[0].idle, st[0].size);
+	ck_assert_uint_eq(st[0].orphaned_leases, 0);
+	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
+/* --- exhaustion, FIFO, timeouts ----------------------------------------- */
+
+START_TEST(test_exhaustion_timeout)
+{
+	testbroker_start(&broker, NULL, POOL(2, 2), true);
+	pgl_client *c = pgl_open(broker.socket);
+	pgl_lease *a = pgl_acquire(c, NULL, -1);
+	pgl_lease *b = pgl_acquire(c, "main", -1);
+
+	ck_assert_ptr_nonnull(a);
+	ck_assert_ptr_nonnull(b);
+	ck_assert_int_ne(pgl_backend_pid(a), pgl_backend_pid(b));
+
+	/* one more, from another client: times out after 300 ms, not much later */
+	pgl_client *d = pgl_open(broker.socket);
+	int64_t t0 = clock_mono_ms();
+	ck_assert_ptr_null(pgl_acquire(d, "main", 300));
+	int64_t waited = clock_mono_ms() - t0;
+	ck_assert_int_eq(pgl_errcode(d), PGL_ETIMEOUT);
+	ck_assert_msg(strstr(pgl_error(d), "main") != NULL, "%s", pgl_error(d));
+	ck_assert_int_ge(waited, 300);
+	ck_assert_int_lt(waited, 1000);
+
+	/* timeout 0: fails at once */
+	t0 = clock_mono_ms();
+	ck_assert_ptr_null(pgl_acquire(d, "main", 0));
+	ck_assert_int_eq(pgl_errcode(d), PGL_ETIMEOUT);
+	ck_assert_int_lt(clock_mono_ms() - t0, 100);
+
+	ck_assert_int_eq(pgl_release(a), 0);
+	pgl_lease *e = pgl_acquire(d, "main", 2000);
+	ck_assert_msg(e != NULL, "%s", pgl_error(d));
+	ck_assert_int_eq(pgl_release(e), 0);
+	ck_assert_int_eq(pgl_release(b), 0);
+
+	pgl_pool_stats st;
+	stats_settled(&st);
+	ck_assert_uint_eq(st.acquire_timeouts, 2);
+	ck_assert_uint_eq(st.leases, 3);
+	pgl_close(c);
+	pgl_close(d);
+	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
+START_TEST(test_fifo_order)
+{
+	enum { N = 4 };
+	int order[2];
+	pid_t w[N];
+
+	testbroker_start(&broker, NULL, POOL(1, 1), true);
+	pgl_client *c = pgl_open(broker.socket);
+	pgl_lease *held = pgl_acquire(c, NULL, -1);
+	ck_assert_ptr_nonnull(held);
+	ck_assert_int_eq(pipe(order), 0);
+
+	for (int i = 0; i < N; i++) {
+		w[i] = fork();
+		ck_assert_int_ge(w[i], 0);
+		if (w[i] == 0) {
+			close(order[0]);
+			pgl_client *wc = pgl_open(broker.socket);
+			pgl_lease *l = pgl_acquire(wc, "main", 10000);
+			REQUIRE(l != NULL, "acquire: %s", pgl_error(wc));
+			REQUIRE(write(order[1], &i, sizeof(i)) == sizeof(i), "pipe");
+			usleep(20000);
+			REQUIRE(pgl_release(l) == 0, "release: %s", pgl_error(wc));
+			_exit(0);
+		}
+		/* Each is queued before the next one starts. */
+		int64_t deadline = clock_mono_ms() + 5000;
+		for (;;) {
+			pgl_pool_stats st;
+			ck_assert_int_eq(pgl_stats(broker.shm, &st, 1), 1);
+			if (st.waiting == i + 1)
+				break;
+			ck_assert_msg(clock_mono_ms() < deadline, "waiter %d not queued", i);
+			usleep(2000);
+		}
+	}
+	close(order[1]);
+	ck_assert_int_eq(pgl_release(held), 0);
+	for (int i = 0; i < N; i++) {
+		int who;
+		ck_assert_int_eq(read(order[0], &who, sizeof(who)), sizeof(who));
+		ck_assert_int_eq(who, i);
+	}
+	for (int i = 0; i < N; i++)
+		reap(w[i], "waiter");
+	pgl_close(c);
+	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
+START_TEST(test_unknown_pool_and_errors)
+{
+	testbroker_start(&broker, NULL, POOL(1, 2), true);
+	pgl_client *c = pgl_open(broker.socket);
+
+	ck_assert_ptr_null(pgl_acquire(c, "nope", -1));
+	ck_assert_int_eq(pgl_errcode(c), PGL_ENOPOOL);
+	ck_assert_msg(strstr(pgl_error(c), "no pool named \"nope\"") != NULL, "%s", pgl_error(c));
+
+	char longname[80];
+	memset(longname, 'x', sizeof(longname) - 1);
+	longname[sizeof(longname) - 1] = '\0';
+	ck_assert_ptr_null(pgl_acquire(c, longname, -1));
+	ck_assert_int_eq(pgl_errcode(c), PGL_EINVAL);
+	ck_assert_ptr_null(pgl_acquire(c, "main", -5));
+	ck_assert_int_eq(pgl_errcode(c), PGL_EINVAL);
+
+	/* the connection is still good */
+	pgl_lease *l = pgl_acquire(c, "main", -1);
+	ck_assert_msg(l != NULL, "%s", pgl_error(c));
+	ck_assert_int_eq(pgl_errcode(c), PGL_OK);
+	ck_assert_ptr_nonnull(pgl_param(l, "server_version"));
+	ck_assert_str_eq(pgl_param(l, "client_encoding"), "UTF8");
+	ck_assert_ptr_null(pgl_param(l, "no_such_parameter"));
+	ck_assert_int_eq(pgl_release(l), 0);
+
+	/* no broker there */
+	pgl_client *none = pgl_open("/nonexistent/pgl.sock");
+	ck_assert_ptr_null(pgl_acquire(none, NULL, -1));
+	ck_assert_int_eq(pgl_errcode(none), PGL_EBROKER);
+	ck_assert_msg(strstr(pgl_error(none), "/nonexistent/pgl.sock") != NULL, "%s",
+		      pgl_error(none));
+	pgl_close(none);
+
+	/* $PGLEASE_SOCKET */
+	setenv("PGLEASE_SOCKET", broker.socket, 1);
+	pgl_client *env = pgl_open(NULL);
+	l = pgl_acquire(env, NULL, 1000);
+	ck_assert_msg(l != NULL, "%s", pgl_error(env));
+	ck_assert_int_eq(pgl_release(l), 0);
+	pgl_close(env);
+	pgl_close(c);
+	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
+START_TEST(test_lease_limit)
+{
+	testbroker_start(&broker, "max_leases_per_client = 2;", POOL(1, 4), true);
+	pgl_client *c = pgl_open(broker.socket);
+	pgl_lease *a = pgl_acquire(c, NULL, -1), *b = pgl_acquire(c, NULL, -1);
+
+	ck_assert_ptr_nonnull(a);
+	ck_assert_ptr_nonnull(b);
+	ck_assert_ptr_null(pgl_acquire(c, NULL, -1));
+	ck_assert_int_eq(pgl_errcode(c), PGL_ELIMIT);
+	ck_assert_msg(strstr(pgl_error(c), "max_leases_per_client") != NULL, "%s", pgl_error(c));
+	ck_assert_int_eq(pgl_release(a), 0);
+	ck_assert_int_eq(pgl_discard(b), 0);
+	pgl_close(c);
+	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
+/* --- descriptors and accounting ----------------------------------------- */
+
+START_TEST(test_no_fd_leak)
+{
+	testbroker_start(&broker, NULL, POOL(2, 2), true);
+	int broker_fds = testutil_count_fds(broker.pid);
+	pgl_client *c = pgl_open(broker.socket);
+	pgl_lease *l = pgl_acquire(c, NULL, -1);
+
+	ck_assert_ptr_nonnull(l);
+	ck_assert_int_eq(pgl_release(l), 0);
+	int before = testutil_count_fds(0);
+	for (int i = 0; i < 2000; i++) {
+		l = pgl_acquire(c, NULL, -1);
+		ck_assert_msg(l != NULL, "cycle %d: %s", i, pgl_error(c));
+		ck_assert_int_eq(pgl_release(l), 0);
+	}
+	ck_assert_int_eq(testutil_count_fds(0), before);
+	pgl_close(c);
+
+	/* many clients come and go; the broker's descriptors come back */
+	for (int i = 0; i < 100; i++) {
+		pid_t p = fork();
+		ck_assert_int_ge(p, 0);
+		if (p == 0) {
+			pgl_client *wc = pgl_open(broker.socket);
+			pgl_lease *wl = pgl_acquire(wc, NULL, -1);
+			REQUIRE(wl != NULL, "%s", pgl_error(wc));
+			/* released; released by the atexit handler; orphaned */
+			if (i % 3 == 0)
+				REQUIRE(pgl_release(wl) == 0, "%s", pgl_error(wc));
+			if (i % 3 == 1)
+				exit(0);
+			_exit(0);
+		}
+		reap(p, "client");
+	}
+	ck_assert(testbroker_wait_idle(&broker, 0, 2, 10000));
+	ck_assert_int_eq(testutil_count_fds(broker.pid), broker_fds);
+	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
+START_TEST(test_stat_tool)
+{
+	char out[16384];
+
+	testbroker_start(&broker, NULL, POOL(1, 3), true);
+	pgl_client *c = pgl_open(broker.socket);
+	for (int i = 0; i < 7; i++) {
+		pgl_lease *l = pgl_acquire(c, NULL, -1);
+		ck_assert_ptr_nonnull(l);
+		ck_assert_int_eq(pgl_release(l), 0);
+	}
+	pgl_lease *held = pgl_acquire(c, NULL, -1);
+	ck_assert_ptr_nonnull(held);
+
+	char *json[] = { (char *)TOP_BUILDDIR "/pglease-stat", (char *)"-n", broker.shm,
+			 (char *)"--json", NULL };
+	ck_assert_int_eq(testutil_run(json, out, sizeof(out)), 0);
+	ck_assert_msg(strstr(out, "\"name\":\"main\"") != NULL, "%s", out);
+	ck_assert_msg(strstr(out, "\"leases\":8,") != NULL, "%s", out);
+	ck_assert_msg(strstr(out, "\"leased\":1,") != NULL, "%s", out);
+	ck_assert_msg(strstr(out, "\"state\":\"leased\"") != NULL, "%s", out);
+	char holder[64];
+	snprintf(holder, sizeof(holder), "\"holder_pid\":%d", (int)getpid());
+	ck_assert_msg(strstr(out, holder) != NULL, "%s", out);
+
+	char *table[] = { (char *)TOP_BUILDDIR "/pglease-stat", (char *)"-c", broker.conf, NULL };
+	ck_assert_int_eq(testutil_run(table, out, sizeof(out)), 0);
+	ck_assert_msg(strstr(out, "POOL") != NULL && strstr(out, "main") != NULL, "%s", out);
+
+	char *prom[] = { (char *)TOP_BUILDDIR "/pglease-stat", (char *)"-n", broker.shm,
+			 (char *)"--prometheus", NULL };
+	ck_assert_int_eq(testutil_run(prom, out, sizeof(out)), 0);
+	ck_assert_msg(strstr(out, "pglease_pool_leases_total{pool=\"main\"} 8") != NULL, "%s", out);
+
+	/* read-only: a user who may only read the segment */
+	if (geteuid() == 0) {
+		pid_t p = fork();
+		ck_assert_int_ge(p, 0);
+		if (p == 0) {
+			REQUIRE(setgid(65534) == 0 && setuid(65534) == 0, "setuid nobody");
+			pgl_pool_stats st;
+			REQUIRE(pgl_stats(broker.shm, &st, 1) == 1, "pgl_stats as nobody: %s",
+				strerror(errno));
+			REQUIRE(st.leases == 8 && st.leased == 1, "leases %llu leased %d",
+				(unsigned long long)st.leases, st.leased);
+			_exit(0);
+		}
+		reap(p, "reader as nobody");
+	}
+	ck_assert_int_eq(pgl_release(held), 0);
+	pgl_close(c);
+	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
+
+	/* broker gone: exit 2 and a sentence */
+	ck_assert_int_eq(testutil_run(json, out, sizeof(out)), 2);
+	ck_assert_msg(strstr(out, "no shared memory segment") != NULL, "%s", out);
+	pgl_pool_stats st;
+	ck_assert_int_eq(pgl_stats(broker.shm, &st, 1), -1);
+	ck_assert_int_eq(errno, ENOENT);
+}
+END_TEST
+
+static Suite *
+lease_suite(void)
+{
+	Suite *s = suite_create("lease");
+	TCase *tc = tcase_create("lease");
+
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, test_many_workers);
+	tcase_add_test(tc, test_exhaustion_timeout);
+	tcase_add_test(tc, test_fifo_order);
+	tcase_add_test(tc, test_unknown_pool_and_errors);
+	tcase_add_test(tc, test_lease_limit);
+	tcase_add_test(tc, test_no_fd_leak);
+	tcase_add_test(tc, test_stat_tool);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int
+main(int argc, char **argv)
+{
+	testutil_require_postgres(argc, argv);
+	return testutil_run_suite(lease_suite());
+}
