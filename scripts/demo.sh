@@ -1,5 +1,6 @@
 #!/bin/bash
-# demo.sh - install what is needed, build pglease, and run the main job.
+# demo.sh - install what is needed, build pglease, and run the demo: a
+# throwaway PostgreSQL, pgleased, and forked workers leasing connections.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
@@ -16,3 +17,8 @@ make -j"$(nproc)" >/dev/null
 
 echo "== pgleased --check-config on the sample configuration"
 ./pgleased -c "$top/etc/pglease.conf" --check-config
+echo
+
+# A throwaway PostgreSQL (as the postgres user when run as root), the broker,
+# and a preforking program leasing connections from it.
+exec "$top/tests/pg/with-postgres" "$top/examples/demo-run.sh" "$build"

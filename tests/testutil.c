@@ -259,7 +259,7 @@ testbroker_start(struct testbroker *b, const char *broker_extra, const char *poo
 	replace_all(body, sizeof(body), pools, "$CONNINFO", conninfo);
 	snprintf(text, sizeof(text),
 		 "broker = { socket = \"%s\"; shm_name = \"%s\"; shm_mode = \"0644\";\n"
-		 "  log_level = \"debug\"; shutdown_timeout = 5.0; %s };\n"
+		 "  log_level = \"debug\"; %s };\n"
 		 "pools = ( %s );\n", b->socket, b->shm, broker_extra != NULL ? broker_extra : "",
 		 body);
 

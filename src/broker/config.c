@@ -163,6 +163,7 @@ struct loader {
 	size_t nsecrets;
 	struct source sources[MAX_SOURCES];
 	size_t nsources;
+	const config_setting_t *root;
 };
 
 static void
@@ -270,9 +271,80 @@ source_text(struct loader *ld, const char *file)
 }
 
 /*
+ * Parses the integer literal at q (libconfig's syntax: decimal, or 0x hex as
+ * a bit pattern, an optional L suffix).  Returns 1 with *out set, 0 when q
+ * holds no literal, -1 when it does not fit in 64 bits.
+ */
+static int
+parse_literal(const char *q, const char *eol, int64_t *out)
+{
+	bool neg = false;
+	int base = 10;
+	uint64_t v = 0;
+
+	if (*q == '-' || *q == '+')
+		neg = *q++ == '-';
+	if (q[0] == '0' && (q[1] == 'x' || q[1] == 'X')) {
+		base = 16;
+		q += 2;
+	}
+	if (!isxdigit((unsigned char)*q) || (base == 10 && !isdigit((unsigned char)*q)))
+		return 0;
+	for (; q < eol; q++) {
+		int d;
+		if (isdigit((unsigned char)*q))
+			d = *q - '0';
+		else if (base == 16 && isxdigit((unsigned char)*q))
+			d = tolower((unsigned char)*q) - 'a' + 10;
+		else
+			break;
+		if (v > (UINT64_MAX - (uint64_t)d) / (uint64_t)base)
+			return -1;
+		v = v * (uint64_t)base + (uint64_t)d;
+	}
+	if (base == 16) {
+		*out = (int64_t)v;
+		return 1;
+	}
+	if (neg ? v > (uint64_t)INT64_MAX + 1 : v > (uint64_t)INT64_MAX)
+		return -1;
+	*out = neg ? (int64_t)(0 - v) : (int64_t)v;
+	return 1;
+}
+
+/*
+ * How many settings named like s, on the same line of the same file, come
+ * before s in the file (pools written on one line share names).  -1 when s
+ * is not found.
+ */
+static int
+ordinal_on_line(const config_setting_t *node, const config_setting_t *s, int *count)
+{
+	if (node == s)
+		return *count;
+	if (node != s && config_setting_name(node) != NULL &&
+	    strcmp(config_setting_name(node), config_setting_name(s)) == 0 &&
+	    config_setting_source_line(node) == config_setting_source_line(s) &&
+	    config_setting_source_file(node) == config_setting_source_file(s))
+		(*count)++;
+	if (config_setting_is_aggregate(node)) {
+		int n = config_setting_length(node);
+		for (int i = 0; i < n; i++) {
+			int k = ordinal_on_line(config_setting_get_elem(node, (unsigned)i), s, count);
+			if (k >= 0)
+				return k;
+		}
+	}
+	return -1;
+}
+
+/*
  * Finds "name = <integer>" on the setting's line and parses the literal as a
- * 64-bit number.  Returns 1 with *out set, 0 when the literal was not found
- * (libconfig's value stands), -1 when it does not fit in 64 bits.
+ * 64-bit number.  When a line holds several settings of that name, the k-th
+ * occurrence belongs to the k-th setting; an occurrence counts only when
+ * libconfig's value, wrapped to an int as libconfig 1.5 does, agrees with
+ * it.  Returns 1 with *out set, 0 when no literal was found (libconfig's
+ * value stands), -1 when the literal does not fit in 64 bits.
  */
 static int
 raw_integer(struct loader *ld, const config_setting_t *s, int64_t *out)
@@ -280,6 +352,11 @@ raw_integer(struct loader *ld, const config_setting_t *s, int64_t *out)
 	const char *name = config_setting_name(s);
 	const char *text = source_text(ld, setting_file(ld, s));
 	int line = setting_line(s);
+	int64_t seen = config_setting_get_int64(s);
+	bool is_int = config_setting_type(s) == CONFIG_TYPE_INT;
+	int count = 0;
+	int want = ld->root != NULL ? ordinal_on_line(ld->root, s, &count) : -1;
+	int occurrence = -1;
 
 	if (name == NULL || text == NULL || line <= 0)
 		return 0;
@@ -310,39 +387,18 @@ raw_integer(struct loader *ld, const config_setting_t *s, int64_t *out)
 		while (q < eol && isblank((unsigned char)*q))
 			q++;
 
-		bool neg = false;
-		if (*q == '-' || *q == '+')
-			neg = *q++ == '-';
-		int base = 10;
-		if (q[0] == '0' && (q[1] == 'x' || q[1] == 'X')) {
-			base = 16;
-			q += 2;
-		}
-		if (!isxdigit((unsigned char)*q))
-			return 0;
-
-		uint64_t v = 0;
-		for (; q < eol; q++) {
-			int d;
-			if (isdigit((unsigned char)*q))
-				d = *q - '0';
-			else if (base == 16 && isxdigit((unsigned char)*q))
-				d = tolower((unsigned char)*q) - 'a' + 10;
-			else
-				break;
-			if (v > (UINT64_MAX - (uint64_t)d) / (uint64_t)base)
-				return -1;
-			v = v * (uint64_t)base + (uint64_t)d;
-		}
-		if (base == 16) {
-			/* libconfig reads hex as a bit pattern */
-			*out = (int64_t)v;
+		int64_t v = 0;
+		int rc = parse_literal(q, eol, &v);
+		occurrence++;
+		if (want >= 0 && occurrence != want)
+			continue;
+		if (rc < 0)
+			return -1;
+		if (rc > 0 && (is_int ? (int32_t)(uint32_t)(uint64_t)v == (int32_t)seen : v == seen)) {
+			*out = v;
 			return 1;
 		}
-		if (neg ? v > (uint64_t)INT64_MAX + 1 : v > (uint64_t)INT64_MAX)
-			return -1;
-		*out = neg ? (int64_t)(0 - v) : (int64_t)v;
-		return 1;
+		return 0;
 	}
 	return 0;
 }
@@ -1120,6 +1176,8 @@ config_load(const char *path, config_report_fn *report, void *arg, int *nerrors)
 
 	const config_setting_t *root = config_root_setting(&lc);
 	const config_setting_t *pools = NULL;
+
+	ld.root = root;
 	int n = config_setting_length(root);
 
 	for (int i = 0; i < n; i++) {

@@ -29,6 +29,7 @@
 
 static void pool_fill(struct pool *p);
 static void dispatch(struct acquire_req *req);
+static void dispatch_to(struct slot *slot, struct acquire_req *req);
 static void pool_slot_ready(struct slot *slot);
 
 /* --- shared memory ------------------------------------------------------ */
@@ -222,7 +223,8 @@ slot_connect(struct slot *slot)
 
 /*
  * Opens backends while the pool is under min_size or has more waiters than
- * connections on their way, never beyond max_size, never while backing off.
+ * backends on their way (connecting, or resetting: a reset takes far less
+ * than a connect), never beyond max_size, never while backing off.
  * Until a connection has shown the server's version, one connects alone:
  * the version decides the startup options of the others.
  */
@@ -237,8 +239,8 @@ pool_fill(struct pool *p)
 	if (p->retry_at > 0)
 		return;		/* the retry timer calls again */
 	want = p->cfg->min_size - p->size;
-	if (p->nwaiting - p->connecting > want)
-		want = p->nwaiting - p->connecting;
+	if (p->nwaiting - p->connecting - p->nresetting > want)
+		want = p->nwaiting - p->connecting - p->nresetting;
 	if (want > p->nslots - p->size)
 		want = p->nslots - p->size;
 	if (p->server_version == 0) {
@@ -332,6 +334,8 @@ slot_close(struct slot *slot, enum slot_close_how how, const char *why)
 {
 	if (slot->state == SHM_SLOT_IDLE)
 		idle_remove(slot);
+	else if (slot->state == SHM_SLOT_RESETTING)
+		slot->pool->nresetting--;	/* interrupted: no pool_slot_reset() follows */
 	slot->close_reason = why;
 	set_state(slot, SHM_SLOT_CLOSING);
 	backend_close(slot, how);
@@ -476,6 +480,25 @@ validate_for(struct slot *slot, struct acquire_req *req)
 	backend_validate(slot);
 }
 
+/* Hands the idle slot to req: validated first when it needs it. */
+static void
+dispatch_to(struct slot *slot, struct acquire_req *req)
+{
+	if (needs_validation(slot, ev_now(slot->pool->broker->loop))) {
+		validate_for(slot, req);
+		return;
+	}
+
+	struct session *s = req->session;
+	uint64_t id = req->request_id;
+	double started = req->started;
+
+	req_free(req);
+	idle_remove(slot);
+	backend_stop(slot);
+	grant(slot, s, id, started);
+}
+
 /* Serves a request that has a deadline: an idle slot, or the queue. */
 static void
 dispatch(struct acquire_req *req)
@@ -484,18 +507,7 @@ dispatch(struct acquire_req *req)
 	struct slot *slot = pick_idle(p, req->session);
 
 	if (slot != NULL) {
-		if (needs_validation(slot, ev_now(p->broker->loop))) {
-			validate_for(slot, req);
-			return;
-		}
-		struct session *s = req->session;
-		uint64_t id = req->request_id;
-		double started = req->started;
-
-		req_free(req);
-		idle_remove(slot);
-		backend_stop(slot);
-		grant(slot, s, id, started);
+		dispatch_to(slot, req);
 		return;
 	}
 	TAILQ_INSERT_TAIL(&p->waiters, req, queue);
@@ -557,21 +569,20 @@ pool_slot_ready(struct slot *slot)
 		return;
 	}
 	slot->idle_since = now;
-	if (!TAILQ_EMPTY(&p->waiters)) {
-		struct acquire_req *req = TAILQ_FIRST(&p->waiters);
-		struct session *s = req->session;
-		uint64_t id = req->request_id;
-		double started = req->started;
-
-		/* Just connected or just reset: no validation needed. */
-		req_free(req);
-		backend_stop(slot);
-		grant(slot, s, id, started);
-		return;
-	}
 	TAILQ_INSERT_HEAD(&p->idle, slot, idle_link);
 	p->nidle++;
 	set_state(slot, SHM_SLOT_IDLE);
+	if (!TAILQ_EMPTY(&p->waiters)) {
+		struct acquire_req *req = TAILQ_FIRST(&p->waiters);
+
+		/* Straight to the first waiter: idle for no time, so validated
+		 * only when validate_after = 0 asks for it on every borrow. */
+		TAILQ_REMOVE(&p->waiters, req, queue);
+		req->queued = false;
+		p->nwaiting--;
+		dispatch_to(slot, req);
+		return;
+	}
 	backend_watch_idle(slot);
 }
 
@@ -632,6 +643,7 @@ pool_release(struct slot *slot, int state)
 			   SLOT_CLOSE_TERMINATE, "shutting down");
 		return;
 	}
+	p->nresetting++;
 	set_state(slot, SHM_SLOT_RESETTING);
 	backend_reset(slot, state != WIRE_RELEASE_CLEAN);
 }
@@ -642,11 +654,13 @@ pool_slot_reset(struct slot *slot, bool ok, const char *why)
 	struct pool *p = slot->pool;
 
 	if (ok) {
+		p->nresetting--;
 		POOL_COUNT(p, resets, 1);
 		pool_slot_ready(slot);
 		return;
 	}
 	POOL_COUNT(p, reset_failures, 1);
+	/* slot_close() counts the slot out of nresetting */
 	log_warnx("reset failed pool=%s slot=%u backend_pid=%d: %s; replacing", p->cfg->name,
 		  slot->index, slot->backend_pid, why);
 	slot_close(slot, SLOT_CLOSE_ABORT, "reset failed");

@@ -56,6 +56,8 @@ owner_alive(int fd, pid_t *owner)
 	if (pread(fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h) || h.magic != SHM_MAGIC)
 		return false;
 	*owner = h.broker_pid;
+	/* Twice a reader's threshold: a slow broker is reported down before
+	 * another one may take its segment over. */
 	return pid_alive(h.broker_pid) &&
 	       realtime_ms() - h.heartbeat_ms < 2 * SHM_HEARTBEAT_STALE_MS;
 }
@@ -143,13 +145,30 @@ fail:
 	return -1;
 }
 
+/* Whether name still refers to the segment open on fd (not a successor's). */
+static bool
+still_ours(const char *name, int fd)
+{
+	struct stat mine, now;
+	int cur = shm_open(name, O_RDONLY | O_CLOEXEC, 0);
+	bool same;
+
+	if (cur < 0)
+		return false;
+	same = fstat(fd, &mine) == 0 && fstat(cur, &now) == 0 &&
+	       mine.st_dev == now.st_dev && mine.st_ino == now.st_ino;
+	close(cur);
+	return same;
+}
+
 void
 shm_destroy(struct shm *s)
 {
 	if (s->hdr != NULL) {
 		sem_destroy(&s->hdr->lock);
 		munmap(s->hdr, s->size);
-		shm_unlink(s->name);
+		if (s->fd >= 0 && still_ours(s->name, s->fd))
+			shm_unlink(s->name);
 	}
 	if (s->fd >= 0)
 		close(s->fd);
@@ -206,17 +225,20 @@ shm_snapshot(const char *name, struct shm_snapshot *out)
 
 	const struct shm_header *h = p;
 	int rc = -1;
+	/* Read once: whoever may write the segment must not move them under us. */
+	uint32_t max_pools = h->max_pools, nslots = h->nslots;
 	errno = EPROTO;
 	if (h->magic != SHM_MAGIC || h->layout_version != SHM_LAYOUT_VERSION ||
 	    h->header_size != sizeof(struct shm_header) ||
 	    h->pool_size != sizeof(struct shm_pool) || h->slot_size != sizeof(struct shm_slot) ||
-	    h->max_pools > SHM_MAX_POOLS || segment_size(h->max_pools, h->nslots) > size)
+	    max_pools > SHM_MAX_POOLS || nslots > SHM_MAX_SLOTS ||
+	    segment_size(max_pools, nslots) > size)
 		goto out;
 
 	const struct shm_pool *pools = (const struct shm_pool *)(h + 1);
-	const struct shm_slot *slots = (const struct shm_slot *)(pools + h->max_pools);
-	out->pools = calloc(h->max_pools, sizeof(*out->pools));
-	out->slots = calloc(h->nslots > 0 ? h->nslots : 1, sizeof(*out->slots));
+	const struct shm_slot *slots = (const struct shm_slot *)(pools + max_pools);
+	out->pools = calloc(max_pools > 0 ? max_pools : 1, sizeof(*out->pools));
+	out->slots = calloc(nslots > 0 ? nslots : 1, sizeof(*out->slots));
 	if (out->pools == NULL || out->slots == NULL) {
 		errno = ENOMEM;
 		goto out;
@@ -230,14 +252,17 @@ shm_snapshot(const char *name, struct shm_snapshot *out)
 			continue;
 		}
 		memcpy(&out->hdr, h, offsetof(struct shm_header, lock));
-		memcpy(out->pools, pools, h->max_pools * sizeof(*pools));
-		memcpy(out->slots, slots, h->nslots * sizeof(*slots));
+		memcpy(out->pools, pools, max_pools * sizeof(*pools));
+		memcpy(out->slots, slots, nslots * sizeof(*slots));
 		atomic_thread_fence(memory_order_acquire);
 		if (atomic_load_explicit(&h->seq, memory_order_relaxed) == before) {
 			rc = 0;
 			break;
 		}
 	}
+	/* The copy describes what was allocated, whatever the segment says now. */
+	out->hdr.max_pools = max_pools;
+	out->hdr.nslots = nslots;
 	if (rc == 0) {
 		if (out->hdr.npools > out->hdr.max_pools)
 			out->hdr.npools = out->hdr.max_pools;

@@ -20,6 +20,7 @@
 #define SHM_MAGIC UINT64_C(0x31534c4541534c50)	/* "PLSAELS1" */
 #define SHM_LAYOUT_VERSION 1
 #define SHM_MAX_POOLS 64
+#define SHM_MAX_SLOTS 1000000	/* config.c's bound on max_total_slots */
 #define SHM_NAME_LEN 64
 /* A reader calls the broker down when the heartbeat is older than this. */
 #define SHM_HEARTBEAT_STALE_MS 5000

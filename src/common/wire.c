@@ -26,6 +26,8 @@ put_bytes(struct writer *w, const void *src, size_t n)
 		w->ok = false;
 		return;
 	}
+	if (n == 0)
+		return;		/* src may be NULL */
 	memcpy(w->p, src, n);
 	w->p += n;
 	w->left -= n;

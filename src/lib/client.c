@@ -27,6 +27,13 @@
 static pgl_client *clients;
 static pthread_mutex_t clients_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t handlers_once = PTHREAD_ONCE_INIT;
+static pid_t self;
+
+pid_t
+client_pid(void)
+{
+	return self;
+}
 
 int
 client_fail(pgl_client *c, int code, const char *fmt, ...)
@@ -52,6 +59,7 @@ atfork_child(void)
 {
 	int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
 
+	self = getpid();
 	pthread_mutex_init(&clients_lock, NULL);
 	for (pgl_client *c = clients; c != NULL; c = c->next) {
 		if (c->fd >= 0) {
@@ -86,6 +94,7 @@ release_at_exit(void)
 static void
 install_handlers(void)
 {
+	self = getpid();
 	pthread_atfork(NULL, NULL, atfork_child);
 	atexit(release_at_exit);
 }
@@ -147,7 +156,7 @@ pgl_close(pgl_client *c)
 void
 client_disconnect(pgl_client *c)
 {
-	if (c->fd >= 0 && c->pid == getpid())
+	if (c->fd >= 0 && c->pid == self)
 		close(c->fd);
 	c->fd = -1;
 }
@@ -176,7 +185,7 @@ client_connect(pgl_client *c)
 	c->fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
 	if (c->fd < 0)
 		return client_fail(c, PGL_EBROKER, "socket: %s", strerror(errno));
-	c->pid = getpid();
+	c->pid = self;
 	int rc;
 	do
 		rc = connect(c->fd, (struct sockaddr *)&sun, sizeof(sun));
@@ -192,7 +201,7 @@ client_connect(pgl_client *c)
 				     .request_id = ++c->next_request } };
 	m.u.hello.version_min = WIRE_VERSION_MIN;
 	m.u.hello.version_max = WIRE_VERSION_MAX;
-	m.u.hello.pid = (uint32_t)getpid();
+	m.u.hello.pid = (uint32_t)self;
 	if (client_send(c, &m) != 0) {
 		int saved = errno;
 		client_disconnect(c);
@@ -220,7 +229,7 @@ client_connect(pgl_client *c)
 int
 client_ensure(pgl_client *c)
 {
-	if (c->fd >= 0 && c->pid != getpid())
+	if (c->fd >= 0 && c->pid != self)
 		c->fd = -1;	/* the parent's: never ours to use or close */
 	if (c->fd >= 0)
 		return 0;
@@ -313,7 +322,6 @@ client_lease_new(pgl_client *c)
 	l->client = c;
 	l->fd = -1;
 	l->inert = false;
-	l->pid = getpid();
 	l->prev = NULL;
 	l->next = c->held;
 	if (c->held != NULL)

@@ -18,7 +18,6 @@ struct pgl_lease {
 	uint32_t slot;
 	int fd;
 	int backend_pid;
-	pid_t pid;			/* the process the lease was granted to */
 	bool inert;			/* inherited across fork(): fd is /dev/null */
 	pgl_lease *next, *prev;		/* the client's held leases, or its free list */
 	uint16_t params_len;
@@ -38,6 +37,12 @@ struct pgl_client {
 	char error[WIRE_TEXT_MAX + 128];
 	uint8_t buf[WIRE_MESSAGE_MAX];
 };
+
+/*
+ * This process's pid, kept up to date by the atfork child handler: glibc no
+ * longer caches getpid(), and the lease path checks it on every call.
+ */
+pid_t client_pid(void);
 
 /* Records an error on c; returns -1 for "return client_fail(...)". */
 int client_fail(pgl_client *c, int code, const char *fmt, ...)

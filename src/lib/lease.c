@@ -119,7 +119,7 @@ give_back(pgl_lease *l, int state)
 	if (l->inert) {
 		rc = client_fail(c, PGL_ESTALE, "this lease was inherited across fork(); "
 				 "it belongs to the parent process");
-	} else if (c->fd < 0 || c->pid != getpid() ||
+	} else if (c->fd < 0 || c->pid != client_pid() ||
 		   wire_lease_incarnation(l->lease_id) != c->incarnation) {
 		rc = client_fail(c, PGL_ESTALE, "the broker restarted since this lease was "
 				 "granted; its backend is closed");

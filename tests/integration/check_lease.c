@@ -136,6 +136,23 @@ START_TEST(test_many_workers)
 	ck_assert_int_le(st[0].size, MAX);
 	ck_assert_int_le(st[0].idle, st[0].size);
 	ck_assert_uint_eq(st[0].orphaned_leases, 0);
+
+	/* the slot records add up to the pool's gauges */
+	struct shm_snapshot snap;
+	ck_assert_int_eq(shm_snapshot(broker.shm, &snap), 0);
+	int idle = 0, open = 0;
+	uint64_t served = 0;
+	for (uint32_t i = 0; i < snap.hdr.nslots; i++) {
+		if (snap.slots[i].pool != 0)
+			continue;
+		idle += snap.slots[i].state == SHM_SLOT_IDLE;
+		open += snap.slots[i].state != SHM_SLOT_EMPTY;
+		served += snap.slots[i].lease_count;
+	}
+	ck_assert_int_eq(idle, snap.pools[0].idle);
+	ck_assert_int_eq(open, snap.pools[0].size);
+	ck_assert_uint_le(served, WORKERS * CYCLES);
+	shm_snapshot_free(&snap);
 	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
 }
 END_TEST
@@ -404,6 +421,55 @@ START_TEST(test_stat_tool)
 }
 END_TEST
 
+/* validate_after = 0 validates every borrow; a failing check replaces the backend. */
+START_TEST(test_validation)
+{
+	char out[128];
+
+	ck_assert(testutil_sql("CREATE TABLE validations (pool text)", out, sizeof(out)));
+	ck_assert(testutil_sql("CREATE SEQUENCE sick_seq", out, sizeof(out)));
+	testbroker_start(&broker, NULL, "{ name = \"every\"; conninfo = \"$CONNINFO\"; "
+			 "min_size = 1; max_size = 1; validate_after = 0; "
+			 "health_query = \"INSERT INTO validations VALUES ('every')\"; },"
+			 "{ name = \"lazy\"; conninfo = \"$CONNINFO\"; min_size = 1; max_size = 1; "
+			 "validate_after = 60; "
+			 "health_query = \"INSERT INTO validations VALUES ('lazy')\"; },"
+			 "{ name = \"sick\"; conninfo = \"$CONNINFO\"; min_size = 1; max_size = 1; "
+			 "validate_after = 0; "
+			 /* fails the first time only: nextval() is not rolled back */
+			 "health_query = \"SELECT 1/(nextval('sick_seq') - 1)\"; }", true);
+	pgl_client *c = pgl_open(broker.socket);
+	for (int i = 0; i < 5; i++) {
+		pgl_lease *l = pgl_acquire(c, "every", -1);
+		ck_assert_msg(l != NULL, "%s", pgl_error(c));
+		ck_assert_int_eq(pgl_release(l), 0);
+		l = pgl_acquire(c, "lazy", -1);
+		ck_assert_msg(l != NULL, "%s", pgl_error(c));
+		ck_assert_int_eq(pgl_release(l), 0);
+	}
+	/* every borrow of "every" ran the query once; "lazy" never did */
+	ck_assert_int_eq(testutil_sql_long("SELECT count(*) FROM validations WHERE pool = 'every'"), 5);
+	ck_assert_int_eq(testutil_sql_long("SELECT count(*) FROM validations WHERE pool = 'lazy'"), 0);
+
+	/* a failed health check: that backend is replaced, the acquire still served */
+	pgl_lease *l = pgl_acquire(c, "sick", 5000);
+	ck_assert_msg(l != NULL, "%s", pgl_error(c));
+	int pid = pgl_backend_pid(l);
+	ck_assert_int_eq(pgl_release(l), 0);
+	pgl_pool_stats st[3];
+	ck_assert_int_eq(pgl_stats(broker.shm, st, 3), 3);
+	ck_assert_str_eq(st[2].name, "sick");
+	ck_assert_uint_eq(st[2].health_check_failures, 1);
+	ck_assert_uint_eq(st[0].health_check_failures, 0);
+	ck_assert(testbroker_log_has(&broker, "health check failed pool=sick"));
+	char sql[96];
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM pg_stat_activity WHERE pid = %d", pid);
+	ck_assert_int_eq(testutil_sql_long(sql), 1);	/* the fresh one that served */
+	pgl_close(c);
+	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
 static Suite *
 lease_suite(void)
 {
@@ -418,6 +484,7 @@ lease_suite(void)
 	tcase_add_test(tc, test_lease_limit);
 	tcase_add_test(tc, test_no_fd_leak);
 	tcase_add_test(tc, test_stat_tool);
+	tcase_add_test(tc, test_validation);
 	suite_add_tcase(s, tc);
 	return s;
 }

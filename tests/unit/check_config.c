@@ -350,6 +350,34 @@ START_TEST(test_conninfo_password_masked)
 }
 END_TEST
 
+/* Several pools on one line: each setting is read from its own literal. */
+START_TEST(test_one_line_pools)
+{
+	int nerrors;
+	struct config *cfg = config_load(testutil_write_file("one.conf",
+		"pools = ( { name = \"a\"; conninfo = \"dbname=a\"; max_size = 7; validate_after = 0; },"
+		" { name = \"b\"; conninfo = \"dbname=b\"; max_size = 9; validate_after = 60; } );\n"),
+		NULL, NULL, &nerrors);
+
+	ck_assert_int_eq(nerrors, 0);
+	ck_assert_int_eq(cfg->pools[0].max_size, 7);
+	ck_assert_int_eq(cfg->pools[1].max_size, 9);
+	ck_assert_double_eq(cfg->pools[0].validate_after, 0);
+	ck_assert_double_eq(cfg->pools[1].validate_after, 60);
+	config_free(cfg);
+
+	/* the wrapped one is still caught, whichever pool it is in */
+	struct output out;
+	char path[512];
+	check_config_file("pools = ( { name = \"a\"; conninfo = \"dbname=a\"; max_size = 7; },"
+			  " { name = \"b\"; conninfo = \"dbname=b\"; max_size = 4294967303; } );\n",
+			  &out, path, sizeof(path));
+	ck_assert_int_eq(out.status, 1);
+	ck_assert_msg(strstr(out.text, ":1: pools[1].max_size: must be between 1 and 100000 "
+			     "(got 4294967303)") != NULL, "%s", out.text);
+}
+END_TEST
+
 START_TEST(test_durations_int_or_float)
 {
 	int nerrors;
@@ -521,6 +549,7 @@ config_suite(void)
 	tcase_add_test(tc, test_password_file);
 	tcase_add_test(tc, test_conninfo_password_masked);
 	tcase_add_test(tc, test_durations_int_or_float);
+	tcase_add_test(tc, test_one_line_pools);
 	tcase_add_test(tc, test_schema_documented);
 	tcase_add_test(tc, test_sample_is_valid);
 	tcase_add_test(tc, test_command_line);

@@ -1,0 +1,443 @@
+/*
+ * check_faults.c - the broker under faults: PostgreSQL down at start or
+ * restarted, backends killed while idle, the broker itself restarted,
+ * hostile clients, drain and stop, a second broker, denied users.
+ */
+#include "autoconf.h"
+
+#include "common/clock.h"
+#include "common/fdpass.h"
+#include "common/wire.h"
+#include "pglease.h"
+#include "testutil.h"
+
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define POOL(min, max) \
+	"{ name = \"main\"; conninfo = \"$CONNINFO\"; min_size = " #min "; max_size = " #max \
+	"; acquire_timeout = 5.0; initial_backoff = 0.2; max_backoff = 0.5; }"
+
+static struct testbroker broker;
+
+#define REQUIRE(cond, ...)                                                    \
+	do {                                                                  \
+		if (!(cond)) {                                                \
+			fprintf(stderr, "worker %d: ", (int)getpid());        \
+			fprintf(stderr, __VA_ARGS__);                          \
+			fputc('\n', stderr);                                  \
+			_exit(1);                                             \
+		}                                                             \
+	} while (0)
+
+/* Every test starts with the server up, whatever the previous one did to it. */
+static void
+server_up(void)
+{
+	char out[64];
+
+	if (!testutil_sql("SELECT 1", out, sizeof(out)))
+		testutil_pg_ctl("start");
+}
+
+static void
+wait_until(bool (*cond)(void), int timeout_ms, const char *what)
+{
+	int64_t deadline = clock_mono_ms() + timeout_ms;
+
+	while (!cond()) {
+		ck_assert_msg(clock_mono_ms() < deadline, "timed out waiting for %s", what);
+		usleep(10000);
+	}
+}
+
+static pgl_pool_stats
+stats(void)
+{
+	pgl_pool_stats st;
+
+	ck_assert_int_eq(pgl_stats(broker.shm, &st, 1), 1);
+	return st;
+}
+
+START_TEST(test_postgres_down_at_start)
+{
+	testutil_pg_ctl("stop");
+	testbroker_start(&broker, NULL, POOL(1, 2), false);
+	pgl_client *c = pgl_open(broker.socket);
+
+	ck_assert_ptr_null(pgl_acquire(c, NULL, 600));
+	ck_assert_int_eq(pgl_errcode(c), PGL_EUNAVAILABLE);
+	ck_assert_msg(strstr(pgl_error(c), "cannot connect to PostgreSQL") != NULL &&
+		      strstr(pgl_error(c), "connection to server") != NULL, "%s", pgl_error(c));
+	ck_assert_uint_ge(stats().connect_failures, 2);	/* it kept trying, backing off */
+	ck_assert(testbroker_log_has(&broker, "connect failed pool=main"));
+	ck_assert(testbroker_log_has(&broker, "retry_in="));
+
+	testutil_pg_ctl("start");
+	pgl_lease *l = pgl_acquire(c, NULL, 10000);
+	ck_assert_msg(l != NULL, "%s", pgl_error(c));
+	ck_assert_int_eq(pgl_release(l), 0);
+	ck_assert(testbroker_log_has(&broker, "connected again pool=main"));
+	ck_assert_int_eq(stats().backoff_until_ms, 0);
+	pgl_close(c);
+	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
+static uint64_t connects_before;
+
+static bool
+replaced_both(void)
+{
+	pgl_pool_stats st = stats();
+	return st.connects >= connects_before + 2 && st.idle == 2;
+}
+
+START_TEST(test_idle_backends_killed)
+{
+	testbroker_start(&broker, NULL, POOL(2, 2), true);
+	connects_before = stats().connects;
+	char killed[128];
+
+	ck_assert(testutil_sql("SELECT string_agg(pid::text, ',') FROM pg_stat_activity "
+			       "WHERE application_name = 'pgleased'", killed, sizeof(killed)));
+	ck_assert_int_eq(testutil_sql_long("SELECT count(pg_terminate_backend(pid)) FROM "
+					   "pg_stat_activity WHERE application_name = 'pgleased'"), 2);
+	/* noticed without any query, and replaced */
+	wait_until(replaced_both, 10000, "both backends replaced");
+	ck_assert(testbroker_log_has(&broker, "idle backend lost"));
+
+	pgl_client *c = pgl_open(broker.socket);
+	pgl_lease *l = pgl_acquire(c, NULL, -1);
+	ck_assert_ptr_nonnull(l);
+	char pid[16];
+	snprintf(pid, sizeof(pid), "%d", pgl_backend_pid(l));
+	ck_assert_msg(strstr(killed, pid) == NULL, "killed backend %s leased again", pid);
+	ck_assert_int_eq(pgl_release(l), 0);
+	pgl_close(c);
+	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
+START_TEST(test_postgres_restart)
+{
+	testbroker_start(&broker, NULL, POOL(2, 2), true);
+	pgl_client *c = pgl_open(broker.socket);
+
+	testutil_pg_ctl("restart");
+	/* the pool serves again within the backoff window */
+	pgl_lease *l = pgl_acquire(c, NULL, 10000);
+	ck_assert_msg(l != NULL, "%s", pgl_error(c));
+	char out[64], st;
+	ck_assert(testutil_raw_query(pgl_fd(l), "SELECT 1", out, sizeof(out), &st));
+	ck_assert_int_eq(pgl_release(l), 0);
+	pgl_close(c);
+	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
+static int stale_backend;
+
+static bool
+stale_backend_gone(void)
+{
+	char sql[96];
+
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM pg_stat_activity WHERE pid = %d",
+		 stale_backend);
+	return testutil_sql_long(sql) == 0;
+}
+
+START_TEST(test_broker_restart)
+{
+	testbroker_start(&broker, NULL, POOL(1, 2), true);
+	pgl_client *c = pgl_open(broker.socket);
+	pgl_lease *l = pgl_acquire(c, NULL, -1);
+	ck_assert_ptr_nonnull(l);
+	int fd = pgl_fd(l);
+	stale_backend = pgl_backend_pid(l);
+
+	ck_assert_int_eq(testbroker_stop(&broker, SIGKILL), 128 + SIGKILL);
+	/* the dead broker's segment is still there: readers call it down */
+	char out[1024];
+	char *stat[] = { (char *)TOP_BUILDDIR "/pglease-stat", (char *)"-n", broker.shm, NULL };
+	ck_assert_int_eq(testutil_run(stat, out, sizeof(out)), 2);
+	ck_assert_msg(strstr(out, "is down") != NULL, "%s", out);
+	pgl_pool_stats dead;
+	ck_assert_int_eq(pgl_stats(broker.shm, &dead, 1), -1);
+	ck_assert_int_eq(errno, ESRCH);
+	/* the new broker replaces the dead one's socket and segment */
+	testbroker_restart(&broker, true);
+	ck_assert(testbroker_log_has(&broker, "replacing the stale socket"));
+
+	ck_assert_int_eq(pgl_release(l), -1);
+	ck_assert_int_eq(pgl_errcode(c), PGL_ESTALE);
+	ck_assert_int_eq(fcntl(fd, F_GETFD), -1);	/* closed */
+	wait_until(stale_backend_gone, 10000, "the stale lease's backend to end");
+
+	l = pgl_acquire(c, NULL, -1);
+	ck_assert_msg(l != NULL, "%s", pgl_error(c));
+	ck_assert_int_ne(pgl_backend_pid(l), stale_backend);
+	ck_assert_int_eq(pgl_release(l), 0);
+	pgl_close(c);
+	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
+static int
+raw_connect(const char *path)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%.*s", (int)sizeof(sun.sun_path) - 1, path);
+	ck_assert_int_eq(connect(fd, (struct sockaddr *)&sun, sizeof(sun)), 0);
+	return fd;
+}
+
+/* What the broker answers, if anything, before it closes: the ERROR's code or 0. */
+static int
+answer_then_eof(int fd, char *text, size_t len)
+{
+	uint8_t buf[WIRE_MESSAGE_MAX];
+	struct wire_msg m;
+	const char *why;
+	int code = 0;
+
+	text[0] = '\0';
+	for (;;) {
+		ssize_t n = recv(fd, buf, sizeof(buf), 0);
+		if (n <= 0)
+			return code;
+		if (wire_decode(buf, (size_t)n, &m, &why) == 0 &&
+		    m.h.type == PGL_MSG_SESSION_ERROR) {
+			code = m.u.error.code;
+			snprintf(text, len, "%.*s", (int)len - 1, m.u.error.message);
+		}
+	}
+}
+
+static const struct {
+	const char *name;
+	const uint8_t bytes[24];
+	size_t len;
+	bool with_fd;
+} garbage[] = {
+	{ "short", { 1, 2, 3 }, 3, false },
+	{ "bad length", { 3, 0, 0, 0, 200, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0 }, 16, false },
+	{ "unknown type", { 99, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0 }, 16, false },
+	{ "ACQUIRE before HELLO", { 3, 0, 0, 0, 6, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0,
+				    0, 0, 255, 255, 255, 255 }, 22, false },
+	{ "HELLO with a fd", { 1, 0, 0, 0, 8, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0,
+			       1, 0, 1, 0, 1, 0, 0, 0 }, 24, true },
+	{ "HELLO for versions 5..6", { 1, 0, 0, 0, 8, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0,
+				       5, 0, 6, 0, 1, 0, 0, 0 }, 24, false },
+};
+
+START_TEST(test_garbage_disconnects_only_its_sender)
+{
+	testbroker_start(&broker, NULL, POOL(1, 2), true);
+	pgl_client *good = pgl_open(broker.socket);
+	pgl_lease *l = pgl_acquire(good, NULL, -1);
+	ck_assert_ptr_nonnull(l);
+	int before = testutil_count_fds(broker.pid);
+
+	int fd = raw_connect(broker.socket);
+	ck_assert_int_eq(fdpass_send(fd, garbage[_i].bytes, garbage[_i].len,
+				     garbage[_i].with_fd ? STDIN_FILENO : -1),
+			 (ssize_t)garbage[_i].len);
+	char text[256];
+	int code = answer_then_eof(fd, text, sizeof(text));
+	close(fd);
+	ck_assert_msg(code == PGL_EPROTO, "%s: code %d (%s)", garbage[_i].name, code, text);
+	ck_assert(testbroker_log_has(&broker, "protocol error from client"));
+
+	/* everyone else is served on, and nothing leaked */
+	ck_assert_int_eq(pgl_release(l), 0);
+	l = pgl_acquire(good, NULL, -1);
+	ck_assert_msg(l != NULL, "%s", pgl_error(good));
+	ck_assert_int_eq(pgl_release(l), 0);
+	usleep(50000);
+	ck_assert_int_eq(testutil_count_fds(broker.pid), before);
+	pgl_close(good);
+	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
+START_TEST(test_sigterm_drains)
+{
+	testbroker_start(&broker, NULL, POOL(2, 2), true);
+	pgl_client *holder = pgl_open(broker.socket);
+	pgl_client *other = pgl_open(broker.socket);
+	pgl_lease *l = pgl_acquire(holder, NULL, -1);
+	pgl_lease *o = pgl_acquire(other, NULL, -1);
+
+	ck_assert_ptr_nonnull(l);
+	ck_assert_ptr_nonnull(o);
+	ck_assert_int_eq(pgl_release(o), 0);
+	ck_assert_int_eq(kill(broker.pid, SIGTERM), 0);
+	usleep(100000);
+
+	/* a connected client is refused at once; a new one cannot connect */
+	int64_t t0 = clock_mono_ms();
+	ck_assert_ptr_null(pgl_acquire(other, NULL, -1));
+	ck_assert_int_eq(pgl_errcode(other), PGL_EDRAINING);
+	ck_assert_int_lt(clock_mono_ms() - t0, 500);
+	pgl_client *late = pgl_open(broker.socket);
+	ck_assert_ptr_null(pgl_acquire(late, NULL, -1));
+	ck_assert_int_eq(pgl_errcode(late), PGL_EBROKER);
+
+	/* the lease still works until it comes back; then the broker exits 0 */
+	char out[32], st;
+	ck_assert(testutil_raw_query(pgl_fd(l), "SELECT 5", out, sizeof(out), &st));
+	ck_assert_str_eq(out, "5");
+	ck_assert_int_eq(waitpid(broker.pid, NULL, WNOHANG), 0);
+	ck_assert_int_eq(pgl_release(l), 0);
+	int status;
+	ck_assert_int_eq(waitpid(broker.pid, &status, 0), broker.pid);
+	broker.pid = 0;
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	ck_assert(testbroker_log_has(&broker, "every lease came back"));
+	ck_assert_int_eq(testutil_pool_backends(), 0);
+	pgl_close(holder);
+	pgl_close(other);
+	pgl_close(late);
+}
+END_TEST
+
+START_TEST(test_sigterm_timeout_and_sigint)
+{
+	/* shutdown_timeout cuts a lease that does not come back */
+	testbroker_start(&broker, "shutdown_timeout = 0.3;", POOL(1, 1), true);
+	pgl_client *c = pgl_open(broker.socket);
+	pgl_lease *l = pgl_acquire(c, NULL, -1);
+	ck_assert_ptr_nonnull(l);
+	int64_t t0 = clock_mono_ms();
+	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
+	ck_assert_int_lt(clock_mono_ms() - t0, 5000);
+	ck_assert(testbroker_log_has(&broker, "shutdown_timeout reached"));
+	pgl_release(l);
+	pgl_close(c);
+
+	/* SIGINT: at once */
+	testbroker_start(&broker, NULL, POOL(1, 1), true);
+	c = pgl_open(broker.socket);
+	l = pgl_acquire(c, NULL, -1);
+	ck_assert_ptr_nonnull(l);
+	t0 = clock_mono_ms();
+	ck_assert_int_eq(testbroker_stop(&broker, SIGINT), 0);
+	ck_assert_int_lt(clock_mono_ms() - t0, 2000);
+	pgl_release(l);
+	pgl_close(c);
+}
+END_TEST
+
+START_TEST(test_second_broker_refused)
+{
+	char out[4096];
+
+	testbroker_start(&broker, NULL, POOL(1, 1), true);
+	char *argv[] = { (char *)TOP_BUILDDIR "/pgleased", (char *)"-c", broker.conf, NULL };
+	ck_assert_int_eq(testutil_run(argv, out, sizeof(out)), 1);
+	ck_assert_msg(strstr(out, "belongs to a running broker") != NULL, "%s", out);
+
+	/* the same socket under another segment name: a live socket is not stolen */
+	char conf[1024], path[600];
+	snprintf(conf, sizeof(conf), "broker = { socket = \"%s\"; shm_name = \"%s.b\"; };\n"
+		 "pools = ( { name = \"x\"; conninfo = \"dbname=x\"; min_size = 0; } );\n",
+		 broker.socket, broker.shm);
+	snprintf(path, sizeof(path), "%s", testutil_write_file("second.conf", conf));
+	argv[2] = path;
+	ck_assert_int_eq(testutil_run(argv, out, sizeof(out)), 1);
+	ck_assert_msg(strstr(out, "another broker listens on") != NULL, "%s", out);
+
+	/* a socket directory that does not exist */
+	snprintf(conf, sizeof(conf), "broker = { socket = \"/nonexistent/dir/s.sock\"; "
+		 "shm_name = \"%s.c\"; };\n"
+		 "pools = ( { name = \"x\"; conninfo = \"dbname=x\"; min_size = 0; } );\n",
+		 broker.shm);
+	snprintf(path, sizeof(path), "%s", testutil_write_file("third.conf", conf));
+	ck_assert_int_eq(testutil_run(argv, out, sizeof(out)), 1);
+	ck_assert_msg(strstr(out, "create its directory first") != NULL, "%s", out);
+	/* the first one is untouched */
+	pgl_client *c = pgl_open(broker.socket);
+	pgl_lease *l = pgl_acquire(c, NULL, -1);
+	ck_assert_msg(l != NULL, "%s", pgl_error(c));
+	ck_assert_int_eq(pgl_release(l), 0);
+	pgl_close(c);
+	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
+START_TEST(test_denied_user)
+{
+	/* A user other than the broker's: refused with PGL_EDENIED and a log line. */
+	ck_assert_int_eq(chmod(testutil_tmpdir(), 0755), 0);
+	testbroker_start(&broker, "socket_mode = \"0666\"; allowed_uids = [ 4242 ];",
+			 POOL(1, 1), true);
+	ck_assert_int_eq(chmod(broker.dir, 0755), 0);
+	pid_t p = fork();
+	ck_assert_int_ge(p, 0);
+	if (p == 0) {
+		REQUIRE(setgid(65534) == 0 && setuid(65534) == 0, "setuid");
+		pgl_client *c = pgl_open(broker.socket);
+		REQUIRE(pgl_acquire(c, NULL, -1) == NULL, "nobody got a lease");
+		REQUIRE(pgl_errcode(c) == PGL_EDENIED, "code %d: %s", pgl_errcode(c), pgl_error(c));
+		_exit(0);
+	}
+	int status;
+	ck_assert_int_eq(waitpid(p, &status, 0), p);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	ck_assert(testbroker_log_has(&broker, "client denied uid=65534"));
+	/* the broker's own user still gets in */
+	pgl_client *c = pgl_open(broker.socket);
+	pgl_lease *l = pgl_acquire(c, NULL, -1);
+	ck_assert_msg(l != NULL, "%s", pgl_error(c));
+	ck_assert_int_eq(pgl_release(l), 0);
+	pgl_close(c);
+	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
+static Suite *
+faults_suite(void)
+{
+	Suite *s = suite_create("faults");
+	TCase *tc = tcase_create("faults");
+
+	tcase_set_timeout(tc, 60);
+	tcase_add_checked_fixture(tc, server_up, NULL);
+	tcase_add_test(tc, test_postgres_down_at_start);
+	tcase_add_test(tc, test_idle_backends_killed);
+	tcase_add_test(tc, test_postgres_restart);
+	tcase_add_test(tc, test_broker_restart);
+	tcase_add_loop_test(tc, test_garbage_disconnects_only_its_sender, 0,
+			    (int)(sizeof(garbage) / sizeof(garbage[0])));
+	tcase_add_test(tc, test_sigterm_drains);
+	tcase_add_test(tc, test_sigterm_timeout_and_sigint);
+	tcase_add_test(tc, test_second_broker_refused);
+	if (geteuid() == 0)
+		tcase_add_test(tc, test_denied_user);
+	else
+		printf("check_faults: test_denied_user needs root (a second user id); not run\n");
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int
+main(int argc, char **argv)
+{
+	testutil_require_postgres(argc, argv);
+	return testutil_run_suite(faults_suite());
+}

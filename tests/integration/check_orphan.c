@@ -1,0 +1,381 @@
+/*
+ * check_orphan.c - what a holder leaves behind never reaches the next one:
+ * a worker killed mid-transaction (also while a forked child keeps its
+ * sockets), a process exiting without pgl_release, a lease released inside
+ * a transaction, and raw holders that leave replies in the stream.
+ */
+#include "autoconf.h"
+
+#include "common/clock.h"
+#include "pglease.h"
+#include "testutil.h"
+
+#include <check.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define POOL(min, max) \
+	"{ name = \"main\"; conninfo = \"$CONNINFO\"; min_size = " #min "; max_size = " #max \
+	"; acquire_timeout = 5.0; initial_backoff = 0.1; max_backoff = 1.0; }"
+
+static struct testbroker broker;
+
+#define REQUIRE(cond, ...)                                                    \
+	do {                                                                  \
+		if (!(cond)) {                                                \
+			fprintf(stderr, "worker %d: ", (int)getpid());        \
+			fprintf(stderr, __VA_ARGS__);                          \
+			fputc('\n', stderr);                                  \
+			_exit(1);                                             \
+		}                                                             \
+	} while (0)
+
+static void
+exec_sql(const char *sql)
+{
+	char out[512];
+
+	ck_assert_msg(testutil_sql(sql, out, sizeof(out)), "%s: %s", sql, out);
+}
+
+/* Waits until pool 0 is whole again: n idle backends, none leased or closing. */
+static pgl_pool_stats
+wait_whole(int n)
+{
+	int64_t deadline = clock_mono_ms() + 15000;
+	pgl_pool_stats st;
+
+	for (;;) {
+		ck_assert_int_eq(pgl_stats(broker.shm, &st, 1), 1);
+		if (st.idle == n && st.size == n && st.leased == 0)
+			return st;
+		ck_assert_msg(clock_mono_ms() < deadline, "pool not whole: size %d idle %d leased %d",
+			      st.size, st.idle, st.leased);
+		usleep(5000);
+	}
+}
+
+/* Every backend of the pool is leasable, idle, outside any transaction, sees no row. */
+static void
+assert_pool_clean(int max, const char *table)
+{
+	pgl_client *c = pgl_open(broker.socket);
+	pgl_lease *l[8];
+	char sql[128], out[128], st;
+
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s", table);
+	for (int i = 0; i < max; i++) {
+		l[i] = pgl_acquire(c, NULL, 2000);
+		ck_assert_msg(l[i] != NULL, "lease %d: %s", i, pgl_error(c));
+		ck_assert_msg(testutil_raw_query(pgl_fd(l[i]), sql, out, sizeof(out), &st), "%s", out);
+		ck_assert_str_eq(out, "0");
+		ck_assert_int_eq(st, 'I');
+	}
+	for (int i = 0; i < max; i++)
+		ck_assert_int_eq(pgl_release(l[i]), 0);
+	pgl_close(c);
+	ck_assert_int_le(testutil_pool_backends(), max);
+	ck_assert_int_eq(testutil_sql_long("SELECT count(*) FROM pg_stat_activity WHERE "
+					   "application_name = 'pgleased' AND "
+					   "state LIKE 'idle in transaction%'"), 0);
+}
+
+/*
+ * A worker that leases, opens a transaction with an INSERT, reports its
+ * backend pid on the pipe and waits to be killed.  With fork_child, it
+ * first forks (bypassing the library's atfork handler) a child that keeps
+ * every inherited descriptor open; that child's pid is reported too.
+ */
+static pid_t
+start_doomed_worker(const char *table, bool fork_child, int *backend_pid, pid_t *child)
+{
+	int p[2];
+
+	ck_assert_int_eq(pipe(p), 0);
+	pid_t w = fork();
+	ck_assert_int_ge(w, 0);
+	if (w == 0) {
+		close(p[0]);
+		pgl_client *c = pgl_open(broker.socket);
+		pgl_lease *l = pgl_acquire(c, NULL, -1);
+		char sql[128], out[128], st;
+		int info[2] = { 0, 0 };
+
+		REQUIRE(l != NULL, "acquire: %s", pgl_error(c));
+		snprintf(sql, sizeof(sql), "BEGIN; INSERT INTO %s VALUES (1)", table);
+		REQUIRE(testutil_raw_query(pgl_fd(l), sql, out, sizeof(out), &st), "%s", out);
+		REQUIRE(st == 'T', "not in a transaction: %c", st);
+		info[0] = pgl_backend_pid(l);
+		if (fork_child) {
+			pid_t k = (pid_t)syscall(SYS_fork);
+			if (k == 0) {
+				alarm(30);	/* never outlives a failed test for long */
+				for (;;)
+					pause();
+			}
+			info[1] = (int)k;
+		}
+		REQUIRE(write(p[1], info, sizeof(info)) == sizeof(info), "pipe");
+		for (;;)
+			pause();
+	}
+	close(p[1]);
+	int info[2];
+	ck_assert_int_eq(read(p[0], info, sizeof(info)), sizeof(info));
+	close(p[0]);
+	*backend_pid = info[0];
+	if (child != NULL)
+		*child = info[1];
+	return w;
+}
+
+START_TEST(test_killed_mid_transaction)
+{
+	int backend;
+
+	exec_sql("CREATE TABLE killed (id int)");
+	testbroker_start(&broker, NULL, POOL(2, 2), true);
+	pid_t w = start_doomed_worker("killed", false, &backend, NULL);
+
+	ck_assert_int_eq(kill(w, SIGKILL), 0);
+	ck_assert_int_eq(waitpid(w, NULL, 0), w);
+	pgl_pool_stats st = wait_whole(2);
+	ck_assert_uint_eq(st.orphaned_leases, 1);
+	/* the orphan's backend is gone, not reused */
+	char sql[128];
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM pg_stat_activity WHERE pid = %d", backend);
+	ck_assert_int_eq(testutil_sql_long(sql), 0);
+	ck_assert_int_eq(testutil_sql_long("SELECT count(*) FROM killed"), 0);
+	assert_pool_clean(2, "killed");
+	ck_assert(testbroker_log_has(&broker, "lease orphaned"));
+	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
+START_TEST(test_killed_with_forked_child)
+{
+	int backend;
+	pid_t child;
+
+	exec_sql("CREATE TABLE forked (id int)");
+	testbroker_start(&broker, NULL, POOL(2, 2), true);
+	pid_t w = start_doomed_worker("forked", true, &backend, &child);
+
+	ck_assert_int_gt(child, 0);
+	ck_assert_int_eq(kill(w, SIGKILL), 0);
+	ck_assert_int_eq(waitpid(w, NULL, 0), w);
+	/* The child still holds the control socket and the backend socket. */
+	ck_assert_int_eq(kill(child, 0), 0);
+	pgl_pool_stats st = wait_whole(2);
+	ck_assert_uint_eq(st.orphaned_leases, 1);
+	ck_assert_int_eq(testutil_sql_long("SELECT count(*) FROM forked"), 0);
+	char sql[128];
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM pg_stat_activity WHERE pid = %d", backend);
+	int64_t deadline = clock_mono_ms() + 10000;
+	while (testutil_sql_long(sql) != 0) {
+		ck_assert_msg(clock_mono_ms() < deadline, "backend %d outlived its holder", backend);
+		usleep(10000);
+	}
+	assert_pool_clean(2, "forked");
+	kill(child, SIGKILL);
+	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
+START_TEST(test_exit_without_release)
+{
+	int p[2];
+
+	testbroker_start(&broker, NULL, POOL(1, 1), true);
+	ck_assert_int_eq(pipe(p), 0);
+	pid_t w = fork();
+	ck_assert_int_ge(w, 0);
+	if (w == 0) {
+		pgl_client *c = pgl_open(broker.socket);
+		pgl_lease *l = pgl_acquire(c, NULL, -1);
+		REQUIRE(l != NULL, "acquire: %s", pgl_error(c));
+		int pid = pgl_backend_pid(l);
+		REQUIRE(write(p[1], &pid, sizeof(pid)) == sizeof(pid), "pipe");
+		exit(0);	/* no pgl_release: the atexit handler gives it back */
+	}
+	close(p[1]);
+	int pid;
+	ck_assert_int_eq(read(p[0], &pid, sizeof(pid)), sizeof(pid));
+	ck_assert_int_eq(waitpid(w, NULL, 0), w);
+
+	pgl_pool_stats st = wait_whole(1);
+	ck_assert_uint_eq(st.orphaned_leases, 0);
+	ck_assert_uint_eq(st.resets, 1);
+	pgl_client *c = pgl_open(broker.socket);
+	pgl_lease *l = pgl_acquire(c, NULL, -1);
+	ck_assert_ptr_nonnull(l);
+	ck_assert_int_eq(pgl_backend_pid(l), pid);	/* reset and reused, not replaced */
+	ck_assert_int_eq(pgl_release(l), 0);
+	pgl_close(c);
+	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
+START_TEST(test_release_in_transaction)
+{
+	char out[256], st;
+
+	exec_sql("CREATE TABLE released (id int)");
+	testbroker_start(&broker, NULL, POOL(1, 1), true);
+	pgl_client *c = pgl_open(broker.socket);
+	pgl_lease *l = pgl_acquire(c, NULL, -1);
+	ck_assert_ptr_nonnull(l);
+	int fd = pgl_fd(l), pid = pgl_backend_pid(l);
+
+	ck_assert(testutil_raw_query(fd, "SET work_mem = '7MB'; PREPARE p AS SELECT 42", out,
+				     sizeof(out), &st));
+	ck_assert(testutil_raw_query(fd, "BEGIN; INSERT INTO released VALUES (1)", out,
+				     sizeof(out), &st));
+	ck_assert_int_eq(st, 'T');
+	ck_assert_int_eq(pgl_release(l), 0);
+
+	l = pgl_acquire(c, NULL, -1);
+	ck_assert_ptr_nonnull(l);
+	fd = pgl_fd(l);
+	ck_assert_int_eq(pgl_backend_pid(l), pid);
+	ck_assert(testutil_raw_query(fd, "SELECT count(*) FROM released", out, sizeof(out), &st));
+	ck_assert_str_eq(out, "0");
+	ck_assert_int_eq(st, 'I');
+	ck_assert(testutil_raw_query(fd, "SHOW work_mem", out, sizeof(out), &st));
+	ck_assert_str_eq(out, "4MB");
+	ck_assert(!testutil_raw_query(fd, "EXECUTE p", out, sizeof(out), &st));
+	ck_assert_msg(strstr(out, "does not exist") != NULL, "%s", out);
+	ck_assert_int_eq(pgl_release(l), 0);
+	ck_assert_int_eq(testutil_sql_long("SELECT count(*) FROM released"), 0);
+	pgl_close(c);
+	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
+/* Raw holders that leave replies unread: the backend is replaced, never handed on. */
+static const char *const stray[][2] = {
+	{ "ROLLBACK", "DISCARD ALL" },
+	{ "SELECT 1", NULL },
+	{ "SELECT pg_sleep(0.3)", NULL },
+	{ "BEGIN", "SELECT 'x'" },
+};
+
+START_TEST(test_stray_replies_replace)
+{
+	char out[256], st;
+
+	testbroker_start(&broker, NULL, POOL(1, 1), true);
+	pgl_client *c = pgl_open(broker.socket);
+	pgl_lease *l = pgl_acquire(c, NULL, -1);
+	ck_assert_ptr_nonnull(l);
+	int pid = pgl_backend_pid(l);
+
+	testutil_raw_send(pgl_fd(l), stray[_i][0]);
+	if (stray[_i][1] != NULL)
+		testutil_raw_send(pgl_fd(l), stray[_i][1]);
+	ck_assert_int_eq(pgl_release(l), 0);
+
+	l = pgl_acquire(c, NULL, 5000);
+	ck_assert_msg(l != NULL, "%s", pgl_error(c));
+	ck_assert_int_ne(pgl_backend_pid(l), pid);
+	/* and the new one answers exactly its own query */
+	ck_assert(testutil_raw_query(pgl_fd(l), "SELECT 'fresh'", out, sizeof(out), &st));
+	ck_assert_str_eq(out, "fresh");
+	ck_assert_int_eq(st, 'I');
+	ck_assert_int_eq(pgl_release(l), 0);
+
+	pgl_pool_stats s = wait_whole(1);
+	ck_assert_uint_eq(s.reset_failures, 1);
+	ck_assert(testbroker_log_has(&broker, "reset failed"));
+	pgl_close(c);
+	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
+START_TEST(test_discard_replaces)
+{
+	testbroker_start(&broker, NULL, POOL(1, 1), true);
+	pgl_client *c = pgl_open(broker.socket);
+	pgl_lease *l = pgl_acquire(c, NULL, -1);
+	ck_assert_ptr_nonnull(l);
+	int pid = pgl_backend_pid(l);
+
+	ck_assert_int_eq(pgl_discard(l), 0);
+	l = pgl_acquire(c, NULL, 5000);
+	ck_assert_msg(l != NULL, "%s", pgl_error(c));
+	ck_assert_int_ne(pgl_backend_pid(l), pid);
+	ck_assert_int_eq(pgl_release(l), 0);
+	pgl_close(c);
+	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
+START_TEST(test_child_leases_are_inert)
+{
+	char out[64], st;
+
+	testbroker_start(&broker, NULL, POOL(1, 1), true);
+	pgl_client *c = pgl_open(broker.socket);
+	pgl_lease *l = pgl_acquire(c, NULL, -1);
+	ck_assert_ptr_nonnull(l);
+
+	pid_t k = fork();
+	ck_assert_int_ge(k, 0);
+	if (k == 0) {
+		/* The parent's backend is out of reach: the fd is /dev/null now. */
+		struct stat sb;
+		REQUIRE(fstat(pgl_fd(l), &sb) == 0 && S_ISCHR(sb.st_mode),
+			"the child still holds the parent's backend socket");
+		REQUIRE(pgl_release(l) == -1 && pgl_errcode(c) == PGL_ESTALE,
+			"release in the child: %d %s", pgl_errcode(c), pgl_error(c));
+		/* Its own lease works: the client reconnects for the child. */
+		pgl_lease *mine = pgl_acquire(c, NULL, 0);
+		REQUIRE(mine == NULL && pgl_errcode(c) == PGL_ETIMEOUT,
+			"pool of 1 is leased: %s", pgl_error(c));
+		_exit(0);
+	}
+	int status;
+	ck_assert_int_eq(waitpid(k, &status, 0), k);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child failed");
+	/* the parent's lease is untouched */
+	ck_assert(testutil_raw_query(pgl_fd(l), "SELECT 7", out, sizeof(out), &st));
+	ck_assert_str_eq(out, "7");
+	ck_assert_int_eq(pgl_release(l), 0);
+	pgl_pool_stats s = wait_whole(1);
+	ck_assert_uint_eq(s.orphaned_leases, 0);
+	pgl_close(c);
+	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
+static Suite *
+orphan_suite(void)
+{
+	Suite *s = suite_create("orphan");
+	TCase *tc = tcase_create("orphan");
+
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_killed_mid_transaction);
+	tcase_add_test(tc, test_killed_with_forked_child);
+	tcase_add_test(tc, test_exit_without_release);
+	tcase_add_test(tc, test_release_in_transaction);
+	tcase_add_loop_test(tc, test_stray_replies_replace, 0,
+			    (int)(sizeof(stray) / sizeof(stray[0])));
+	tcase_add_test(tc, test_discard_replaces);
+	tcase_add_test(tc, test_child_leases_are_inert);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int
+main(int argc, char **argv)
+{
+	testutil_require_postgres(argc, argv);
+	return testutil_run_suite(orphan_suite());
+}
