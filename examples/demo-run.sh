@@ -41,8 +41,9 @@ echo "== pglease-stat -c $dir/pglease.conf"
 leases=$("$build/pglease-stat" -c "$dir/pglease.conf" --json | sed -n 's/.*"leases":\([0-9]*\).*/\1/p')
 echo
 echo "The broker granted $leases leases to $workers worker processes over 4 PostgreSQL"
-echo "connections: no worker opened a connection of its own, and every backend was"
-echo "reset (DISCARD ALL) between holders."
+echo "connections: each worker ran plain libpq calls on a PGconn around its lease"
+echo "(pgl_conn), none opened a connection of its own, and every backend was reset"
+echo "(DISCARD ALL) between holders."
 
 kill -TERM $broker
 wait $broker

@@ -5,21 +5,18 @@
  *   prefork-demo [-s SOCKET] [-p POOL] [-w WORKERS] [-n REQUESTS]
  *
  * The parent forks WORKERS processes.  Each serves REQUESTS "requests": lease
- * a backend, run a query on it, give it back.  The parent then reports the
- * requests served, the distinct backends that served them, and the time per
- * request.  The query goes over the leased socket with the simple query
- * protocol written out below; a program that uses libpq would put a PGconn
- * around the lease instead.
+ * a backend, run a query on it with ordinary libpq calls (pgl_conn gives a
+ * genuine PGconn on the leased socket), give it back.  The parent then
+ * reports the requests served, the distinct backends that served them, and
+ * the time per request.
  */
-#include <errno.h>
-#include <poll.h>
+#include <libpq-fe.h>
 #include <pglease.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -31,87 +28,6 @@ now(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* Reads exactly len bytes from the non-blocking backend socket. */
-static bool
-read_full(int fd, void *buf, size_t len)
-{
-	char *p = buf;
-
-	while (len > 0) {
-		ssize_t n = recv(fd, p, len, 0);
-		if (n > 0) {
-			p += n;
-			len -= (size_t)n;
-		} else if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-			struct pollfd pfd = { .fd = fd, .events = POLLIN };
-			poll(&pfd, 1, -1);
-		} else {
-			return false;
-		}
-	}
-	return true;
-}
-
-/*
- * Runs sql on the leased socket: one Query message, then every reply up to
- * ReadyForQuery.  The first column of the first row goes to out.
- */
-static bool
-query(int fd, const char *sql, char *out, size_t outlen)
-{
-	size_t n = strlen(sql);
-	char msg[512];
-	uint32_t len = (uint32_t)(4 + n + 1);
-	bool ok = true;
-
-	if (n + 6 > sizeof(msg))
-		return false;
-	msg[0] = 'Q';
-	msg[1] = (char)(len >> 24);
-	msg[2] = (char)(len >> 16);
-	msg[3] = (char)(len >> 8);
-	msg[4] = (char)len;
-	memcpy(msg + 5, sql, n + 1);
-	for (size_t off = 0; off < n + 6;) {
-		ssize_t w = send(fd, msg + off, n + 6 - off, MSG_NOSIGNAL);
-		if (w < 0 && (errno == EAGAIN || errno == EINTR)) {
-			struct pollfd pfd = { .fd = fd, .events = POLLOUT };
-			poll(&pfd, 1, -1);
-			continue;
-		}
-		if (w <= 0)
-			return false;
-		off += (size_t)w;
-	}
-
-	out[0] = '\0';
-	for (;;) {
-		unsigned char hdr[5];
-		char body[1024];
-
-		if (!read_full(fd, hdr, 5))
-			return false;
-		uint32_t blen = ((uint32_t)hdr[1] << 24 | (uint32_t)hdr[2] << 16 |
-				 (uint32_t)hdr[3] << 8 | hdr[4]) - 4;
-		if (blen > sizeof(body) || !read_full(fd, body, blen))
-			return false;
-		if (hdr[0] == 'D' && out[0] == '\0' && blen >= 6) {
-			int32_t clen = (int32_t)((uint32_t)(unsigned char)body[2] << 24 |
-						 (uint32_t)(unsigned char)body[3] << 16 |
-						 (uint32_t)(unsigned char)body[4] << 8 |
-						 (unsigned char)body[5]);
-			if (clen >= 0 && (size_t)clen < outlen && (uint32_t)clen + 6 <= blen) {
-				memcpy(out, body + 6, (size_t)clen);
-				out[clen] = '\0';
-			}
-		} else if (hdr[0] == 'E') {
-			ok = false;
-		} else if (hdr[0] == 'Z') {
-			return ok;
-		}
-	}
 }
 
 struct report {
@@ -131,23 +47,33 @@ worker(const char *socket, const char *pool, int requests, int out)
 	for (int i = 0; i < requests; i++) {
 		double t0 = now();
 		pgl_lease *l = pgl_acquire(c, pool, -1);
-		char value[64];
+		PGconn *conn = l != NULL ? pgl_conn(l) : NULL;
 
-		if (l == NULL) {
+		if (conn == NULL) {
 			fprintf(stderr, "worker %d: %s\n", (int)getpid(), pgl_error(c));
 			r.failed++;
+			if (l != NULL)
+				pgl_release(l);
 			continue;
 		}
-		if (!query(pgl_fd(l), "SELECT pg_backend_pid()", value, sizeof(value))) {
+
+		/* The request's work: ordinary libpq. */
+		const char *params[] = { "pglease" };
+		PGresult *res = PQexecParams(conn, "SELECT pg_backend_pid(), 'hello from ' || $1",
+					     1, NULL, params, NULL, NULL, 0);
+		if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+			fprintf(stderr, "worker %d: %s", (int)getpid(), PQerrorMessage(conn));
+			PQclear(res);
 			r.failed++;
-			pgl_discard(l);
+			pgl_release(l);
 			continue;
 		}
-		pgl_release(l);
+		int pid = atoi(PQgetvalue(res, 0, 0));
+		PQclear(res);
+		pgl_release(l);		/* not PQfinish: the backend goes back to the pool */
 		r.busy += now() - t0;
 		r.served++;
 
-		int pid = atoi(value);
 		bool known = false;
 		for (int k = 0; k < r.npids; k++)
 			known |= r.pids[k] == pid;
@@ -223,7 +149,7 @@ main(int argc, char **argv)
 	printf("%d workers served %d requests (%d failed) in %.2f s: %.0f requests/s\n",
 	       workers, all.served, all.failed, wall, all.served / wall);
 	printf("distinct backends used: %d\n", all.npids);
-	printf("time per request (lease, query, release): %.1f us on average\n",
+	printf("time per request (lease, PGconn, query, release): %.1f us on average\n",
 	       all.served > 0 ? all.busy / all.served * 1e6 : 0.0);
 	return bad == 0 && all.failed == 0 ? 0 : 1;
 }

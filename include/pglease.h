@@ -32,6 +32,7 @@ extern "C" {
 
 typedef struct pgl_client pgl_client;
 typedef struct pgl_lease pgl_lease;
+typedef struct pg_conn PGconn;		/* as <libpq-fe.h> declares it */
 
 /* Error codes of pgl_errcode(); also carried by the broker's ERROR message. */
 enum {
@@ -75,6 +76,34 @@ pgl_lease *pgl_acquire(pgl_client *c, const char *pool, int timeout_ms);
  */
 int pgl_fd(const pgl_lease *l);
 
+/*
+ * A libpq connection on the leased backend: a genuine PGconn whose socket is
+ * the lease's.  Built on the first call, the same pointer after; owned by
+ * the lease and freed by pgl_release()/pgl_discard().  NULL on failure
+ * (pgl_error() says why).  Everything libpq does works as on a direct
+ * connection: PQexec, PQexecParams (text and binary), prepared statements,
+ * COPY both ways, pipeline mode, LISTEN/NOTIFY, notices, PQescape*,
+ * PQparameterStatus, PQserverVersion, PQbackendPID.  Except:
+ *  - PQfinish() or PQreset() would end the pooled backend: use pgl_release().
+ *  - PQcancel() reaches nothing: use pgl_cancel().
+ *  - Startup options of the worker (options, application_name, PGOPTIONS,
+ *    PGAPPNAME, PGCLIENTENCODING) do not reach the server: they belong in the
+ *    pool's conninfo, or in a SET after leasing.
+ *  - PQhost() and PQport() name the private listener the shell was built on.
+ *  - PGSERVICE or PGHOSTADDR in the environment make pgl_conn() fail with a
+ *    message naming the variable.
+ *  - There is no TLS: the backend connection is plain (see pglease.conf(5)).
+ */
+PGconn *pgl_conn(pgl_lease *l);
+
+/*
+ * Cancels the query running on the lease's backend: one message to the
+ * broker, no waiting, async-signal-safe (call it from a SIGINT or SIGALRM
+ * handler).  The broker acts only while the lease is live and this
+ * client's.  0 when the request was sent, -1 otherwise; errno is preserved.
+ */
+int pgl_cancel(pgl_lease *l);
+
 /* A server parameter as the backend reported it ("server_version", ...), or NULL. */
 const char *pgl_param(const pgl_lease *l, const char *name);
 
@@ -83,7 +112,9 @@ int pgl_backend_pid(const pgl_lease *l);
 
 /*
  * Gives the backend back: the broker rolls back what is left open, resets
- * the session and lends it again.  The lease is freed and its socket closed
+ * the session and lends it again.  With a shell, its libpq state decides:
+ * idle is returned as clean, an open or failed transaction is rolled back,
+ * and a query, COPY, pipeline or unread results get the backend replaced.  The lease is freed and its socket closed
  * whatever the outcome.  -1 with PGL_ESTALE when the broker restarted since
  * the lease was granted (the backend then ends).
  */

@@ -222,6 +222,8 @@ connect_poll(struct slot *slot)
 	}
 	slot->fd = PQsocket(slot->conn);
 	slot->backend_pid = PQbackendPID(slot->conn);
+	snprintf(slot->user, sizeof(slot->user), "%s", PQuser(slot->conn));
+	snprintf(slot->database, sizeof(slot->database), "%s", PQdb(slot->conn));
 	params_from_libpq(slot);
 	pgproto_reset(&slot->rd);
 	connect_done(slot, true, NULL);

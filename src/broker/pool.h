@@ -77,7 +77,10 @@ struct slot {
 	char nonce[24];
 	struct slot *terminate_for;	/* running pg_terminate_backend for that slot */
 
-	/* Server parameters as sent in a GRANT: "name\0value\0"... */
+	/* The role and database of the backend, and its server parameters as
+	 * sent in a GRANT: "name\0value\0"... */
+	char user[WIRE_NAME_MAX + 1];
+	char database[WIRE_NAME_MAX + 1];
 	char params[WIRE_PARAMS_MAX];
 	uint16_t params_len;
 

@@ -88,6 +88,8 @@ session_grant(struct session *s, uint64_t request_id, struct slot *slot)
 	m.u.grant.lease_id = slot->lease_id;
 	m.u.grant.slot = slot->index;
 	m.u.grant.backend_pid = (uint32_t)slot->backend_pid;
+	memcpy(m.u.grant.user, slot->user, sizeof(m.u.grant.user));
+	memcpy(m.u.grant.database, slot->database, sizeof(m.u.grant.database));
 	m.u.grant.params = slot->params;
 	m.u.grant.params_len = slot->params_len;
 	if (send_msg(s, &m, slot->fd) != 0)

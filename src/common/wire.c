@@ -110,6 +110,8 @@ wire_encode(const struct wire_msg *m, uint8_t *buf, size_t cap)
 		put_u64(&w, m->u.grant.lease_id);
 		put_u32(&w, m->u.grant.slot);
 		put_u32(&w, m->u.grant.backend_pid);
+		put_str(&w, m->u.grant.user, WIRE_NAME_MAX);
+		put_str(&w, m->u.grant.database, WIRE_NAME_MAX);
 		if (m->u.grant.params_len > WIRE_PARAMS_MAX)
 			return 0;
 		put_u16(&w, m->u.grant.params_len);
@@ -299,6 +301,8 @@ wire_decode(const uint8_t *buf, size_t len, struct wire_msg *m, const char **why
 		m->u.grant.lease_id = get_u64(&c);
 		m->u.grant.slot = get_u32(&c);
 		m->u.grant.backend_pid = get_u32(&c);
+		get_str(&c, m->u.grant.user, WIRE_NAME_MAX, "GRANT user name too long");
+		get_str(&c, m->u.grant.database, WIRE_NAME_MAX, "GRANT database name too long");
 		m->u.grant.params_len = get_u16(&c);
 		m->u.grant.params = (const char *)c.p;
 		if (c.why == NULL && m->u.grant.params_len > WIRE_PARAMS_MAX)

@@ -21,11 +21,12 @@
 
 #define WIRE_HEADER_SIZE 16
 #define WIRE_POOL_NAME_MAX 63
+#define WIRE_NAME_MAX 63	/* PostgreSQL identifiers: NAMEDATALEN - 1 */
 #define WIRE_SHM_NAME_MAX 200
 #define WIRE_TEXT_MAX 1024	/* ERROR messages */
 #define WIRE_PARAMS_MAX 4096	/* GRANT's server parameters */
-/* The largest message: a GRANT with the largest parameter block. */
-#define WIRE_MESSAGE_MAX (WIRE_HEADER_SIZE + 32 + WIRE_PARAMS_MAX)
+/* The largest message: a GRANT with the longest names and parameter block. */
+#define WIRE_MESSAGE_MAX (WIRE_HEADER_SIZE + 32 + 2 * (2 + WIRE_NAME_MAX) + WIRE_PARAMS_MAX)
 
 /* Message types.  Bump the protocol version when this changes. */
 enum wire_type {
@@ -75,6 +76,8 @@ struct wire_grant {
 	uint64_t lease_id;
 	uint32_t slot;
 	uint32_t backend_pid;
+	char user[WIRE_NAME_MAX + 1];	/* the role the backend runs as */
+	char database[WIRE_NAME_MAX + 1];
 	/* "name\0value\0" pairs; decoded in place: points into the input buffer */
 	const char *params;
 	uint16_t params_len;

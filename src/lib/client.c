@@ -28,6 +28,7 @@ static pgl_client *clients;
 static pthread_mutex_t clients_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t handlers_once = PTHREAD_ONCE_INIT;
 static pid_t self;
+static int devnull = -1;
 
 pid_t
 client_pid(void)
@@ -47,6 +48,13 @@ client_fail(pgl_client *c, int code, const char *fmt, ...)
 	return -1;
 }
 
+int
+client_devnull(void)
+{
+	/* Opened by install_handlers(); inherited, still good, across fork(). */
+	return devnull;
+}
+
 /* --- fork and exit ------------------------------------------------------ */
 
 /*
@@ -57,8 +65,6 @@ client_fail(pgl_client *c, int code, const char *fmt, ...)
 static void
 atfork_child(void)
 {
-	int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
-
 	self = getpid();
 	pthread_mutex_init(&clients_lock, NULL);
 	for (pgl_client *c = clients; c != NULL; c = c->next) {
@@ -74,10 +80,11 @@ atfork_child(void)
 				dup3(devnull, l->fd, O_CLOEXEC);
 			else
 				close(l->fd);
+			/* The shell's socket is a copy of the backend's too. */
+			if (l->shell != NULL && devnull >= 0)
+				dup3(devnull, PQsocket(l->shell), O_CLOEXEC);
 		}
 	}
-	if (devnull >= 0)
-		close(devnull);
 }
 
 /* At exit: what this process still holds goes back (a reset, not a lost backend). */
@@ -95,6 +102,7 @@ static void
 install_handlers(void)
 {
 	self = getpid();
+	devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
 	pthread_atfork(NULL, NULL, atfork_child);
 	atexit(release_at_exit);
 }

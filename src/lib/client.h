@@ -7,6 +7,7 @@
 #include "common/wire.h"
 #include "pglease.h"
 
+#include <libpq-fe.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -18,7 +19,10 @@ struct pgl_lease {
 	uint32_t slot;
 	int fd;
 	int backend_pid;
-	bool inert;			/* inherited across fork(): fd is /dev/null */
+	bool inert;
+	PGconn *shell;			/* pgl_conn()'s, or NULL */
+	char user[WIRE_NAME_MAX + 1];
+	char database[WIRE_NAME_MAX + 1];			/* inherited across fork(): fd is /dev/null */
 	pgl_lease *next, *prev;		/* the client's held leases, or its free list */
 	uint16_t params_len;
 	char params[WIRE_PARAMS_MAX];
@@ -43,6 +47,9 @@ struct pgl_client {
  * longer caches getpid(), and the lease path checks it on every call.
  */
 pid_t client_pid(void);
+
+/* A descriptor of /dev/null kept open for the process (close-on-exec), or -1. */
+int client_devnull(void);
 
 /* Records an error on c; returns -1 for "return client_fail(...)". */
 int client_fail(pgl_client *c, int code, const char *fmt, ...)

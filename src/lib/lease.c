@@ -9,6 +9,7 @@
 
 #include "common/clock.h"
 #include "lib/client.h"
+#include "lib/shell.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -104,6 +105,9 @@ pgl_acquire(pgl_client *c, const char *pool, int timeout_ms)
 	l->slot = m.u.grant.slot;
 	l->backend_pid = (int)m.u.grant.backend_pid;
 	l->fd = fd;
+	l->shell = NULL;
+	memcpy(l->user, m.u.grant.user, sizeof(l->user));
+	memcpy(l->database, m.u.grant.database, sizeof(l->database));
 	l->params_len = m.u.grant.params_len;
 	memcpy(l->params, m.u.grant.params, m.u.grant.params_len);
 	return l;
@@ -116,6 +120,8 @@ give_back(pgl_lease *l, int state)
 	pgl_client *c = l->client;
 	int rc = 0;
 
+	/* The shell lets go of the backend before the broker may reset it. */
+	shell_detach(l);
 	if (l->inert) {
 		rc = client_fail(c, PGL_ESTALE, "this lease was inherited across fork(); "
 				 "it belongs to the parent process");
@@ -148,8 +154,9 @@ pgl_release(pgl_lease *l)
 {
 	if (l == NULL)
 		return -1;
-	/* A raw-fd lease: the library cannot see the stream. */
-	return give_back(l, WIRE_RELEASE_UNKNOWN);
+	/* A raw-fd lease: the library cannot see the stream; a shell can. */
+	return give_back(l, l->shell != NULL && !l->inert ? shell_release_state(l) :
+			 WIRE_RELEASE_UNKNOWN);
 }
 
 int

@@ -249,6 +249,12 @@ START_TEST(test_release_in_transaction)
 	ck_assert_int_eq(st, 'I');
 	ck_assert(testutil_raw_query(fd, "SHOW work_mem", out, sizeof(out), &st));
 	ck_assert_str_eq(out, "4MB");
+	/* the pool's startup options survive the reset */
+	ck_assert(testutil_raw_query(fd, "SHOW statement_timeout", out, sizeof(out), &st));
+	ck_assert_str_eq(out, "30s");
+	ck_assert(testutil_raw_query(fd, "SHOW client_connection_check_interval", out,
+				     sizeof(out), &st));
+	ck_assert_str_eq(out, "1s");
 	ck_assert(!testutil_raw_query(fd, "EXECUTE p", out, sizeof(out), &st));
 	ck_assert_msg(strstr(out, "does not exist") != NULL, "%s", out);
 	ck_assert_int_eq(pgl_release(l), 0);

@@ -52,6 +52,8 @@ sample(int i, struct wire_msg *m)
 		m->u.grant.lease_id = UINT64_C(0x89abcdef00000007);
 		m->u.grant.slot = 17;
 		m->u.grant.backend_pid = 31337;
+		snprintf(m->u.grant.user, sizeof(m->u.grant.user), "app");
+		snprintf(m->u.grant.database, sizeof(m->u.grant.database), "appdb");
 		m->u.grant.params = grant_params;
 		m->u.grant.params_len = GRANT_PARAMS_LEN;
 		break;
@@ -234,11 +236,13 @@ START_TEST(test_round_trip)
 		ck_assert_uint_eq(out.u.grant.lease_id, in.u.grant.lease_id);
 		ck_assert_uint_eq(out.u.grant.slot, in.u.grant.slot);
 		ck_assert_uint_eq(out.u.grant.backend_pid, in.u.grant.backend_pid);
+		ck_assert_str_eq(out.u.grant.user, in.u.grant.user);
+		ck_assert_str_eq(out.u.grant.database, in.u.grant.database);
 		ck_assert_uint_eq(out.u.grant.params_len, in.u.grant.params_len);
 		/* decoded in place: points into buf */
 		ck_assert_ptr_eq(out.u.grant.params, (const char *)buf + n - GRANT_PARAMS_LEN);
 		ck_assert_mem_eq(out.u.grant.params, grant_params, GRANT_PARAMS_LEN);
-		ck_assert_uint_eq(n, WIRE_HEADER_SIZE + 18 + GRANT_PARAMS_LEN);
+		ck_assert_uint_eq(n, WIRE_HEADER_SIZE + 18 + (2 + 3) + (2 + 5) + GRANT_PARAMS_LEN);
 		break;
 	case PGL_MSG_LEASE_RELEASE:
 		ck_assert_uint_eq(out.u.release.lease_id, in.u.release.lease_id);
@@ -619,6 +623,9 @@ grant_with(struct bytes *x, const void *p, size_t len, uint16_t params_len)
 	b_u64(x, 1);
 	b_u32(x, 2);
 	b_u32(x, 3);
+	b_u16(x, 1);		/* user "u" */
+	b_raw(x, "u", 1);
+	b_u16(x, 0);		/* database "" */
 	b_u16(x, params_len);
 	b_raw(x, p, len);
 	b_finish(x);

@@ -1,0 +1,478 @@
+/*
+ * shell.c - pgl_conn(): a genuine libpq PGconn around a leased backend.
+ *
+ * libpq cannot adopt a socket it did not open, so the library lets it open
+ * one to a private listener of this process, answers the startup itself
+ * with the real backend's parameters, and then swaps the leased socket in
+ * under the PGconn (dup3).  From then on every libpq call talks to the real
+ * backend.  The listener is an abstract UNIX socket with a random name,
+ * bound before libpq connects, so a squatter causes EADDRINUSE, not a
+ * hijack; a peer that is not this process is dropped.
+ */
+#include "autoconf.h"
+
+#include "common/clock.h"
+#include "common/fdpass.h"
+#include "lib/client.h"
+#include "lib/shell.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <pwd.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+/* How long the whole handshake with ourselves may take. */
+#define HANDSHAKE_MS 5000
+#define SHELL_PORT "5432"
+
+/*
+ * Connection options that could change the handshake, each with the value
+ * that keeps it plain.  Only the keywords the running libpq knows are sent
+ * (it may be newer or older than the one built against), and each is sent
+ * non-empty: libpq takes an empty value as unset and falls back to the
+ * environment (PGSSLMODE=require and friends).
+ */
+static const struct {
+	const char *keyword;
+	const char *value;	/* NULL: this process's user name */
+} neutral[] = {
+	{ "sslmode", "disable" },
+	{ "gssencmode", "disable" },
+	{ "channel_binding", "disable" },
+	{ "target_session_attrs", "any" },
+	{ "passfile", "/nonexistent" },
+	{ "requirepeer", NULL },
+	{ "connect_timeout", "0" },
+	{ "require_auth", "none" },		/* 16 */
+	{ "sslcertmode", "disable" },		/* 16 */
+	{ "sslrootcert", "/nonexistent" },	/* 16: "system" needs verify-full */
+	{ "load_balance_hosts", "disable" },	/* 16 */
+	{ "sslnegotiation", "postgres" },	/* 17 */
+	{ "min_protocol_version", "3.0" },	/* 18 */
+	{ "max_protocol_version", "3.0" },	/* 18 */
+};
+#define NNEUTRAL (sizeof(neutral) / sizeof(neutral[0]))
+
+/* host, port, user, dbname, client_encoding, the terminator */
+#define NPER_CALL 6
+
+static struct {
+	const char *kw[NNEUTRAL + NPER_CALL];
+	const char *val[NNEUTRAL + NPER_CALL];
+	int n;				/* the neutral part */
+	char user[256];
+	uint64_t rng;
+	bool ok;
+} opts;
+static pthread_once_t opts_once = PTHREAD_ONCE_INIT;
+
+/* The option list for this libpq, built once per process. */
+static void
+build_options(void)
+{
+	PQconninfoOption *known = PQconndefaults();
+	struct passwd pw, *pwp = NULL;
+	char buf[1024];
+
+	if (known == NULL)
+		return;
+	if (getpwuid_r(geteuid(), &pw, buf, sizeof(buf), &pwp) == 0 && pwp != NULL)
+		snprintf(opts.user, sizeof(opts.user), "%s", pwp->pw_name);
+	for (size_t i = 0; i < NNEUTRAL; i++) {
+		bool have = false;
+		for (PQconninfoOption *o = known; o->keyword != NULL && !have; o++)
+			have = strcmp(o->keyword, neutral[i].keyword) == 0;
+		if (!have)
+			continue;
+		if (neutral[i].value == NULL && opts.user[0] == '\0')
+			continue;	/* no name to require: leave requirepeer alone */
+		opts.kw[opts.n] = neutral[i].keyword;
+		opts.val[opts.n++] = neutral[i].value != NULL ? neutral[i].value : opts.user;
+	}
+	PQconninfoFree(known);
+	if (getrandom(&opts.rng, sizeof(opts.rng), 0) != sizeof(opts.rng))
+		opts.rng = (uint64_t)getpid() * UINT64_C(0x9e3779b97f4a7c15);
+	opts.rng |= 1;
+	opts.ok = true;
+}
+
+static uint64_t
+next_random(void)
+{
+	uint64_t x = opts.rng;
+
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	opts.rng = x;
+	return x * UINT64_C(2685821657736338717);
+}
+
+/* --- the private listener ----------------------------------------------- */
+
+/* Waits for events on fd until deadline; false on timeout or error. */
+static bool
+wait_fd(int fd, short events, int64_t deadline)
+{
+	for (;;) {
+		int64_t left = deadline - clock_mono_ms();
+		if (left <= 0)
+			return false;
+		struct pollfd p = { .fd = fd, .events = events };
+		int rc = poll(&p, 1, (int)left);
+		if (rc > 0)
+			return true;
+		if (rc < 0 && errno != EINTR)
+			return false;
+	}
+}
+
+static bool
+read_full(int fd, void *buf, size_t len, int64_t deadline)
+{
+	char *p = buf;
+
+	while (len > 0) {
+		ssize_t n = recv(fd, p, len, MSG_DONTWAIT);
+		if (n > 0) {
+			p += n;
+			len -= (size_t)n;
+		} else if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+			if (!wait_fd(fd, POLLIN, deadline))
+				return false;
+		} else {
+			return false;
+		}
+	}
+	return true;
+}
+
+static bool
+write_full(int fd, const void *buf, size_t len, int64_t deadline)
+{
+	const char *p = buf;
+
+	while (len > 0) {
+		ssize_t n = send(fd, p, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (n > 0) {
+			p += n;
+			len -= (size_t)n;
+		} else if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+			if (!wait_fd(fd, POLLOUT, deadline))
+				return false;
+		} else {
+			return false;
+		}
+	}
+	return true;
+}
+
+static void
+put32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24);
+	p[1] = (uint8_t)(v >> 16);
+	p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+}
+
+/*
+ * Accepts libpq's connection (from this process only), reads its startup
+ * message and answers as the backend did: AuthenticationOk, the backend's
+ * parameters, its pid with a worthless cancel key (cancels go through the
+ * broker), ReadyForQuery.  Returns the accepted socket, or -1 with why set.
+ */
+static int
+answer_startup(pgl_lease *l, int listener, int64_t deadline, const char **why)
+{
+	int peer;
+
+	for (;;) {
+		if (!wait_fd(listener, POLLIN, deadline)) {
+			*why = "libpq did not connect to the shell's listener";
+			return -1;
+		}
+		peer = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
+		if (peer < 0) {
+			if (errno == EINTR || errno == EAGAIN || errno == ECONNABORTED)
+				continue;
+			*why = "accept on the shell's listener failed";
+			return -1;
+		}
+		struct ucred cred;
+		socklen_t len = sizeof(cred);
+		if (getsockopt(peer, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 &&
+		    cred.pid == getpid())
+			break;
+		close(peer);	/* not us: never answer a stranger */
+	}
+
+	uint8_t hdr[8];
+	if (!read_full(peer, hdr, sizeof(hdr), deadline)) {
+		*why = "no startup message from libpq";
+		goto fail;
+	}
+	uint32_t len = (uint32_t)hdr[0] << 24 | (uint32_t)hdr[1] << 16 | (uint32_t)hdr[2] << 8 | hdr[3];
+	uint32_t proto = (uint32_t)hdr[4] << 24 | (uint32_t)hdr[5] << 16 | (uint32_t)hdr[6] << 8 | hdr[7];
+	if (len < 8 || len > 10000 || proto >> 16 != 3) {
+		*why = "libpq sent an unexpected startup message";
+		goto fail;
+	}
+	uint8_t rest[10000];
+	if (!read_full(peer, rest, len - 8, deadline)) {
+		*why = "the startup message was cut short";
+		goto fail;
+	}
+
+	uint8_t out[WIRE_PARAMS_MAX + 256];
+	size_t n = 0;
+	if ((proto & 0xffff) != 0) {
+		/* NegotiateProtocolVersion: 3.0 and nothing else */
+		out[n++] = 'v';
+		put32(out + n, 12);
+		put32(out + n + 4, 0);
+		put32(out + n + 8, 0);
+		n += 12;
+	}
+	out[n++] = 'R';
+	put32(out + n, 8);
+	put32(out + n + 4, 0);
+	n += 8;
+	for (size_t i = 0; i < l->params_len;) {
+		const char *name = l->params + i;
+		size_t nl = strlen(name) + 1;
+		const char *value = name + nl;
+		size_t vl = strlen(value) + 1;
+		out[n++] = 'S';
+		put32(out + n, (uint32_t)(4 + nl + vl));
+		memcpy(out + n + 4, name, nl);
+		memcpy(out + n + 4 + nl, value, vl);
+		n += 4 + nl + vl;
+		i += nl + vl;
+	}
+	out[n++] = 'K';
+	put32(out + n, 12);
+	put32(out + n + 4, (uint32_t)l->backend_pid);
+	put32(out + n + 8, 0);
+	n += 12;
+	out[n++] = 'Z';
+	put32(out + n, 5);
+	out[n + 4] = 'I';
+	n += 5;
+	if (!write_full(peer, out, n, deadline)) {
+		*why = "cannot answer libpq's startup";
+		goto fail;
+	}
+	return peer;
+fail:
+	close(peer);
+	return -1;
+}
+
+/* --- pgl_conn ----------------------------------------------------------- */
+
+/* Records the failure (detail: libpq's message, first line), cleans up, NULL. */
+static PGconn *
+shell_fail(pgl_client *c, PGconn *conn, int listener, int peer, int code, const char *what,
+	   const char *detail)
+{
+	int len = (int)strcspn(detail, "\n");
+
+	client_fail(c, code, "%s%s%.*s", what, len > 0 ? ": " : "", len, detail);
+	if (conn != NULL)
+		PQfinish(conn);		/* its socket still leads to our listener */
+	if (peer >= 0)
+		close(peer);
+	if (listener >= 0)
+		close(listener);
+	return NULL;
+}
+
+PGconn *
+pgl_conn(pgl_lease *l)
+{
+	if (l == NULL)
+		return NULL;
+	if (l->shell != NULL)
+		return l->shell;
+
+	pgl_client *c = l->client;
+	const char *env;
+
+	if (l->inert) {
+		client_fail(c, PGL_ESTALE, "this lease was inherited across fork(); it belongs "
+			    "to the parent process");
+		return NULL;
+	}
+	pthread_once(&opts_once, build_options);
+	if (!opts.ok) {
+		client_fail(c, PGL_ENOMEM, "libpq's connection defaults are unavailable");
+		return NULL;
+	}
+	if ((env = getenv("PGHOSTADDR")) != NULL && env[0] != '\0') {
+		client_fail(c, PGL_EINVAL, "PGHOSTADDR=%s is set in the environment: libpq would "
+			    "connect there instead of to the leased backend; unset it", env);
+		return NULL;
+	}
+
+	/* The name libpq derives from host=@NAME and port: "@NAME/.s.PGSQL.PORT". */
+	char host[64], path[108];
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	snprintf(host, sizeof(host), "@pglease-shell-%d-%016llx", (int)getpid(),
+		 (unsigned long long)next_random());
+	int plen = snprintf(path, sizeof(path), "%s/.s.PGSQL.%s", host, SHELL_PORT);
+	memcpy(sun.sun_path, path, (size_t)plen);
+	sun.sun_path[0] = '\0';
+	socklen_t alen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + (size_t)plen);
+
+	int listener = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (listener < 0)
+		return shell_fail(c, NULL, -1, -1, PGL_EBROKER, "socket", strerror(errno));
+	if (bind(listener, (struct sockaddr *)&sun, alen) != 0 || listen(listener, 1) != 0)
+		return shell_fail(c, NULL, listener, -1, PGL_EBROKER,
+				  "cannot listen for the shell connection", strerror(errno));
+
+	const char *kw[NNEUTRAL + NPER_CALL], *val[NNEUTRAL + NPER_CALL];
+	int n = opts.n;
+	memcpy(kw, opts.kw, (size_t)n * sizeof(kw[0]));
+	memcpy(val, opts.val, (size_t)n * sizeof(val[0]));
+	kw[n] = "host", val[n++] = host;
+	kw[n] = "port", val[n++] = SHELL_PORT;
+	kw[n] = "user", val[n++] = l->user[0] != '\0' ? l->user : "postgres";
+	kw[n] = "dbname", val[n++] = l->database[0] != '\0' ? l->database : "postgres";
+	const char *enc = pgl_param(l, "client_encoding");
+	if (enc != NULL && enc[0] != '\0')
+		kw[n] = "client_encoding", val[n++] = enc;
+	kw[n] = NULL;
+	val[n] = NULL;
+
+	PGconn *conn = PQconnectStartParams(kw, val, 0);
+	if (conn == NULL)
+		return shell_fail(c, NULL, listener, -1, PGL_ENOMEM, "out of memory", "");
+	if (PQstatus(conn) == CONNECTION_BAD) {
+		env = getenv("PGSERVICE");
+		if (env != NULL && env[0] != '\0') {
+			char what[256];
+			snprintf(what, sizeof(what), "PGSERVICE=%.100s is set in the environment and "
+				 "libpq cannot use it; unset PGSERVICE for pooled connections", env);
+			return shell_fail(c, conn, listener, -1, PGL_EINVAL, what, PQerrorMessage(conn));
+		}
+		return shell_fail(c, conn, listener, -1, PGL_EINVAL,
+				  "libpq refused the shell connection", PQerrorMessage(conn));
+	}
+
+	/* A service may still have set a hostaddr that sends libpq elsewhere. */
+	if ((env = getenv("PGSERVICE")) != NULL && env[0] != '\0') {
+		PQconninfoOption *ci = PQconninfo(conn);
+		bool elsewhere = false;
+		for (PQconninfoOption *o = ci; o != NULL && o->keyword != NULL; o++)
+			if (strcmp(o->keyword, "hostaddr") == 0 && o->val != NULL && o->val[0] != '\0')
+				elsewhere = true;
+		PQconninfoFree(ci);
+		if (elsewhere)
+			return shell_fail(c, conn, listener, -1, PGL_EINVAL, "PGSERVICE sets a "
+					  "hostaddr that would lead libpq away from the leased "
+					  "backend; unset PGSERVICE for pooled connections", "");
+	}
+
+	int64_t deadline = clock_mono_ms() + HANDSHAKE_MS;
+	int peer = -1;
+	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+	const char *why = NULL;
+
+	while (st != PGRES_POLLING_OK) {
+		if (st == PGRES_POLLING_FAILED)
+			return shell_fail(c, conn, listener, peer, PGL_EINVAL,
+					  "libpq refused the shell connection", PQerrorMessage(conn));
+		if (st == PGRES_POLLING_READING && peer < 0) {
+			peer = answer_startup(l, listener, deadline, &why);
+			if (peer < 0)
+				return shell_fail(c, conn, listener, -1, PGL_EINVAL,
+						  "the shell handshake failed", why);
+		}
+		if (!wait_fd(PQsocket(conn), st == PGRES_POLLING_READING ? POLLIN : POLLOUT, deadline))
+			return shell_fail(c, conn, listener, peer, PGL_EINVAL,
+					  "the shell handshake timed out", "");
+		st = PQconnectPoll(conn);
+	}
+	close(listener);
+	if (peer >= 0)
+		close(peer);
+
+	/* The swap: from here on libpq talks to the leased backend. */
+	if (dup3(l->fd, PQsocket(conn), O_CLOEXEC) < 0) {
+		int saved = errno;
+		PQfinish(conn);
+		return shell_fail(c, NULL, -1, -1, PGL_EBROKER, "dup3", strerror(saved));
+	}
+	l->shell = conn;
+	return conn;
+}
+
+/* --- release and cancel ------------------------------------------------- */
+
+int
+shell_release_state(pgl_lease *l)
+{
+	PGconn *conn = l->shell;
+
+	if (PQstatus(conn) != CONNECTION_OK || PQpipelineStatus(conn) != PQ_PIPELINE_OFF ||
+	    PQisBusy(conn))
+		return WIRE_RELEASE_BROKEN;
+	switch (PQtransactionStatus(conn)) {
+	case PQTRANS_IDLE:
+		return WIRE_RELEASE_CLEAN;
+	case PQTRANS_INTRANS:
+	case PQTRANS_INERROR:
+		return WIRE_RELEASE_IN_TRANSACTION;
+	default:			/* ACTIVE: a query, COPY or unread results */
+		return WIRE_RELEASE_BROKEN;
+	}
+}
+
+void
+shell_detach(pgl_lease *l)
+{
+	PGconn *conn = l->shell;
+
+	if (conn == NULL)
+		return;
+	/* PQfinish's Terminate must never reach the pooled backend. */
+	int devnull = client_devnull();
+	if (devnull >= 0)
+		dup3(devnull, PQsocket(conn), O_CLOEXEC);
+	else
+		shutdown(PQsocket(conn), SHUT_RDWR);	/* last resort; the backend is replaced */
+	PQfinish(conn);
+	l->shell = NULL;
+}
+
+int
+pgl_cancel(pgl_lease *l)
+{
+	int saved = errno;
+	int rc = -1;
+
+	/* Async-signal-safe: no locks, no allocation, one send, no waiting. */
+	if (l != NULL && !l->inert && l->client->fd >= 0 && l->client->pid == client_pid()) {
+		struct wire_msg m = { .h = { .type = PGL_MSG_LEASE_CANCEL } };
+		uint8_t buf[WIRE_HEADER_SIZE + 16];
+		size_t len;
+
+		m.u.cancel.lease_id = l->lease_id;
+		len = wire_encode(&m, buf, sizeof(buf));
+		if (len > 0 && fdpass_send(l->client->fd, buf, len, -1) == (ssize_t)len)
+			rc = 0;
+	}
+	errno = saved;
+	return rc;
+}

@@ -1,0 +1,22 @@
+/*
+ * shell.h - the libpq shell's part of releasing a lease.
+ */
+#ifndef PGL_LIB_SHELL_H
+#define PGL_LIB_SHELL_H
+
+#include "lib/client.h"
+
+/*
+ * What the shell's libpq state says of the session (enum wire_release_state):
+ * idle -> clean; in a transaction or a failed one -> in_transaction; a query,
+ * COPY, pipeline or unread results, or a bad connection -> broken.
+ */
+int shell_release_state(pgl_lease *l);
+
+/*
+ * Puts /dev/null under the shell's socket, so that PQfinish's Terminate
+ * cannot reach the pooled backend, then frees the shell.
+ */
+void shell_detach(pgl_lease *l);
+
+#endif
