@@ -198,11 +198,18 @@ connect_poll(struct slot *slot)
 {
 	PostgresPollingStatusType st = PQconnectPoll(slot->conn);
 
+	/*
+	 * libpq may have closed one attempt's socket and opened the next on the
+	 * same fd number (another host or address): epoll forgot the old one,
+	 * so always register anew.
+	 */
 	switch (st) {
 	case PGRES_POLLING_READING:
+		set_io(slot, -1, 0);
 		set_io(slot, PQsocket(slot->conn), EV_READ);
 		return;
 	case PGRES_POLLING_WRITING:
+		set_io(slot, -1, 0);
 		set_io(slot, PQsocket(slot->conn), EV_WRITE);
 		return;
 	case PGRES_POLLING_FAILED:
@@ -497,6 +504,14 @@ backend_validate(struct slot *slot)
 void
 backend_reset(struct slot *slot, bool rollback)
 {
+	if (slot->cancel_in_flight) {
+		/* cancels_done_cb() starts it; the deadline still holds */
+		slot->rollback = rollback;
+		slot->reset_pending = true;
+		slot->op = OP_RESET;
+		set_timer(slot, deadline_of(slot));
+		return;
+	}
 	char nonce_sql[64];
 	uint64_t r = broker_random(slot->pool->broker);
 	const char *q[3];
@@ -572,11 +587,78 @@ backend_watch_idle(struct slot *slot)
 
 /* --- closing ------------------------------------------------------------ */
 
+/*
+ * Cancels run in helper threads (libpq 15's PQcancel blocks while it
+ * connects).  A finished one is handed back to the loop through an ev_async,
+ * because a slot released meanwhile must not be reset, and so lent to the
+ * next holder, before the cancel has landed: it would cancel that holder's
+ * query instead.  One cancel at most is in flight per slot.
+ */
 struct cancel_job {
 	PGcancel *cancel;
+	struct slot *slot;
 	int pid;
 	char pool[CONFIG_POOL_NAME_MAX + 1];
+	struct cancel_job *next;
 };
+
+static struct {
+	pthread_mutex_t lock;
+	struct cancel_job *done;	/* finished, for the loop */
+	bool closed;			/* the loop is gone: jobs free themselves */
+	struct ev_loop *loop;
+	ev_async async;
+} cancels = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+static void
+cancels_done_cb(struct ev_loop *loop, ev_async *w, int revents)
+{
+	struct cancel_job *job;
+
+	(void)loop;
+	(void)w;
+	(void)revents;
+	pthread_mutex_lock(&cancels.lock);
+	job = cancels.done;
+	cancels.done = NULL;
+	pthread_mutex_unlock(&cancels.lock);
+	while (job != NULL) {
+		struct cancel_job *next = job->next;
+		struct slot *slot = job->slot;
+
+		slot->cancel_in_flight = false;
+		if (slot->state == SHM_SLOT_RESETTING && slot->reset_pending) {
+			slot->reset_pending = false;
+			backend_reset(slot, slot->rollback);
+		}
+		free(job);
+		job = next;
+	}
+}
+
+void
+backend_setup(struct ev_loop *loop)
+{
+	cancels.loop = loop;
+	cancels.closed = false;
+	ev_async_init(&cancels.async, cancels_done_cb);
+	ev_async_start(loop, &cancels.async);
+}
+
+void
+backend_teardown(void)
+{
+	pthread_mutex_lock(&cancels.lock);
+	cancels.closed = true;
+	while (cancels.done != NULL) {
+		struct cancel_job *job = cancels.done;
+		cancels.done = job->next;
+		free(job);
+	}
+	pthread_mutex_unlock(&cancels.lock);
+	if (cancels.loop != NULL)
+		ev_async_stop(cancels.loop, &cancels.async);
+}
 
 static void *
 cancel_thread(void *arg)
@@ -587,7 +669,17 @@ cancel_thread(void *arg)
 	if (!PQcancel(job->cancel, err, sizeof(err)))
 		log_warnx("cancel failed pool=%s backend_pid=%d: %s", job->pool, job->pid, err);
 	PQfreeCancel(job->cancel);
-	free(job);
+	job->cancel = NULL;
+
+	pthread_mutex_lock(&cancels.lock);
+	if (cancels.closed) {
+		free(job);
+	} else {
+		job->next = cancels.done;
+		cancels.done = job;
+		ev_async_send(cancels.loop, &cancels.async);
+	}
+	pthread_mutex_unlock(&cancels.lock);
 	return NULL;
 }
 
@@ -598,16 +690,18 @@ backend_cancel(struct slot *slot)
 	pthread_attr_t attr;
 	pthread_t tid;
 
-	if (slot->conn == NULL || (job = calloc(1, sizeof(*job))) == NULL)
+	if (slot->conn == NULL || slot->cancel_in_flight)
+		return;		/* one is on its way already: that is enough */
+	if ((job = calloc(1, sizeof(*job))) == NULL)
 		return;
 	job->cancel = PQgetCancel(slot->conn);
+	job->slot = slot;
 	job->pid = slot->backend_pid;
 	snprintf(job->pool, sizeof(job->pool), "%s", slot->pool->cfg->name);
 	if (job->cancel == NULL) {
 		free(job);
 		return;
 	}
-	/* libpq 15's PQcancel blocks while it connects: never in the loop. */
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	int rc = pthread_create(&tid, &attr, cancel_thread, job);
@@ -617,7 +711,9 @@ backend_cancel(struct slot *slot)
 			  job->pool, job->pid, strerror(rc));
 		PQfreeCancel(job->cancel);
 		free(job);
+		return;
 	}
+	slot->cancel_in_flight = true;
 }
 
 static void
@@ -676,6 +772,7 @@ backend_free(struct slot *slot)
 	slot->fd = -1;
 	slot->backend_pid = 0;
 	slot->params_len = 0;
+	slot->reset_pending = false;
 	pgproto_reset(&slot->rd);
 }
 

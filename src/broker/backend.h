@@ -10,6 +10,10 @@
 
 #include <stdbool.h>
 
+/* Sets up (and tears down) what all backends share: cancel completions. */
+void backend_setup(struct ev_loop *loop);
+void backend_teardown(void);
+
 /* Prepares the slot's watchers; once, before anything else. */
 void backend_init(struct slot *slot);
 
@@ -43,7 +47,10 @@ void backend_stop(struct slot *slot);
  */
 void backend_close(struct slot *slot, enum slot_close_how how);
 
-/* Sends a cancel request for the slot's backend from a helper thread. */
+/*
+ * Sends a cancel request for the slot's backend from a helper thread; at
+ * most one per slot is in flight, and a reset waits for it to land.
+ */
 void backend_cancel(struct slot *slot);
 
 /* Frees what libpq holds; the slot becomes EMPTY.  No I/O. */

@@ -4,6 +4,7 @@
  */
 #include "autoconf.h"
 
+#include "broker/backend.h"
 #include "broker/broker.h"
 #include "broker/pool.h"
 #include "broker/session.h"
@@ -292,17 +293,19 @@ broker_run(struct config *cfg)
 		log_error("cannot start the event loop");
 		return 1;
 	}
+	/* The socket first: a live broker on it keeps its segment too. */
+	b.shm.fd = -1;
+	if (listen_start(&b) != 0)
+		goto out;
 	if (shm_create(&b.shm, cfg->broker.shm_name, cfg->broker.shm_mode,
 		       (uint32_t)cfg->broker.max_total_slots, b.incarnation, err, sizeof(err)) != 0) {
 		log_error("%s", err);
-		return 1;
+		goto out;
 	}
 	shm_begin(&b.shm);
 	snprintf(b.shm.hdr->socket, sizeof(b.shm.hdr->socket), "%s", cfg->broker.socket);
 	shm_end(&b.shm);
-
-	if (listen_start(&b) != 0)
-		goto out;
+	backend_setup(b.loop);
 	if (pool_init_all(&b) != 0) {
 		log_error("cannot set the pools up: out of memory");
 		goto out;
@@ -328,6 +331,11 @@ broker_run(struct config *cfg)
 	status = 0;
 out:
 	session_close_all(&b);
+	if (b.shm.hdr == NULL) {	/* never got that far */
+		listen_stop(&b);
+		ev_loop_destroy(b.loop);
+		return status;
+	}
 	if (b.pools != NULL)
 		pool_free_all(&b);
 	listen_stop(&b);
@@ -336,6 +344,7 @@ out:
 	ev_signal_stop(b.loop, &b.sig_term);
 	ev_signal_stop(b.loop, &b.sig_int);
 	ev_signal_stop(b.loop, &b.sig_hup);
+	backend_teardown();
 	shm_destroy(&b.shm);
 	ev_loop_destroy(b.loop);
 	return status;

@@ -31,7 +31,8 @@ struct broker {
 	ev_io listen_io;
 	bool listening;
 	TAILQ_HEAD(, session) sessions;
-	int nsessions;
+	int nsessions;			/* served clients, bounded by max_clients */
+	int nrefused;			/* connections waiting to be told no */
 
 	bool draining;			/* SIGTERM: no new leases */
 	bool stopping;			/* closing every backend, then exit */

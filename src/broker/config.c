@@ -60,8 +60,11 @@ struct config_key {
 	double ddef;		/* default for KEY_DURATION, KEY_FRACTION */
 	const char *sdef;	/* default for KEY_STRING; NULL: none */
 	const char *const *choices; /* KEY_ENUM, NULL-terminated */
+	size_t max_len;		/* KEY_STRING; 0: CONFIG_STRING_MAX */
 	bool required;
 };
+
+#define CONFIG_STRING_MAX 4096
 
 static const char *const log_level_choices[] = { "error", "warn", "info", "debug", NULL };
 static const char *const log_target_choices[] = { "stderr", "syslog", NULL };
@@ -107,11 +110,11 @@ static const struct config_key config_keys[] = {
 	{ "acquire_timeout", P(acquire_timeout), .type = KEY_DURATION,
 	  .dmax = PG_MS_MAX, .ddef = 5.0 },
 	{ "validate_after", P(validate_after), DUR(1.0) },
-	{ "health_query", P(health_query), STR("SELECT 1") },
+	{ "health_query", P(health_query), STR("SELECT 1"), .max_len = CONFIG_QUERY_MAX },
 	{ "health_check_interval", P(health_check_interval), DUR(30.0) },
 	{ "idle_timeout", P(idle_timeout), DUR(300.0) },
 	{ "max_lifetime", P(max_lifetime), DUR(3600.0) },
-	{ "reset_query", P(reset_query), STR("DISCARD ALL") },
+	{ "reset_query", P(reset_query), STR("DISCARD ALL"), .max_len = CONFIG_QUERY_MAX },
 	{ "lease_timeout", P(lease_timeout), DUR(60.0) },
 	{ "lease_timeout_action", P(lease_timeout_action), .type = KEY_ENUM,
 	  .choices = lease_action_choices, .idef = LEASE_TIMEOUT_WARN },
@@ -590,8 +593,13 @@ parse_setting(struct loader *ld, const struct config_key *k,
 			return;
 		}
 		const char *sv = config_setting_get_string(s);
+		size_t max = k->max_len > 0 ? k->max_len : CONFIG_STRING_MAX;
 		if (sv[0] == '\0') {
 			error(ld, s, name, "must not be empty");
+			return;
+		}
+		if (strlen(sv) > max) {
+			error(ld, s, name, "is %zu bytes long; at most %zu", strlen(sv), max);
 			return;
 		}
 		char *copy = strdup(sv);

@@ -14,6 +14,7 @@
 #include <sys/types.h>
 
 #define CONFIG_POOL_NAME_MAX 63		/* bytes, as in the control protocol */
+#define CONFIG_QUERY_MAX 1024		/* health_query, reset_query: bytes */
 #define CONFIG_DEFAULT_PATH SYSCONFDIR "/pglease/pglease.conf"
 
 enum lease_timeout_action {

@@ -57,7 +57,7 @@ pgproto_next(struct pgproto_reader *r, struct pgproto_msg *m)
 	uint32_t len = (uint32_t)p[1] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 8 | p[4];
 	if (len < 4)
 		return -1;
-	if (len + 1 > sizeof(r->buf))
+	if ((size_t)len + 1 > sizeof(r->buf))
 		return avail == sizeof(r->buf) || r->off == 0 ? -1 : 0;
 	if (avail < (size_t)len + 1)
 		return 0;

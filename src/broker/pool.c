@@ -249,12 +249,39 @@ pool_fill(struct pool *p)
 		if (want > 1)
 			want = 1;
 	}
-	for (int j = 0; j < p->nslots && want > 0; j++) {
+	for (int j = 0; j < p->nslots && want > 0 && p->retry_at == 0; j++) {
 		if (p->slots[j].state == SHM_SLOT_EMPTY) {
-			slot_connect(&p->slots[j]);
+			slot_connect(&p->slots[j]);	/* may fail at once and back off */
 			want--;
 		}
 	}
+}
+
+/*
+ * One more failure in a row (a connect, or a health check): no new backend
+ * before the backoff delay.  why is kept for the ERROR of acquires that time
+ * out meanwhile.
+ */
+static void
+back_off(struct pool *p, const char *why)
+{
+	struct broker *b = p->broker;
+	double delay;
+
+	if (why != p->last_error)
+		snprintf(p->last_error, sizeof(p->last_error), "%s", why);
+	p->failures++;
+	delay = backoff_delay(p->cfg->initial_backoff, p->cfg->max_backoff, p->cfg->jitter,
+			      p->failures, broker_random01(b));
+	log_warnx("backing off pool=%s failures=%u retry_in=%.3fs: %s", p->cfg->name,
+		  p->failures, delay, why);
+	shm_begin(&b->shm);
+	b->shm.pools[p->index].backoff_until_ms = clock_real_ms() + (int64_t)(delay * 1000);
+	shm_end(&b->shm);
+	p->retry_at = ev_now(b->loop) + delay;
+	ev_timer_stop(b->loop, &p->retry_timer);
+	ev_timer_set(&p->retry_timer, delay, 0.);
+	ev_timer_start(b->loop, &p->retry_timer);
 }
 
 void
@@ -262,42 +289,31 @@ pool_slot_connected(struct slot *slot, bool ok, const char *error)
 {
 	struct pool *p = slot->pool;
 	struct broker *b = p->broker;
-	double now = ev_now(b->loop);
 
 	p->connecting--;
 	if (!ok) {
-		double u = broker_random01(b);
-		double delay;
-
-		p->failures++;
-		delay = backoff_delay(p->cfg->initial_backoff, p->cfg->max_backoff,
-				      p->cfg->jitter, p->failures, u);
 		snprintf(p->last_error, sizeof(p->last_error), "%s", error);
-		log_warnx("connect failed pool=%s slot=%u failures=%u retry_in=%.3fs: %s",
-			  p->cfg->name, slot->index, p->failures, delay, error);
+		log_warnx("connect failed pool=%s slot=%u: %s", p->cfg->name, slot->index, error);
 		backend_free(slot);
 		p->size--;
 		set_state(slot, SHM_SLOT_EMPTY);
-		shm_begin(&b->shm);
-		b->shm.pools[p->index].connect_failures++;
-		b->shm.pools[p->index].backoff_until_ms = clock_real_ms() + (int64_t)(delay * 1000);
-		shm_end(&b->shm);
+		POOL_COUNT(p, connect_failures, 1);
 		if (b->stopping) {
 			broker_check_done(b);
 			return;
 		}
-		p->retry_at = now + delay;
-		ev_timer_stop(b->loop, &p->retry_timer);
-		ev_timer_set(&p->retry_timer, delay, 0.);
-		ev_timer_start(b->loop, &p->retry_timer);
+		back_off(p, p->last_error);
 		return;
 	}
 
-	if (p->failures > 0)
-		log_info("connected again pool=%s after %u failed attempts", p->cfg->name,
-			 p->failures);
-	p->failures = 0;
-	p->last_error[0] = '\0';
+	/* Failed health checks are not undone by a connect that works. */
+	if (!p->health_failing) {
+		if (p->failures > 0)
+			log_info("connected again pool=%s after %u failed attempts", p->cfg->name,
+				 p->failures);
+		p->failures = 0;
+		p->last_error[0] = '\0';
+	}
 	shm_begin(&b->shm);
 	b->shm.pools[p->index].connects++;
 	b->shm.pools[p->index].backoff_until_ms = 0;
@@ -334,8 +350,6 @@ slot_close(struct slot *slot, enum slot_close_how how, const char *why)
 {
 	if (slot->state == SHM_SLOT_IDLE)
 		idle_remove(slot);
-	else if (slot->state == SHM_SLOT_RESETTING)
-		slot->pool->nresetting--;	/* interrupted: no pool_slot_reset() follows */
 	slot->close_reason = why;
 	set_state(slot, SHM_SLOT_CLOSING);
 	backend_close(slot, how);
@@ -461,8 +475,10 @@ req_new(struct pool *p, struct session *s, uint64_t request_id, double timeout)
 	req->started = ev_now(b->loop);
 	ev_init(&req->timer, req_timeout_cb);
 	req->timer.data = req;
-	ev_timer_set(&req->timer, timeout, 0.);
-	ev_timer_start(b->loop, &req->timer);
+	if (timeout > 0) {
+		ev_timer_set(&req->timer, timeout, 0.);
+		ev_timer_start(b->loop, &req->timer);
+	}
 	TAILQ_INSERT_TAIL(&s->requests, req, owner);
 	s->nrequests++;
 	return req;
@@ -545,12 +561,16 @@ pool_acquire(struct pool *p, struct session *s, uint64_t request_id, int32_t tim
 		return;
 	}
 
-	/* A validation still needs its own deadline: at least the health check's. */
-	struct acquire_req *req = req_new(p, s, request_id, timeout > 0 ? timeout : 1e9);
+	/*
+	 * Only a validation is left to wait for.  A no-wait request is answered
+	 * when it ends (the health check has its own deadline), never queued.
+	 */
+	struct acquire_req *req = req_new(p, s, request_id, timeout);
 	if (req == NULL) {
 		session_error(s, request_id, PGL_ENOMEM, "the broker is out of memory");
 		return;
 	}
+	req->no_wait = timeout <= 0;
 	dispatch(req);
 }
 
@@ -593,23 +613,48 @@ pool_slot_validated(struct slot *slot, bool ok, const char *why)
 	struct acquire_req *req = slot->req;
 
 	slot->req = NULL;
-	if (slot->terminate_for != NULL) {
-		slot->terminate_for = NULL;
-		if (!ok)
-			log_warnx("pg_terminate_backend failed pool=%s: %s", p->cfg->name, why);
-	} else if (!ok) {
-		POOL_COUNT(p, health_check_failures, 1);
-		log_warnx("health check failed pool=%s slot=%u backend_pid=%d: %s; replacing",
-			  p->cfg->name, slot->index, slot->backend_pid, why);
-	}
 	if (req != NULL)
 		req->validating = NULL;
 
-	if (!ok) {
-		slot_close(slot, SLOT_CLOSE_ABORT, "health check failed");
-		if (req != NULL)
-			dispatch(req);
+	if (slot->terminate_for != NULL) {
+		/* It ran pg_terminate_backend() for a backend that would not end. */
+		slot->terminate_for = NULL;
+		if (!ok) {
+			log_warnx("pg_terminate_backend failed pool=%s: %s", p->cfg->name, why);
+			slot_close(slot, SLOT_CLOSE_ABORT, "pg_terminate_backend failed");
+		} else {
+			pool_slot_ready(slot);
+		}
 		return;
+	}
+
+	if (!ok) {
+		char reason[600];
+
+		POOL_COUNT(p, health_check_failures, 1);
+		log_warnx("health check failed pool=%s slot=%u backend_pid=%d: %s; replacing",
+			  p->cfg->name, slot->index, slot->backend_pid, why);
+		slot_close(slot, SLOT_CLOSE_ABORT, "health check failed");
+		/* A check that keeps failing must not turn into a connect storm. */
+		p->health_failing = true;
+		snprintf(reason, sizeof(reason), "health check failed: %s", why);
+		if (p->retry_at == 0)
+			back_off(p, reason);
+		if (req != NULL && req->no_wait) {
+			POOL_COUNT(p, acquire_timeouts, 1);
+			session_error(req->session, req->request_id, PGL_ETIMEOUT,
+				      "no healthy idle backend in pool \"%s\"", p->cfg->name);
+			req_free(req);
+		} else if (req != NULL) {
+			dispatch(req);
+		}
+		return;
+	}
+
+	if (p->health_failing) {
+		p->health_failing = false;
+		p->failures = 0;
+		p->last_error[0] = '\0';
 	}
 	if (req == NULL) {
 		pool_slot_ready(slot);
@@ -653,14 +698,13 @@ pool_slot_reset(struct slot *slot, bool ok, const char *why)
 {
 	struct pool *p = slot->pool;
 
+	p->nresetting--;
 	if (ok) {
-		p->nresetting--;
 		POOL_COUNT(p, resets, 1);
 		pool_slot_ready(slot);
 		return;
 	}
 	POOL_COUNT(p, reset_failures, 1);
-	/* slot_close() counts the slot out of nresetting */
 	log_warnx("reset failed pool=%s slot=%u backend_pid=%d: %s; replacing", p->cfg->name,
 		  slot->index, slot->backend_pid, why);
 	slot_close(slot, SLOT_CLOSE_ABORT, "reset failed");
@@ -777,8 +821,11 @@ pool_close_all(struct broker *b, bool force)
 				p->connecting--;
 				slot_close(slot, SLOT_CLOSE_ABORT, "shutting down");
 				break;
-			case SHM_SLOT_VALIDATING:
 			case SHM_SLOT_RESETTING:
+				p->nresetting--;	/* no pool_slot_reset() will follow */
+				slot_close(slot, SLOT_CLOSE_ABORT, "shutting down");
+				break;
+			case SHM_SLOT_VALIDATING:
 				slot_close(slot, SLOT_CLOSE_ABORT, "shutting down");
 				break;
 			case SHM_SLOT_LEASED:

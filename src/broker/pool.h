@@ -34,6 +34,7 @@ struct acquire_req {
 	TAILQ_ENTRY(acquire_req) queue;	/* the pool's FIFO (when queued) */
 	TAILQ_ENTRY(acquire_req) owner;	/* the session's requests */
 	bool queued;
+	bool no_wait;			/* timeout 0: an idle backend now, or nothing */
 };
 TAILQ_HEAD(acquire_queue, acquire_req);
 
@@ -63,11 +64,13 @@ struct slot {
 	bool with_check_interval;	/* client_connection_check_interval sent */
 	bool recycle;			/* close rather than reuse when idle */
 	bool terminate_sent;		/* CLOSING: pg_terminate_backend asked */
+	bool cancel_in_flight;		/* a helper thread is cancelling */
+	bool reset_pending;		/* released; the reset waits for the cancel */
 	const char *close_reason;
 
 	/* The broker's own exchange on the backend (reset, health check). */
 	struct pgproto_reader rd;
-	uint8_t out[1024];
+	uint8_t out[3 * 6 + 2 * CONFIG_QUERY_MAX + 64];	/* ROLLBACK, reset, nonce */
 	size_t out_len, out_off;
 	int op;				/* the exchange under way (backend.c), 0 = none */
 	int step;			/* the query whose replies come next */
@@ -103,7 +106,8 @@ struct pool {
 	struct acquire_queue waiters;
 	int nwaiting;
 
-	unsigned failures;		/* connect failures in a row */
+	unsigned failures;		/* connect or health-check failures in a row */
+	bool health_failing;		/* the last health check failed */
 	double retry_at;		/* ev_now; 0 when not backing off */
 	ev_timer retry_timer;
 	char last_error[512];		/* the last libpq failure, for ERROR unavailable */

@@ -27,6 +27,23 @@
 static void session_read_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void session_pid_cb(struct ev_loop *loop, ev_io *w, int revents);
 
+/* Seconds a connection may stay without HELLO before it is dropped. */
+#define HELLO_TIMEOUT 10.0
+/* Refused connections waiting for their HELLO, at most. */
+#define MAX_REFUSED 64
+
+static void
+session_hello_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct session *s = w->data;
+
+	(void)loop;
+	(void)revents;
+	log_info("client pid=%d uid=%u sent no HELLO within %.0f s; disconnecting it",
+		 (int)s->pid, (unsigned)s->uid, HELLO_TIMEOUT);
+	session_close(s, "no HELLO");
+}
+
 /* Sessions closed during this loop iteration, freed once it is over. */
 static TAILQ_HEAD(, session) graveyard = TAILQ_HEAD_INITIALIZER(graveyard);
 static ev_check reaper;
@@ -121,6 +138,7 @@ session_close(struct session *s, const char *why)
 	log_debug("client closed pid=%d uid=%u leases=%d: %s", (int)s->pid, (unsigned)s->uid,
 		  s->nleases, why);
 	ev_io_stop(b->loop, &s->io);
+	ev_timer_stop(b->loop, &s->hello_timer);
 	if (s->pidfd >= 0) {
 		ev_io_stop(b->loop, &s->pid_io);
 		close(s->pidfd);
@@ -135,7 +153,10 @@ session_close(struct session *s, const char *why)
 	close(s->fd);
 	s->fd = -1;
 	TAILQ_REMOVE(&b->sessions, s, link);
-	b->nsessions--;
+	if (s->refusal != 0)
+		b->nrefused--;
+	else
+		b->nsessions--;
 	TAILQ_INSERT_TAIL(&graveyard, s, link);
 	if (!ev_is_active(&reaper)) {
 		ev_check_init(&reaper, reap_cb);
@@ -220,6 +241,18 @@ on_hello(struct session *s, const struct wire_msg *m)
 		protocol_error(s, m->h.request_id, "a second HELLO");
 		return;
 	}
+	if (s->refusal == PGL_EDENIED) {
+		session_error(s, m->h.request_id, PGL_EDENIED, "user %u may not use this broker "
+			      "(allowed_uids, allowed_gids)", (unsigned)s->uid);
+		session_close(s, "denied");
+		return;
+	}
+	if (s->refusal == PGL_ELIMIT) {
+		session_error(s, m->h.request_id, PGL_ELIMIT, "the broker serves max_clients "
+			      "(%d) clients already", b->cfg->broker.max_clients);
+		session_close(s, "max_clients reached");
+		return;
+	}
 	if (lo > hi) {
 		char why[128];
 		snprintf(why, sizeof(why), "client speaks protocol %u..%u, the broker %d..%d",
@@ -228,16 +261,6 @@ on_hello(struct session *s, const struct wire_msg *m)
 		protocol_error(s, m->h.request_id, why);
 		return;
 	}
-	if (!peer_allowed(s)) {
-		log_warnx("client denied uid=%u gid=%u pid=%d: not in allowed_uids/allowed_gids",
-			  (unsigned)s->uid, (unsigned)s->gid, (int)s->pid);
-		session_error(s, m->h.request_id, PGL_EDENIED,
-			      "user %u may not use this broker (allowed_uids, allowed_gids)",
-			      (unsigned)s->uid);
-		session_close(s, "denied");
-		return;
-	}
-
 	struct wire_msg w = { .h = { .type = PGL_MSG_SESSION_WELCOME,
 				     .request_id = m->h.request_id } };
 	w.u.welcome.version = hi;
@@ -249,6 +272,7 @@ on_hello(struct session *s, const struct wire_msg *m)
 		return;
 	}
 	s->welcomed = true;
+	ev_timer_stop(b->loop, &s->hello_timer);
 }
 
 static void
@@ -441,10 +465,25 @@ session_accept(struct broker *b)
 			close(fd);
 			continue;
 		}
-		if (b->nsessions >= b->cfg->broker.max_clients) {
+		/*
+		 * A stranger, or one client too many, is told why in answer to its
+		 * HELLO: closing with the HELLO unread would show the client a reset
+		 * instead of the reason.  Such connections never take a client's
+		 * place, and only a few may wait (HELLO_TIMEOUT bounds each).
+		 */
+		struct session probe = { .broker = b, .fd = fd, .uid = cred.uid, .gid = cred.gid };
+		int refusal = 0;
+		if (!peer_allowed(&probe)) {
+			log_warnx("client denied uid=%u gid=%u pid=%d: not in allowed_uids/allowed_gids",
+				  (unsigned)cred.uid, (unsigned)cred.gid, (int)cred.pid);
+			refusal = PGL_EDENIED;
+		} else if (b->nsessions >= b->cfg->broker.max_clients) {
 			log_warnx("client refused uid=%u pid=%d: max_clients=%d reached",
 				  (unsigned)cred.uid, (int)cred.pid, b->cfg->broker.max_clients);
-			refuse(fd, PGL_ELIMIT, "the broker serves max_clients clients already");
+			refusal = PGL_ELIMIT;
+		}
+		if (refusal != 0 && b->nrefused >= MAX_REFUSED) {
+			close(fd);
 			continue;
 		}
 
@@ -457,19 +496,26 @@ session_accept(struct broker *b)
 		}
 		s->broker = b;
 		s->fd = fd;
+		s->refusal = refusal;
 		s->pid = cred.pid;
 		s->uid = cred.uid;
 		s->gid = cred.gid;
 		s->pidfd = -1;
 		TAILQ_INIT(&s->requests);
 		TAILQ_INSERT_TAIL(&b->sessions, s, link);
-		b->nsessions++;
+		if (refusal != 0)
+			b->nrefused++;
+		else
+			b->nsessions++;
 		ev_io_init(&s->io, session_read_cb, fd, EV_READ);
 		s->io.data = s;
 		ev_io_start(b->loop, &s->io);
+		ev_timer_init(&s->hello_timer, session_hello_timeout_cb, HELLO_TIMEOUT, 0.);
+		s->hello_timer.data = s;
+		ev_timer_start(b->loop, &s->hello_timer);
 
 		/* The process itself, not the socket: a forked child may keep that open. */
-		if (cred.pid > 0) {
+		if (cred.pid > 0 && refusal == 0) {
 			s->pidfd = pidfd_open(cred.pid);
 			if (s->pidfd >= 0) {
 				ev_io_init(&s->pid_io, session_pid_cb, s->pidfd, EV_READ);

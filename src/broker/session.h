@@ -21,11 +21,13 @@ struct session {
 	ev_io io;
 	int pidfd;			/* the peer process, -1 when unknown */
 	ev_io pid_io;
+	ev_timer hello_timer;		/* HELLO must come soon after connecting */
 	pid_t pid;			/* from SO_PEERCRED */
 	uid_t uid;
 	gid_t gid;
 	bool welcomed;
 	bool closing;
+	int refusal;			/* PGL_E*: answer HELLO with this, then close */
 	struct slot **leases;		/* max_leases_per_client of them */
 	int nleases;
 	struct acquire_queue requests;	/* queued or validating ACQUIREs */

@@ -76,11 +76,6 @@ fdpass_recv(int sock, void *buf, size_t cap, int *fd)
 		*fd = -1;
 	if (n < 0)
 		return -1;
-	if (msg.msg_flags & MSG_CTRUNC) {
-		close_all(&msg);
-		errno = EPROTO;
-		return -1;
-	}
 	for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
 		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
 			continue;
@@ -88,6 +83,16 @@ fdpass_recv(int sock, void *buf, size_t cap, int *fd)
 		count += (int)k;
 		if (k > 0 && got < 0)
 			memcpy(&got, CMSG_DATA(c), sizeof(int));
+	}
+	if (msg.msg_flags & MSG_CTRUNC) {
+		/* Nothing arrived where one was expected: the kernel dropped it. */
+		if (fd != NULL && count == 0 && !(msg.msg_flags & MSG_TRUNC)) {
+			*fd = FDPASS_DROPPED;
+			return n;
+		}
+		close_all(&msg);
+		errno = EPROTO;
+		return -1;
 	}
 	if (count > (fd != NULL ? 1 : 0)) {
 		close_all(&msg);

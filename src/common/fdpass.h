@@ -16,13 +16,20 @@
 ssize_t fdpass_send(int sock, const void *buf, size_t len, int fd)
 	__attribute__((warn_unused_result));
 
+/* *fd after a message whose descriptor the kernel could not install. */
+#define FDPASS_DROPPED (-2)
+
 /*
  * Receives one message into buf.  When fd is NULL no descriptor is expected;
- * otherwise *fd gets the one attached, or -1.  Received descriptors are
- * close-on-exec.  Returns the message length (0 at end of stream), or -1
- * with errno: EMSGSIZE when the message was larger than cap, EPROTO when the
- * control data was truncated or carried more descriptors than allowed (all
- * of them are closed then), or the error of recvmsg (EAGAIN, EINTR, ...).
+ * otherwise *fd gets the one attached, -1 when none was, or FDPASS_DROPPED
+ * when one was sent but could not be received (the control data came back
+ * truncated with nothing in it: the process is out of descriptors, or a
+ * security module refused it).  Received descriptors are close-on-exec.
+ * Returns the message length (0 at end of stream), or -1 with errno:
+ * EMSGSIZE when the message was larger than cap, EPROTO when the message
+ * carried more descriptors than allowed or truncated control data where
+ * none was expected (all received descriptors are closed then), or the
+ * error of recvmsg (EAGAIN, EINTR, ...).
  */
 ssize_t fdpass_recv(int sock, void *buf, size_t cap, int *fd)
 	__attribute__((warn_unused_result));

@@ -212,6 +212,14 @@ client_connect(pgl_client *c)
 	m.u.hello.pid = (uint32_t)self;
 	if (client_send(c, &m) != 0) {
 		int saved = errno;
+		/* A broker that refused us at once has said why before closing. */
+		ssize_t n = fdpass_recv(c->fd, c->buf, sizeof(c->buf), NULL);
+		const char *why;
+		if (n > 0 && wire_decode(c->buf, (size_t)n, &m, &why) == 0 &&
+		    m.h.type == PGL_MSG_SESSION_ERROR) {
+			client_disconnect(c);
+			return client_fail(c, m.u.error.code, "%s", m.u.error.message);
+		}
 		client_disconnect(c);
 		return client_fail(c, PGL_EBROKER, "cannot talk to the broker at %s: %s",
 				   c->path, strerror(saved));
@@ -266,7 +274,8 @@ client_wait(pgl_client *c, uint64_t id, int64_t deadline_ms, struct wire_msg *m,
 		if (deadline_ms >= 0) {
 			int64_t left = deadline_ms - clock_mono_ms();
 			if (left <= 0) {
-				client_disconnect(c);
+				/* Abandoned, not dropped: the connection carries this
+				 * process's other leases; a late GRANT is given back. */
 				return client_fail(c, PGL_EBROKER, "the broker at %s did not answer "
 						   "in time", c->path);
 			}

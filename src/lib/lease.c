@@ -8,6 +8,7 @@
 #include "autoconf.h"
 
 #include "common/clock.h"
+#include "common/fdpass.h"
 #include "lib/client.h"
 #include "lib/shell.h"
 
@@ -79,14 +80,19 @@ pgl_acquire(pgl_client *c, const char *pool, int timeout_ms)
 	}
 	if (fd < 0) {
 		/* Give it back untouched, so the broker does not count it as ours. */
+		bool dropped = fd == FDPASS_DROPPED;
 		struct wire_msg r = { .h = { .type = PGL_MSG_LEASE_RELEASE,
 					     .request_id = ++c->next_request } };
 		r.u.release.lease_id = m.u.grant.lease_id;
 		r.u.release.state = WIRE_RELEASE_CLEAN;
 		(void)client_send(c, &r);
-		client_fail(c, PGL_EBROKER, "the broker's GRANT arrived without its file "
-			    "descriptor (a security module such as SELinux or AppArmor may "
-			    "have refused to pass it)");
+		if (dropped)
+			client_fail(c, PGL_EBROKER, "the GRANT's file descriptor could not be "
+				    "received: too many open files in this process, or a security "
+				    "module (SELinux, AppArmor) refused it");
+		else
+			client_fail(c, PGL_EBROKER, "the broker's GRANT came without a file "
+				    "descriptor");
 		return NULL;
 	}
 

@@ -350,17 +350,21 @@ START_TEST(test_second_broker_refused)
 	testbroker_start(&broker, NULL, POOL(1, 1), true);
 	char *argv[] = { (char *)TOP_BUILDDIR "/pgleased", (char *)"-c", broker.conf, NULL };
 	ck_assert_int_eq(testutil_run(argv, out, sizeof(out)), 1);
-	ck_assert_msg(strstr(out, "belongs to a running broker") != NULL, "%s", out);
+	ck_assert_msg(strstr(out, "another broker listens on") != NULL, "%s", out);
 
-	/* the same socket under another segment name: a live socket is not stolen */
+	/* another socket, the same segment: the live broker keeps it */
 	char conf[1024], path[600];
-	snprintf(conf, sizeof(conf), "broker = { socket = \"%s\"; shm_name = \"%s.b\"; };\n"
+	snprintf(conf, sizeof(conf), "broker = { socket = \"%s.b\"; shm_name = \"%s\"; };\n"
 		 "pools = ( { name = \"x\"; conninfo = \"dbname=x\"; min_size = 0; } );\n",
 		 broker.socket, broker.shm);
 	snprintf(path, sizeof(path), "%s", testutil_write_file("second.conf", conf));
 	argv[2] = path;
 	ck_assert_int_eq(testutil_run(argv, out, sizeof(out)), 1);
-	ck_assert_msg(strstr(out, "another broker listens on") != NULL, "%s", out);
+	ck_assert_msg(strstr(out, "belongs to a running broker") != NULL, "%s", out);
+	struct stat sb;
+	char other[400];
+	snprintf(other, sizeof(other), "%s.b", broker.socket);
+	ck_assert_msg(stat(other, &sb) != 0, "the refused broker left its socket behind");
 
 	/* a socket directory that does not exist */
 	snprintf(conf, sizeof(conf), "broker = { socket = \"/nonexistent/dir/s.sock\"; "

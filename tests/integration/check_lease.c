@@ -16,6 +16,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -300,7 +302,7 @@ END_TEST
 
 START_TEST(test_lease_limit)
 {
-	testbroker_start(&broker, "max_leases_per_client = 2;", POOL(1, 4), true);
+	testbroker_start(&broker, "max_leases_per_client = 2; max_clients = 2;", POOL(1, 4), true);
 	pgl_client *c = pgl_open(broker.socket);
 	pgl_lease *a = pgl_acquire(c, NULL, -1), *b = pgl_acquire(c, NULL, -1);
 
@@ -311,6 +313,21 @@ START_TEST(test_lease_limit)
 	ck_assert_msg(strstr(pgl_error(c), "max_leases_per_client") != NULL, "%s", pgl_error(c));
 	ck_assert_int_eq(pgl_release(a), 0);
 	ck_assert_int_eq(pgl_discard(b), 0);
+
+	/* max_clients: the third client is told so, the first two are served on */
+	pgl_client *c2 = pgl_open(broker.socket), *c3 = pgl_open(broker.socket);
+	a = pgl_acquire(c2, NULL, -1);
+	ck_assert_msg(a != NULL, "%s", pgl_error(c2));
+	ck_assert_ptr_null(pgl_acquire(c3, NULL, -1));
+	ck_assert_int_eq(pgl_errcode(c3), PGL_ELIMIT);
+	ck_assert_msg(strstr(pgl_error(c3), "max_clients") != NULL, "%s", pgl_error(c3));
+	ck_assert(testbroker_log_has(&broker, "max_clients=2 reached"));
+	ck_assert_int_eq(pgl_release(a), 0);
+	b = pgl_acquire(c, NULL, -1);
+	ck_assert_msg(b != NULL, "%s", pgl_error(c));
+	ck_assert_int_eq(pgl_release(b), 0);
+	pgl_close(c3);
+	pgl_close(c2);
 	pgl_close(c);
 	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
 }
@@ -437,7 +454,10 @@ START_TEST(test_validation)
 			 "{ name = \"sick\"; conninfo = \"$CONNINFO\"; min_size = 1; max_size = 1; "
 			 "validate_after = 0; "
 			 /* fails the first time only: nextval() is not rolled back */
-			 "health_query = \"SELECT 1/(nextval('sick_seq') - 1)\"; }", true);
+			 "health_query = \"SELECT 1/(nextval('sick_seq') - 1)\"; },"
+			 "{ name = \"dead\"; conninfo = \"$CONNINFO\"; min_size = 1; max_size = 1; "
+			 "validate_after = 0; health_query = \"SELECT 1/0\"; "
+			 "initial_backoff = 0.2; max_backoff = 0.4; }", true);
 	pgl_client *c = pgl_open(broker.socket);
 	for (int i = 0; i < 5; i++) {
 		pgl_lease *l = pgl_acquire(c, "every", -1);
@@ -456,8 +476,29 @@ START_TEST(test_validation)
 	ck_assert_msg(l != NULL, "%s", pgl_error(c));
 	int pid = pgl_backend_pid(l);
 	ck_assert_int_eq(pgl_release(l), 0);
-	pgl_pool_stats st[3];
-	ck_assert_int_eq(pgl_stats(broker.shm, st, 3), 3);
+	/*
+	 * A pool whose checks always fail: a no-wait acquire is answered at
+	 * once, the leases held elsewhere live on, and the broker backs off
+	 * instead of reconnecting in a loop.
+	 */
+	pgl_lease *held = pgl_acquire(c, "lazy", -1);
+	ck_assert_ptr_nonnull(held);
+	int64_t t0 = clock_mono_ms();
+	ck_assert_ptr_null(pgl_acquire(c, "dead", 0));
+	ck_assert_int_eq(pgl_errcode(c), PGL_ETIMEOUT);
+	ck_assert_int_lt(clock_mono_ms() - t0, 1000);
+	ck_assert_ptr_null(pgl_acquire(c, "dead", 1000));
+	ck_assert_int_eq(pgl_errcode(c), PGL_EUNAVAILABLE);
+	ck_assert_msg(strstr(pgl_error(c), "health check failed") != NULL, "%s", pgl_error(c));
+	char ok[16], status;
+	ck_assert(testutil_raw_query(pgl_fd(held), "SELECT 'alive'", ok, sizeof(ok), &status));
+	ck_assert_str_eq(ok, "alive");
+	ck_assert_int_eq(pgl_release(held), 0);
+
+	pgl_pool_stats st[4];
+	ck_assert_int_eq(pgl_stats(broker.shm, st, 4), 4);
+	ck_assert_msg(st[3].health_check_failures <= 8, "%llu failed checks in about 1.5 s",
+		      (unsigned long long)st[3].health_check_failures);
 	ck_assert_str_eq(st[2].name, "sick");
 	ck_assert_uint_eq(st[2].health_check_failures, 1);
 	ck_assert_uint_eq(st[0].health_check_failures, 0);
@@ -466,6 +507,75 @@ START_TEST(test_validation)
 	snprintf(sql, sizeof(sql), "SELECT count(*) FROM pg_stat_activity WHERE pid = %d", pid);
 	ck_assert_int_eq(testutil_sql_long(sql), 1);	/* the fresh one that served */
 	pgl_close(c);
+	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
+/* A multi-host conninfo whose first host fails: libpq moves on, so does the broker. */
+START_TEST(test_multi_host_conninfo)
+{
+	char pools[512];
+
+	snprintf(pools, sizeof(pools), "{ name = \"multi\"; conninfo = \"host=%s,%s port=1,%s "
+		 "user=%s dbname=%s\"; min_size = 2; max_size = 2; connect_timeout = 3.0; }",
+		 getenv("PGHOST"), getenv("PGHOST"), getenv("PGPORT"), getenv("PGUSER"),
+		 getenv("PGDATABASE"));
+	testbroker_start(&broker, NULL, pools, true);
+	pgl_client *c = pgl_open(broker.socket);
+	pgl_lease *l = pgl_acquire(c, NULL, -1);
+	ck_assert_msg(l != NULL, "%s", pgl_error(c));
+	ck_assert_int_eq(pgl_release(l), 0);
+	pgl_pool_stats st;
+	ck_assert_int_eq(pgl_stats(broker.shm, &st, 1), 1);
+	ck_assert_uint_eq(st.connect_failures, 0);
+	pgl_close(c);
+	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
+/* Out of descriptors when a GRANT arrives: that acquire fails, nothing else does. */
+START_TEST(test_grant_fd_dropped)
+{
+	testbroker_start(&broker, NULL, POOL(2, 2), true);
+	pid_t p = fork();
+	ck_assert_int_ge(p, 0);
+	if (p == 0) {
+		pgl_client *c = pgl_open(broker.socket);
+		pgl_lease *held = pgl_acquire(c, NULL, -1);
+		REQUIRE(held != NULL, "%s", pgl_error(c));
+		struct rlimit old, none;
+		REQUIRE(getrlimit(RLIMIT_NOFILE, &old) == 0, "getrlimit");
+		int open_now = testutil_count_fds(0);
+		/* every descriptor number up to the limit taken: none left for a GRANT */
+		none.rlim_cur = (rlim_t)open_now;
+		none.rlim_max = old.rlim_max;
+		int highest = 0;
+		for (int fd = 0; fd < open_now + 8; fd++)
+			if (fcntl(fd, F_GETFD) >= 0)
+				highest = fd;
+		none.rlim_cur = (rlim_t)highest + 1;
+		for (int fd = 0; fd <= highest; fd++)
+			if (fcntl(fd, F_GETFD) < 0)
+				REQUIRE(open("/dev/null", O_RDONLY) >= 0, "fill");
+		REQUIRE(setrlimit(RLIMIT_NOFILE, &none) == 0, "setrlimit");
+		pgl_lease *l = pgl_acquire(c, NULL, -1);
+		REQUIRE(l == NULL && pgl_errcode(c) == PGL_EBROKER, "acquire: %p %d %s",
+			(void *)l, pgl_errcode(c), pgl_error(c));
+		REQUIRE(strstr(pgl_error(c), "too many open files") != NULL, "%s", pgl_error(c));
+		REQUIRE(setrlimit(RLIMIT_NOFILE, &old) == 0, "setrlimit back");
+		char out[16], st;
+		REQUIRE(testutil_raw_query(pgl_fd(held), "SELECT 'held'", out, sizeof(out), &st),
+			"the held lease died: %s", out);
+		REQUIRE(pgl_release(held) == 0, "%s", pgl_error(c));
+		l = pgl_acquire(c, NULL, -1);
+		REQUIRE(l != NULL, "after: %s", pgl_error(c));
+		REQUIRE(pgl_release(l) == 0, "%s", pgl_error(c));
+		_exit(0);
+	}
+	reap(p, "worker out of descriptors");
+	pgl_pool_stats st;
+	stats_settled(&st);
+	ck_assert_uint_eq(st.orphaned_leases, 0);
 	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
 }
 END_TEST
@@ -485,6 +595,8 @@ lease_suite(void)
 	tcase_add_test(tc, test_no_fd_leak);
 	tcase_add_test(tc, test_stat_tool);
 	tcase_add_test(tc, test_validation);
+	tcase_add_test(tc, test_multi_host_conninfo);
+	tcase_add_test(tc, test_grant_fd_dropped);
 	suite_add_tcase(s, tc);
 	return s;
 }

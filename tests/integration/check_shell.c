@@ -25,6 +25,7 @@
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define POOL(min, max) \
@@ -390,6 +391,60 @@ START_TEST(test_cancel_from_signal_handler)
 END_TEST
 
 /*
+ * A cancel sent just before release never reaches the backend's next holder:
+ * the broker resets the backend only once the cancel has landed.
+ */
+START_TEST(test_late_cancel_spares_next_holder)
+{
+	int go[2], done[2];
+
+	ck_assert_int_eq(pipe(go), 0);
+	ck_assert_int_eq(pipe(done), 0);
+	pid_t next = fork();
+	ck_assert_int_ge(next, 0);
+	if (next == 0) {
+		/* the next holder: waits for each backend and runs a short sleep on it */
+		pgl_client *nc = pgl_open(broker.socket);
+		char b;
+		int failed = 0;
+		for (int i = 0; i < 15 && read(go[0], &b, 1) == 1; i++) {
+			pgl_lease *nl = pgl_acquire(nc, NULL, 5000);
+			PGconn *c = nl != NULL ? pgl_conn(nl) : NULL;
+			PGresult *r = c != NULL ? PQexec(c, "SELECT pg_sleep(0.05)") : NULL;
+			if (r == NULL || PQresultStatus(r) != PGRES_TUPLES_OK) {
+				fprintf(stderr, "next holder, round %d: %s\n", i,
+					c != NULL ? PQerrorMessage(c) : pgl_error(nc));
+				failed++;
+			}
+			PQclear(r);
+			if (nl != NULL)
+				pgl_release(nl);
+			if (write(done[1], "d", 1) != 1)
+				_exit(2);
+		}
+		_exit(failed == 0 ? 0 : 1);
+	}
+	for (int i = 0; i < 15; i++) {
+		pgl_lease *l1, *l2;
+		PGconn *c1 = lease(&l1);
+		PGconn *c2 = lease(&l2);	/* the pool of 2 is now all ours */
+		ck_assert_str_eq(value(c1, "SELECT 1"), "1");
+		(void)c2;
+		ck_assert_int_eq(write(go[1], "g", 1), 1);
+		usleep(20000);			/* the next holder is queued */
+		ck_assert_int_eq(pgl_cancel(l1), 0);
+		ck_assert_int_eq(pgl_release(l1), 0);	/* to the queued next holder */
+		char b;
+		ck_assert_int_eq(read(done[0], &b, 1), 1);
+		ck_assert_int_eq(pgl_release(l2), 0);
+	}
+	int status;
+	ck_assert_int_eq(waitpid(next, &status, 0), next);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "a late cancel hit the next holder");
+}
+END_TEST
+
+/*
  * A CANCEL naming a lease this client does not hold does nothing: here
  * another client's, whose id a raw connection reads from shared memory.
  */
@@ -603,6 +658,7 @@ shell_suite(void)
 	tcase_add_test(tc, test_escaping);
 	tcase_add_test(tc, test_cancel_from_signal_handler);
 	tcase_add_test(tc, test_foreign_cancel_ignored);
+	tcase_add_test(tc, test_late_cancel_spares_next_holder);
 	tcase_add_test(tc, test_release_mid_copy_or_unread);
 	tcase_add_test(tc, test_many_cycles_no_leak);
 	tcase_add_loop_test(tc, test_environment, 0,
