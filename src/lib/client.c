@@ -7,6 +7,7 @@
 #include "common/clock.h"
 #include "common/fdpass.h"
 #include "lib/client.h"
+#include "lib/shell.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -143,6 +144,7 @@ pgl_close(pgl_client *c)
 		return;
 	while (c->held != NULL)
 		pgl_release(c->held);
+	shell_cache_free(c);
 	client_disconnect(c);
 	pthread_mutex_lock(&clients_lock);
 	if (c->prev != NULL)

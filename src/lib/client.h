@@ -28,6 +28,15 @@ struct pgl_lease {
 	char params[WIRE_PARAMS_MAX];
 };
 
+/* A released shell kept for the backend it was built on (see shell.c). */
+#define SHELL_CACHE 8
+struct shell_entry {
+	PGconn *conn;			/* socket on /dev/null while cached; NULL: free */
+	int backend_pid;
+	uint32_t slot;
+	uint64_t used;			/* for eviction: the oldest goes */
+};
+
 struct pgl_client {
 	char *path;
 	int fd;				/* control socket, -1 when not connected */
@@ -37,6 +46,8 @@ struct pgl_client {
 	pgl_lease *held;
 	pgl_lease *spare;		/* released leases, reused without malloc */
 	pgl_client *next, *prev;	/* every client of the process */
+	struct shell_entry shells[SHELL_CACHE];
+	uint64_t shell_clock;
 	int errcode;
 	char error[WIRE_TEXT_MAX + 128];
 	uint8_t buf[WIRE_MESSAGE_MAX];

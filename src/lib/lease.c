@@ -127,7 +127,7 @@ give_back(pgl_lease *l, int state)
 	int rc = 0;
 
 	/* The shell lets go of the backend before the broker may reset it. */
-	shell_detach(l);
+	shell_detach(l, state);
 	if (l->inert) {
 		rc = client_fail(c, PGL_ESTALE, "this lease was inherited across fork(); "
 				 "it belongs to the parent process");

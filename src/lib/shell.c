@@ -297,6 +297,84 @@ shell_fail(pgl_client *c, PGconn *conn, int listener, int peer, int code, const 
 	return NULL;
 }
 
+/* --- the cache --------------------------------------------------------- */
+
+/*
+ * Whether a cached shell still describes the backend as the GRANT does:
+ * libpq keeps the parameters it was told, and a holder's SET changed them
+ * for it (the reset changed them back on the server).
+ */
+static bool
+params_match(PGconn *conn, const pgl_lease *l)
+{
+	for (size_t i = 0; i < l->params_len;) {
+		const char *name = l->params + i;
+		const char *value = name + strlen(name) + 1;
+		const char *mine = PQparameterStatus(conn, name);
+
+		if (mine == NULL || strcmp(mine, value) != 0)
+			return false;
+		i += strlen(name) + 1 + strlen(value) + 1;
+	}
+	return true;
+}
+
+/* A cached shell for l's backend, taken out of the cache, or NULL. */
+static PGconn *
+cache_take(pgl_lease *l)
+{
+	pgl_client *c = l->client;
+
+	for (int i = 0; i < SHELL_CACHE; i++) {
+		struct shell_entry *e = &c->shells[i];
+
+		if (e->conn == NULL || e->backend_pid != l->backend_pid || e->slot != l->slot)
+			continue;
+		PGconn *conn = e->conn;
+		e->conn = NULL;
+		if (PQbackendPID(conn) == l->backend_pid && params_match(conn, l))
+			return conn;
+		PQfinish(conn);		/* stale: its socket is /dev/null */
+		return NULL;
+	}
+	return NULL;
+}
+
+static void
+cache_put(pgl_lease *l, PGconn *conn)
+{
+	pgl_client *c = l->client;
+	struct shell_entry *victim = &c->shells[0];
+
+	for (int i = 0; i < SHELL_CACHE; i++) {
+		struct shell_entry *e = &c->shells[i];
+		if (e->conn == NULL || (e->backend_pid == l->backend_pid && e->slot == l->slot)) {
+			victim = e;
+			break;
+		}
+		if (e->used < victim->used)
+			victim = e;
+	}
+	if (victim->conn != NULL)
+		PQfinish(victim->conn);
+	victim->conn = conn;
+	victim->backend_pid = l->backend_pid;
+	victim->slot = l->slot;
+	victim->used = ++c->shell_clock;
+}
+
+void
+shell_cache_free(pgl_client *c)
+{
+	for (int i = 0; i < SHELL_CACHE; i++) {
+		if (c->shells[i].conn != NULL)
+			PQfinish(c->shells[i].conn);
+		c->shells[i].conn = NULL;
+	}
+}
+
+/* --- pgl_conn ----------------------------------------------------------- */
+
 PGconn *
 pgl_conn(pgl_lease *l)
 {
@@ -307,6 +385,18 @@ pgl_conn(pgl_lease *l)
 
 	pgl_client *c = l->client;
 	const char *env;
+
+	/* The same backend back in this process: its shell, reattached. */
+	if (!l->inert) {
+		PGconn *cached = cache_take(l);
+		if (cached != NULL) {
+			if (dup3(l->fd, PQsocket(cached), O_CLOEXEC) >= 0) {
+				l->shell = cached;
+				return cached;
+			}
+			PQfinish(cached);
+		}
+	}
 
 	if (l->inert) {
 		client_fail(c, PGL_ESTALE, "this lease was inherited across fork(); it belongs "
@@ -440,20 +530,26 @@ shell_release_state(pgl_lease *l)
 }
 
 void
-shell_detach(pgl_lease *l)
+shell_detach(pgl_lease *l, int state)
 {
 	PGconn *conn = l->shell;
 
 	if (conn == NULL)
 		return;
-	/* PQfinish's Terminate must never reach the pooled backend. */
-	int devnull = client_devnull();
-	if (devnull >= 0)
-		dup3(devnull, PQsocket(conn), O_CLOEXEC);
-	else
-		shutdown(PQsocket(conn), SHUT_RDWR);	/* last resort; the backend is replaced */
-	PQfinish(conn);
 	l->shell = NULL;
+	/* Nothing, PQfinish's Terminate included, may reach the pooled backend now. */
+	int devnull = client_devnull();
+	if (devnull < 0 || dup3(devnull, PQsocket(conn), O_CLOEXEC) < 0) {
+		/* last resort; the backend is replaced */
+		shutdown(PQsocket(conn), SHUT_RDWR);
+		PQfinish(conn);
+		return;
+	}
+	/* An idle shell is as good as new for this backend: keep it. */
+	if (state == WIRE_RELEASE_CLEAN && !l->inert)
+		cache_put(l, conn);
+	else
+		PQfinish(conn);
 }
 
 int

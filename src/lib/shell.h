@@ -14,9 +14,14 @@
 int shell_release_state(pgl_lease *l);
 
 /*
- * Puts /dev/null under the shell's socket, so that PQfinish's Terminate
- * cannot reach the pooled backend, then frees the shell.
+ * Puts /dev/null under the shell's socket, so that nothing can reach the
+ * pooled backend through it any more, then keeps the shell for the next
+ * lease of the same backend when state is clean, or frees it (PQfinish's
+ * Terminate goes to /dev/null).
  */
-void shell_detach(pgl_lease *l);
+void shell_detach(pgl_lease *l, int state);
+
+/* Frees every shell the client keeps. */
+void shell_cache_free(pgl_client *c);
 
 #endif

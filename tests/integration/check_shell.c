@@ -109,6 +109,48 @@ START_TEST(test_same_as_direct)
 }
 END_TEST
 
+/*
+ * A released idle shell is reused when its backend comes back to this
+ * process; one whose parameters a holder changed is rebuilt.
+ */
+START_TEST(test_shell_reuse)
+{
+	pgl_lease *a, *b;
+	PGconn *ca = lease(&a);
+	PGconn *cb = lease(&b);		/* the pool of 2: both backends */
+	const char *style = strdup(PQparameterStatus(ca, "DateStyle"));
+
+	ck_assert_int_eq(pgl_release(b), 0);
+	ck_assert_int_eq(pgl_release(a), 0);
+	for (int i = 0; i < 20; i++) {
+		PGconn *c = lease(&a);
+		ck_assert_msg(c == ca || c == cb, "round %d: a new shell for a known backend", i);
+		ck_assert_int_eq(PQbackendPID(c), pgl_backend_pid(a));
+		ck_assert_str_eq(value(c, "SELECT 'again'"), "again");
+		ck_assert_int_eq(pgl_release(a), 0);
+	}
+
+	/* a holder changes what libpq remembers: the next one gets the truth */
+	PGconn *c = lease(&a);
+	value(c, "SET DateStyle = 'SQL, DMY'");
+	ck_assert_str_eq(PQparameterStatus(c, "DateStyle"), "SQL, DMY");
+	int pid = pgl_backend_pid(a);
+	ck_assert_int_eq(pgl_release(a), 0);
+	c = lease(&a);
+	if (pgl_backend_pid(a) != pid) {
+		/* holding the other backend, the next lease must be that one */
+		c = lease(&b);
+		ck_assert_int_eq(pgl_release(a), 0);
+		a = b;
+	}
+	ck_assert_int_eq(pgl_backend_pid(a), pid);
+	ck_assert_str_eq(PQparameterStatus(c, "DateStyle"), style);
+	ck_assert_str_eq(value(c, "SHOW DateStyle"), style);
+	ck_assert_int_eq(pgl_release(a), 0);
+	free((void *)style);
+}
+END_TEST
+
 START_TEST(test_exec_params)
 {
 	pgl_lease *l;
@@ -649,6 +691,7 @@ shell_suite(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_same_as_direct);
+	tcase_add_test(tc, test_shell_reuse);
 	tcase_add_test(tc, test_exec_params);
 	tcase_add_test(tc, test_prepared_and_state_gone);
 	tcase_add_test(tc, test_transactions_and_errors);
