@@ -284,14 +284,17 @@ client_wait(pgl_client *c, uint64_t id, int64_t deadline_ms, struct wire_msg *m,
 			timeout = left > 60000 ? 60000 : (int)left;
 		}
 
-		struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
-		int rc = poll(&pfd, 1, timeout);
-		if (rc < 0 && errno == EINTR)
-			continue;
-		if (rc < 0)
-			return client_fail(c, PGL_EBROKER, "poll: %s", strerror(errno));
-		if (rc == 0)
-			continue;
+		/* Without a deadline the (blocking) receive itself waits: one call. */
+		if (deadline_ms >= 0) {
+			struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
+			int rc = poll(&pfd, 1, timeout);
+			if (rc < 0 && errno == EINTR)
+				continue;
+			if (rc < 0)
+				return client_fail(c, PGL_EBROKER, "poll: %s", strerror(errno));
+			if (rc == 0)
+				continue;
+		}
 
 		int got = -1;
 		ssize_t n = fdpass_recv(c->fd, c->buf, sizeof(c->buf), &got);

@@ -1,0 +1,109 @@
+#!/bin/bash
+# report.sh RAW OUTDIR WORKERS POOL ROUNDS SECONDS - turn raw.txt into the
+# table, the CSV, the targets (PASS/MISS on the median of per-round ratios)
+# and the chart.
+set -euo pipefail
+raw=$1 out=$2 workers=$3 pool=$4 rounds=$5 seconds=$6
+
+machine="$(nproc) cores ($(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n 1)), $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), Linux $(uname -r), PostgreSQL $(psql -Atc 'SHOW server_version'), $(pgbouncer --version 2>/dev/null | head -n 1)"
+
+awk -v out="$out" -v machine="$machine" -v workers="$workers" -v pool="$pool" \
+    -v rounds="$rounds" -v seconds="$seconds" '
+function kv(line, key,   m) {
+	if (match(line, " " key "=[^ ]*")) return substr(line, RSTART + length(key) + 2, RLENGTH - length(key) - 2)
+	return ""
+}
+function median(list,   n, a, i, j, t) {
+	n = split(list, a, " ")
+	for (i = 2; i <= n; i++) { t = a[i] + 0; for (j = i - 1; j >= 1 && a[j] + 0 > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
+	if (n == 0) return 0
+	return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+}
+function minmax(list,   n, a, i, lo, hi) {
+	n = split(list, a, " "); lo = a[1] + 0; hi = a[1] + 0
+	for (i = 2; i <= n; i++) { if (a[i] + 0 < lo) lo = a[i] + 0; if (a[i] + 0 > hi) hi = a[i] + 0 }
+	return sprintf("%.0f-%.0f", lo, hi)
+}
+function add(k, field, v) { vals[k, field] = vals[k, field] (vals[k, field] == "" ? "" : " ") v }
+{
+	line = " " $0
+	g = kv(line, "group"); m = kv(line, "mode"); r = kv(line, "round")
+	k = g SUBSEP m
+	if (!(k in seen)) { seen[k] = 1; order[++n] = k }
+	req = kv(line, "requests") + 0
+	add(k, "rps", kv(line, "rps"))
+	add(k, "p50", kv(line, "lat_p50_us")); add(k, "p99", kv(line, "lat_p99_us"))
+	add(k, "a50", kv(line, "acq_p50_us")); add(k, "a99", kv(line, "acq_p99_us"))
+	add(k, "sys", req > 0 ? kv(line, "sys_cpu_s") * 1e6 / req : 0)
+	add(k, "pool", req > 0 ? kv(line, "pooler_cpu_s") * 1e6 / req : 0)
+	rss[k] = kv(line, "pooler_rss_kb") + 0 > rss[k] ? kv(line, "pooler_rss_kb") + 0 : rss[k]
+	errors[k] += kv(line, "errors")
+	rps[g, m, r] = kv(line, "rps") + 0
+	lat50[g, m, r] = kv(line, "lat_p50_us") + 0; acq50[g, m, r] = kv(line, "acq_p50_us") + 0
+	cpu[g, m, r] = req > 0 ? kv(line, "sys_cpu_s") / req : 0
+	if (r + 0 > maxr) maxr = r + 0
+}
+function ratio(g, a, b, field,   r, list, x) {
+	list = ""
+	for (r = 1; r <= maxr; r++) {
+		if (field == "rps" && (g, a, r) in rps && rps[g, b, r] > 0) x = rps[g, a, r] / rps[g, b, r]
+		else if (field == "acq" && (g, a, r) in acq50 && lat50[g, b, r] > 0) x = acq50[g, a, r] / lat50[g, b, r]
+		else if (field == "cpu" && (g, a, r) in cpu && cpu[g, b, r] > 0) x = cpu[g, a, r] / cpu[g, b, r]
+		else continue
+		list = list (list == "" ? "" : " ") x
+	}
+	return list
+}
+function target(desc, g, a, b, field, op, want,   list, med, n, arr, lo, hi, i, ok) {
+	list = ratio(g, a, b, field)
+	if (list == "") { printf "| %s | no data | %s %.2f | MISS |\n", desc, op, want >> md; return }
+	med = median(list); n = split(list, arr, " "); lo = hi = arr[1]
+	for (i = 2; i <= n; i++) { if (arr[i] < lo) lo = arr[i]; if (arr[i] > hi) hi = arr[i] }
+	ok = op == ">=" ? med >= want : med <= want
+	printf "| %s | %.2f (%.2f-%.2f) | %s %.2f | %s |\n", desc, med, lo, hi, op, want, ok ? "PASS" : "MISS" >> md
+	printf "%-62s %6.2f (%5.2f-%5.2f)  %s %-5.2f %s\n", desc, med, lo, hi, op, want, ok ? "PASS" : "MISS"
+}
+END {
+	md = out "/results.md"; csv = out "/results.csv"; dat = out "/requests.dat"
+	printf "" > md; printf "" > dat
+	print "group,mode,rps_median,rps_min,rps_max,lat_p50_us,lat_p99_us,acq_p50_us,acq_p99_us,cpu_us_per_request_system,cpu_us_per_request_pooler,pooler_rss_kb,errors" > csv
+	printf "# pglease benchmark\n\n%s workers (preforking; one process per request for cgi), %s backends in each pooler, %s rounds of %s s, modes interleaved in every round.\n\nMachine: %s.\n\n", workers, pool, rounds, seconds, machine >> md
+	print "| group | mode | requests/s median (min-max) | request p50 / p99 us | acquire p50 / p99 us | CPU us/request: system / pooler | pooler RSS KiB | errors |" >> md
+	print "|---|---|---|---|---|---|---|---|" >> md
+	for (i = 1; i <= n; i++) {
+		k = order[i]; split(k, gm, SUBSEP)
+		printf "| %s | %s | %.0f (%s) | %.0f / %.0f | %.0f / %.0f | %.1f / %.1f | %s | %d |\n", gm[1], gm[2], median(vals[k, "rps"]), minmax(vals[k, "rps"]), median(vals[k, "p50"]), median(vals[k, "p99"]), median(vals[k, "a50"]), median(vals[k, "a99"]), median(vals[k, "sys"]), median(vals[k, "pool"]), rss[k] ? rss[k] : "-", errors[k] >> md
+		printf "%s,%s,%.1f,%s,%.0f,%.0f,%.0f,%.0f,%.2f,%.2f,%d,%d\n", gm[1], gm[2], median(vals[k, "rps"]), minmax(vals[k, "rps"]), median(vals[k, "p50"]), median(vals[k, "p99"]), median(vals[k, "a50"]), median(vals[k, "a99"]), median(vals[k, "sys"]), median(vals[k, "pool"]), rss[k], errors[k] >> csv
+		if (gm[1] !~ /^scale/) printf "\"%s %s\" %.1f\n", gm[1], gm[2], median(vals[k, "rps"]) >> dat
+	}
+	print "\n## Targets (median of the per-round ratios, range in parentheses)\n" >> md
+	print "| target | measured | wanted | |" >> md
+	print "|---|---|---|---|" >> md
+	print "== targets"
+	target("Q=1: lease / pgbouncer-session-connect", "q1", "lease", "pgbouncer-session-connect", "rps", ">=", 1.5)
+	target("Q=1: lease / pgbouncer-tx-connect", "q1", "lease", "pgbouncer-tx-connect", "rps", ">=", 1.25)
+	target("Q=1: lease / connect", "q1", "lease", "connect", "rps", ">=", 40)
+	target("Q=10: lease / direct", "q10", "lease", "direct", "rps", ">=", 0.65)
+	target("Q=10: lease / pgbouncer-tx", "q10", "lease", "pgbouncer-tx", "rps", ">=", 1.5)
+	target("process per request: lease / connect", "cgi", "lease", "connect", "rps", ">=", 3)
+	target("process per request: lease / pgbouncer-session-connect", "cgi", "lease", "pgbouncer-session-connect", "rps", ">=", 1)
+	target("lease-raw acquire p50 / direct SELECT 1 p50", "q1", "lease-raw", "direct", "acq", "<=", 1)
+	target("system CPU per request: lease / pgbouncer-session-connect", "q1", "lease", "pgbouncer-session-connect", "cpu", "<=", 0.7)
+}' "$raw"
+
+gnuplot <<GP
+set terminal pngcairo size 1400,600 noenhanced font ",10"
+set output "$out/requests.png"
+set title "requests/s per mode (median of $rounds rounds; $workers workers, pools of $pool)"
+set style data histograms
+set style fill solid 0.8 border -1
+set boxwidth 0.8
+set logscale y
+set ylabel "requests/s (log scale)"
+set xtics rotate by -40 left
+set grid ytics
+unset key
+plot "$out/requests.dat" using 2:xtic(1) lc rgb "#3b6ea5"
+GP
+rm -f "$out/requests.dat"
+echo "== written: $out/results.md results.csv raw.txt requests.png"
