@@ -144,6 +144,16 @@ testutil_run(char *const argv[], char *out, size_t outlen)
 	return WEXITSTATUS(status);
 }
 
+void
+testutil_reap(pid_t pid, const char *what)
+{
+	int status;
+
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		      "%s (pid %d) failed: status 0x%x", what, (int)pid, status);
+}
+
 int
 testutil_run_suite(Suite *s)
 {

@@ -7,6 +7,8 @@
 
 #include <check.h>
 #include <stdbool.h>
+#include <stdio.h>
+#include <unistd.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -29,6 +31,23 @@ char *testutil_write_file(const char *name, const char *text);
  * when killed by signal N, or -1 when it could not be run.
  */
 int testutil_run(char *const argv[], char *out, size_t outlen);
+
+/*
+ * In a forked worker (where Check's assertions do not reach the report):
+ * exit 1 with a message on stderr when cond is false.
+ */
+#define REQUIRE(cond, ...)                                                    \
+	do {                                                                  \
+		if (!(cond)) {                                                \
+			fprintf(stderr, "worker %d: ", (int)getpid());        \
+			fprintf(stderr, __VA_ARGS__);                          \
+			fputc('\n', stderr);                                  \
+			_exit(1);                                             \
+		}                                                             \
+	} while (0)
+
+/* Waits for a forked worker; asserts that it exited 0. */
+void testutil_reap(pid_t pid, const char *what);
 
 /* Runs the suite in fork mode with Check's summary line; returns main()'s status. */
 int testutil_run_suite(Suite *s);

@@ -30,15 +30,6 @@
 
 static struct testbroker broker;
 
-#define REQUIRE(cond, ...)                                                    \
-	do {                                                                  \
-		if (!(cond)) {                                                \
-			fprintf(stderr, "worker %d: ", (int)getpid());        \
-			fprintf(stderr, __VA_ARGS__);                          \
-			fputc('\n', stderr);                                  \
-			_exit(1);                                             \
-		}                                                             \
-	} while (0)
 
 /* Every test starts with the server up, whatever the previous one did to it. */
 static void

@@ -27,27 +27,7 @@
 
 static struct testbroker broker;
 
-/* Waits for a worker; asserts it exited 0. */
-static void
-reap(pid_t pid, const char *what)
-{
-	int status;
 
-	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-		      "%s (pid %d) failed: status 0x%x", what, (int)pid, status);
-}
-
-/* In a worker: exit 1 with a message when cond is false. */
-#define REQUIRE(cond, ...)                                                    \
-	do {                                                                  \
-		if (!(cond)) {                                                \
-			fprintf(stderr, "worker %d: ", (int)getpid());        \
-			fprintf(stderr, __VA_ARGS__);                          \
-			fputc('\n', stderr);                                  \
-			_exit(1);                                             \
-		}                                                             \
-	} while (0)
 
 /*
  * Reads pool 0's counters once no lease is out: a RELEASE is not answered,
@@ -124,7 +104,7 @@ START_TEST(test_many_workers)
 		}
 	}
 	for (int i = 0; i < WORKERS; i++)
-		reap(w[i], "worker");
+		testutil_reap(w[i], "worker");
 	ck_assert_int_eq(total, WORKERS * CYCLES);
 	ck_assert_msg(nseen >= 1 && nseen <= MAX, "%d distinct backends for max_size %d", nseen, MAX);
 	ck_assert_msg(max_backends <= MAX, "the server saw %d pool backends", max_backends);
@@ -248,7 +228,7 @@ START_TEST(test_fifo_order)
 		ck_assert_int_eq(who, i);
 	}
 	for (int i = 0; i < N; i++)
-		reap(w[i], "waiter");
+		testutil_reap(w[i], "waiter");
 	pgl_close(c);
 	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
 }
@@ -368,7 +348,7 @@ START_TEST(test_no_fd_leak)
 				exit(0);
 			_exit(0);
 		}
-		reap(p, "client");
+		testutil_reap(p, "client");
 	}
 	ck_assert(testbroker_wait_idle(&broker, 0, 2, 10000));
 	ck_assert_int_eq(testutil_count_fds(broker.pid), broker_fds);
@@ -423,7 +403,7 @@ START_TEST(test_stat_tool)
 				(unsigned long long)st.leases, st.leased);
 			_exit(0);
 		}
-		reap(p, "reader as nobody");
+		testutil_reap(p, "reader as nobody");
 	}
 	ck_assert_int_eq(pgl_release(held), 0);
 	pgl_close(c);
@@ -572,7 +552,7 @@ START_TEST(test_grant_fd_dropped)
 		REQUIRE(pgl_release(l) == 0, "%s", pgl_error(c));
 		_exit(0);
 	}
-	reap(p, "worker out of descriptors");
+	testutil_reap(p, "worker out of descriptors");
 	pgl_pool_stats st;
 	stats_settled(&st);
 	ck_assert_uint_eq(st.orphaned_leases, 0);

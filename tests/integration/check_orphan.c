@@ -26,15 +26,6 @@
 
 static struct testbroker broker;
 
-#define REQUIRE(cond, ...)                                                    \
-	do {                                                                  \
-		if (!(cond)) {                                                \
-			fprintf(stderr, "worker %d: ", (int)getpid());        \
-			fprintf(stderr, __VA_ARGS__);                          \
-			fputc('\n', stderr);                                  \
-			_exit(1);                                             \
-		}                                                             \
-	} while (0)
 
 static void
 exec_sql(const char *sql)
