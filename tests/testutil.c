@@ -388,7 +388,7 @@ raw_write(int fd, const uint8_t *buf, size_t len)
 	return true;
 }
 
-void
+bool
 testutil_raw_send(int fd, const char *sql)
 {
 	size_t n = strlen(sql);
@@ -401,8 +401,9 @@ testutil_raw_send(int fd, const char *sql)
 	buf[3] = (uint8_t)(l >> 8);
 	buf[4] = (uint8_t)l;
 	memcpy(buf + 5, sql, n + 1);
-	ck_assert_msg(raw_write(fd, buf, n + 6), "send on the leased socket failed");
+	bool ok = raw_write(fd, buf, n + 6);
 	free(buf);
+	return ok;
 }
 
 /* Reads exactly len bytes, waiting with poll (the socket is non-blocking). */
@@ -432,7 +433,10 @@ testutil_raw_query(int fd, const char *sql, char *out, size_t len, char *status)
 
 	if (len > 0)
 		out[0] = '\0';
-	testutil_raw_send(fd, sql);
+	if (!testutil_raw_send(fd, sql)) {
+		snprintf(out, len, "send failed");
+		return false;
+	}
 	for (;;) {
 		uint8_t hdr[5];
 		if (!raw_read(fd, hdr, 5)) {

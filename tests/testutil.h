@@ -105,8 +105,8 @@ long testutil_pool_backends(void);
  */
 bool testutil_raw_query(int fd, const char *sql, char *out, size_t len, char *status);
 
-/* Writes sql as one Query message and reads nothing. */
-void testutil_raw_send(int fd, const char *sql);
+/* Writes sql as one Query message and reads nothing; false when the send failed. */
+bool testutil_raw_send(int fd, const char *sql);
 
 /* pg_ctl ACTION (stop, start, restart) on the harness's server, as its owner. */
 void testutil_pg_ctl(const char *action);

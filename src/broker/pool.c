@@ -85,6 +85,24 @@ set_state(struct slot *slot, int state)
 /* --- setup -------------------------------------------------------------- */
 
 static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents);
+static void housekeeping_cb(struct ev_loop *loop, ev_timer *w, int revents);
+
+/*
+ * How often the housekeeping runs: every second, or more often when a
+ * configured duration is shorter, so that none is overshot by much.
+ */
+static double
+housekeeping_period(const struct pool_config *pc)
+{
+	double period = 1.0;
+	const double d[] = { pc->idle_timeout, pc->max_lifetime, pc->health_check_interval,
+			     pc->lease_timeout };
+
+	for (size_t i = 0; i < sizeof(d) / sizeof(d[0]); i++)
+		if (d[i] > 0 && d[i] / 4 < period)
+			period = d[i] / 4;
+	return period < 0.02 ? 0.02 : period;
+}
 
 int
 pool_init_all(struct broker *b)
@@ -119,6 +137,10 @@ pool_init_all(struct broker *b)
 		TAILQ_INIT(&p->waiters);
 		ev_init(&p->retry_timer, retry_cb);
 		p->retry_timer.data = p;
+		double period = housekeeping_period(pc);
+		ev_timer_init(&p->housekeeping, housekeeping_cb, period, period);
+		p->housekeeping.data = p;
+		ev_timer_start(b->loop, &p->housekeeping);
 
 		struct shm_pool *sp = &b->shm.pools[i];
 		shm_begin(&b->shm);
@@ -153,6 +175,7 @@ pool_free_all(struct broker *b)
 		struct pool *p = &b->pools[i];
 
 		ev_timer_stop(b->loop, &p->retry_timer);
+		ev_timer_stop(b->loop, &p->housekeeping);
 		for (int j = 0; j < p->nslots; j++)
 			backend_free(&p->slots[j]);
 		while (!TAILQ_EMPTY(&p->waiters))
@@ -321,6 +344,9 @@ pool_slot_connected(struct slot *slot, bool ok, const char *error)
 	log_debug("connected pool=%s slot=%u backend_pid=%d", p->cfg->name, slot->index,
 		  slot->backend_pid);
 
+	/* Jittered, so that a pool opened at once is not recycled at once. */
+	slot->lifetime = p->cfg->max_lifetime > 0 ?
+			 p->cfg->max_lifetime * (1.0 + p->cfg->jitter * (2.0 * broker_random01(b) - 1.0)) : 0;
 	bool first = p->server_version == 0;
 	p->server_version = PQserverVersion(slot->conn);
 	if (first && p->server_version >= 140000 && p->cfg->connection_check_interval > 0 &&
@@ -393,6 +419,7 @@ grant(struct slot *slot, struct session *s, uint64_t request_id, double started)
 	while ((uint32_t)slot->lease_id == 0);
 	slot->holder = s;
 	slot->leased_at = now;
+	slot->lease_warned = false;
 	slot->lease_count++;
 	p->nleased++;
 	slot->state = SHM_SLOT_LEASED;
@@ -683,9 +710,10 @@ pool_release(struct slot *slot, int state)
 		slot_close(slot, SLOT_CLOSE_ABORT, "discarded by its holder");
 		return;
 	}
-	if (b->draining || b->stopping) {
+	if (b->draining || b->stopping || slot->recycle) {
+		/* No reset for a backend that is closed anyway. */
 		slot_close(slot, state == WIRE_RELEASE_UNKNOWN ? SLOT_CLOSE_ABORT :
-			   SLOT_CLOSE_TERMINATE, "shutting down");
+			   SLOT_CLOSE_TERMINATE, slot->recycle ? "max_lifetime" : "shutting down");
 		return;
 	}
 	p->nresetting++;
@@ -776,6 +804,76 @@ pool_slot_closed(struct slot *slot)
 		broker_check_done(b);
 	else
 		pool_fill(p);
+}
+
+/* --- housekeeping ------------------------------------------------------- */
+
+/* A lease held past lease_timeout: said once; with "terminate", also cut. */
+static void
+lease_overdue(struct slot *slot, double age)
+{
+	struct pool *p = slot->pool;
+	struct session *s = slot->holder;
+
+	if (slot->lease_warned)
+		return;
+	slot->lease_warned = true;
+	POOL_COUNT(p, lease_timeouts, 1);
+	log_warnx("lease held past lease_timeout pool=%s slot=%u backend_pid=%d holder_pid=%d "
+		  "age=%.1fs%s", p->cfg->name, slot->index, slot->backend_pid,
+		  s != NULL ? (int)s->pid : 0, age,
+		  p->cfg->lease_timeout_action == LEASE_TIMEOUT_TERMINATE ? ": terminating it" : "");
+	if (p->cfg->lease_timeout_action != LEASE_TIMEOUT_TERMINATE)
+		return;
+	/* As for an orphan: the holder's next use fails, its RELEASE is refused harmlessly. */
+	if (s != NULL)
+		session_drop_lease(s, slot);
+	p->nleased--;
+	slot->holder = NULL;
+	slot_close(slot, SLOT_CLOSE_ABORT, "lease_timeout");
+}
+
+static void
+housekeeping_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct pool *p = w->data;
+	const struct pool_config *pc = p->cfg;
+	struct broker *b = p->broker;
+	double now = ev_now(loop);
+
+	(void)revents;
+	if (b->draining || b->stopping)
+		return;
+	for (int j = 0; j < p->nslots; j++) {
+		struct slot *slot = &p->slots[j];
+		bool expired = slot->lifetime > 0 && now - slot->created_at > slot->lifetime;
+
+		switch (slot->state) {
+		case SHM_SLOT_IDLE:
+			if (expired) {
+				slot_close(slot, SLOT_CLOSE_TERMINATE, "max_lifetime");
+			} else if (pc->idle_timeout > 0 && now - slot->idle_since > pc->idle_timeout &&
+				   p->size > pc->min_size) {
+				slot_close(slot, SLOT_CLOSE_TERMINATE, "idle_timeout");
+			} else if (pc->health_check_interval > 0 &&
+				   now - slot->idle_since > pc->health_check_interval) {
+				/* In the background: no request waits on it. */
+				idle_remove(slot);
+				backend_stop(slot);
+				set_state(slot, SHM_SLOT_VALIDATING);
+				backend_validate(slot);
+			}
+			break;
+		case SHM_SLOT_LEASED:
+			if (expired)
+				slot->recycle = true;	/* closed, not reset, when it comes back */
+			if (pc->lease_timeout > 0 && now - slot->leased_at > pc->lease_timeout)
+				lease_overdue(slot, now - slot->leased_at);
+			break;
+		default:
+			break;
+		}
+	}
 }
 
 /* --- stopping ----------------------------------------------------------- */

@@ -65,6 +65,8 @@ struct slot {
 	bool recycle;			/* close rather than reuse when idle */
 	bool terminate_sent;		/* CLOSING: pg_terminate_backend asked */
 	bool cancel_in_flight;		/* a helper thread is cancelling */
+	bool lease_warned;		/* lease_timeout logged for this lease */
+	double lifetime;		/* max_lifetime with this slot's jitter; 0 = none */
 	bool reset_pending;		/* released; the reset waits for the cancel */
 	const char *close_reason;
 
@@ -110,6 +112,7 @@ struct pool {
 	bool health_failing;		/* the last health check failed */
 	double retry_at;		/* ev_now; 0 when not backing off */
 	ev_timer retry_timer;
+	ev_timer housekeeping;		/* idle_timeout, max_lifetime, health checks, lease_timeout */
 	char last_error[512];		/* the last libpq failure, for ERROR unavailable */
 	int server_version;		/* 0 until a connection showed it */
 };

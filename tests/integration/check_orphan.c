@@ -273,9 +273,9 @@ START_TEST(test_stray_replies_replace)
 	ck_assert_ptr_nonnull(l);
 	int pid = pgl_backend_pid(l);
 
-	testutil_raw_send(pgl_fd(l), stray[_i][0]);
+	ck_assert(testutil_raw_send(pgl_fd(l), stray[_i][0]));
 	if (stray[_i][1] != NULL)
-		testutil_raw_send(pgl_fd(l), stray[_i][1]);
+		ck_assert(testutil_raw_send(pgl_fd(l), stray[_i][1]));
 	ck_assert_int_eq(pgl_release(l), 0);
 
 	l = pgl_acquire(c, NULL, 5000);
