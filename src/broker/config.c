@@ -148,7 +148,7 @@ config_schema_key(size_t i, const char **name, enum config_section *section)
 
 /* --- diagnostics -------------------------------------------------------- */
 
-#define MAX_SECRETS 16
+#define MAX_SECRETS 64
 #define MAX_SOURCES 8
 
 struct source {
@@ -164,6 +164,7 @@ struct loader {
 	/* Every secret seen so far, blotted out of each message. */
 	char *secrets[MAX_SECRETS];
 	size_t nsecrets;
+	bool secrets_overflow;		/* more than MAX_SECRETS: show no libpq detail */
 	struct source sources[MAX_SOURCES];
 	size_t nsources;
 	const config_setting_t *root;
@@ -172,12 +173,18 @@ struct loader {
 static void
 loader_add_secret(struct loader *ld, const char *s, size_t len)
 {
-	if (len == 0 || ld->nsecrets == MAX_SECRETS)
+	if (len == 0)
 		return;
+	if (ld->nsecrets == MAX_SECRETS) {
+		ld->secrets_overflow = true;
+		return;
+	}
 	char *copy = strndup(s, len);
 	if (copy != NULL)
 		ld->secrets[ld->nsecrets++] = copy;
 }
+
+static void note_conninfo_secrets(struct loader *ld, const char *ci);
 
 /* Replaces every occurrence of every known secret in msg with asterisks. */
 static void
@@ -229,6 +236,9 @@ diag(struct loader *ld, bool is_error, const config_setting_t *where,
 	else
 		snprintf(msg, sizeof(msg), "%s: %s: %s%s", ld->path, name,
 			 is_error ? "" : "warning: ", problem);
+	/* Known secrets, and anything shaped like one wherever it was written
+	 * (a conninfo pasted into a pool name, say). */
+	note_conninfo_secrets(ld, msg);
 	redact(ld, msg);
 	if (is_error)
 		ld->nerrors++;
@@ -831,12 +841,22 @@ note_conninfo_secrets(struct loader *ld, const char *ci)
 		loader_add_secret(ld, q, len);
 	}
 
-	const char *auth = strstr(ci, "://");
-	if (auth != NULL) {
-		auth += 3;
-		size_t alen = strcspn(auth, "/?");
-		const char *at = memchr(auth, '@', alen);
-		const char *colon = at != NULL ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
+	/*
+	 * "user:secret@" wherever it stands, well-formed URI or not (libpq
+	 * quotes a string it cannot parse): between the last ':' of a token and
+	 * an '@'.
+	 */
+	for (const char *at = ci; (at = strchr(at, '@')) != NULL; at++) {
+		const char *colon = NULL;
+		for (const char *q = at; q > ci; q--) {
+			char c = q[-1];
+			if (isspace((unsigned char)c) || c == '/' || c == '\'' || c == '"')
+				break;
+			if (c == ':') {
+				colon = q - 1;
+				break;
+			}
+		}
 		if (colon != NULL)
 			loader_add_secret(ld, colon + 1, (size_t)(at - colon - 1));
 	}
@@ -854,7 +874,11 @@ check_conninfo(struct loader *ld, struct pool_config *p, const config_setting_t 
 
 	PQconninfoOption *opts = PQconninfoParse(p->conninfo, &err);
 	if (opts == NULL) {
-		if (err != NULL) {
+		if (err != NULL && ld->secrets_overflow) {
+			error(ld, s, name, "cannot be parsed (libpq's explanation is withheld: it "
+			      "could quote a password)");
+			PQfreemem(err);
+		} else if (err != NULL) {
 			err[strcspn(err, "\n")] = '\0';
 			error(ld, s, name, "cannot be parsed: %s", err);
 			PQfreemem(err);

@@ -68,7 +68,7 @@ log_level_from_name(const char *name)
  * Formats one line into a stack buffer and writes it with a single call, so
  * lines from concurrent processes sharing stderr do not interleave.
  */
-static void
+PGL_PRINTF(3, 0) static void
 log_vwrite(enum log_level level, const char *suffix, const char *fmt, va_list ap)
 {
 	char msg[2048];
