@@ -24,8 +24,9 @@ struct broker {
 	uint32_t lease_seq;
 	uint64_t rng;			/* xorshift state */
 
-	struct pool *pools;
+	struct pool **pools;
 	size_t npools;
+	bool *record_used;		/* shm slot records taken, by index */
 
 	int listen_fd;
 	ev_io listen_io;

@@ -104,97 +104,201 @@ housekeeping_period(const struct pool_config *pc)
 	return period < 0.02 ? 0.02 : period;
 }
 
+/* A free shm slot record, claimed; -1 when the segment is full. */
+static int
+claim_record(struct broker *b)
+{
+	for (uint32_t i = 0; i < b->shm.hdr->nslots; i++) {
+		if (!b->record_used[i]) {
+			b->record_used[i] = true;
+			return (int)i;
+		}
+	}
+	return -1;
+}
+
+/* Grows p to n slots (each with its own shm record).  -1 when out of records or memory. */
+static int
+add_slots(struct pool *p, int n)
+{
+	struct broker *b = p->broker;
+
+	if (n <= p->nslots)
+		return 0;
+	struct slot **slots = realloc(p->slots, (size_t)n * sizeof(*slots));
+	if (slots == NULL)
+		return -1;
+	p->slots = slots;
+	while (p->nslots < n) {
+		struct slot *slot = calloc(1, sizeof(*slot));
+		int record = claim_record(b);
+		if (slot == NULL || record < 0) {
+			free(slot);
+			if (record >= 0)
+				b->record_used[record] = false;
+			return -1;
+		}
+		slot->pool = p;
+		slot->index = (uint32_t)record;
+		slot->fd = -1;
+		slot->state = SHM_SLOT_EMPTY;
+		backend_init(slot);
+		p->slots[p->nslots++] = slot;
+		pool_publish(slot);
+	}
+	return 0;
+}
+
+/* The pool's record in shared memory: name and sizes. */
+static void
+publish_config(struct pool *p)
+{
+	struct shm_pool *sp = &p->broker->shm.pools[p->index];
+
+	shm_begin(&p->broker->shm);
+	snprintf(sp->name, sizeof(sp->name), "%s", p->cfg->name);
+	sp->min_size = p->cfg->min_size;
+	sp->max_size = p->cfg->max_size;
+	sp->first_slot = p->nslots > 0 ? p->slots[0]->index : 0;
+	sp->nslots = (uint32_t)p->nslots;
+	shm_end(&p->broker->shm);
+}
+
+/* Counts the shm pool records in use, for readers. */
+static void
+publish_npools(struct broker *b)
+{
+	uint32_t n = 0;
+
+	for (size_t i = 0; i < b->npools; i++)
+		if ((uint32_t)b->pools[i]->index + 1 > n)
+			n = (uint32_t)b->pools[i]->index + 1;
+	shm_begin(&b->shm);
+	b->shm.hdr->npools = n;
+	shm_end(&b->shm);
+}
+
+/* A new pool for pc, with max_size slots; NULL when out of records or memory. */
+static struct pool *
+pool_create(struct broker *b, const struct pool_config *pc)
+{
+	bool taken[SHM_MAX_POOLS] = { false };
+	struct pool *p;
+	int index = -1;
+
+	for (size_t i = 0; i < b->npools; i++)
+		taken[b->pools[i]->index] = true;
+	for (int i = 0; i < SHM_MAX_POOLS && index < 0; i++)
+		if (!taken[i])
+			index = i;
+	if (index < 0) {
+		log_error("pool %s: a broker serves at most %d pools", pc->name, SHM_MAX_POOLS);
+		return NULL;
+	}
+	struct pool **pools = realloc(b->pools, (b->npools + 1) * sizeof(*pools));
+	if (pools == NULL || (p = calloc(1, sizeof(*p))) == NULL) {
+		if (pools != NULL)
+			b->pools = pools;
+		return NULL;
+	}
+	b->pools = pools;
+	b->pools[b->npools++] = p;
+	p->broker = b;
+	p->cfg = pc;
+	p->index = index;
+	TAILQ_INIT(&p->idle);
+	TAILQ_INIT(&p->waiters);
+	ev_init(&p->retry_timer, retry_cb);
+	p->retry_timer.data = p;
+	double period = housekeeping_period(pc);
+	ev_timer_init(&p->housekeeping, housekeeping_cb, period, period);
+	p->housekeeping.data = p;
+	ev_timer_start(b->loop, &p->housekeeping);
+
+	shm_begin(&b->shm);
+	memset(&b->shm.pools[index], 0, sizeof(b->shm.pools[index]));
+	shm_end(&b->shm);
+	if (add_slots(p, pc->max_size) != 0) {
+		log_error("pool %s: no room for %d slots in shared memory (max_total_slots)",
+			  pc->name, pc->max_size);
+		return NULL;	/* freed with the others by pool_free_all() */
+	}
+	publish_config(p);
+	publish_npools(b);
+	return p;
+}
+
 int
 pool_init_all(struct broker *b)
 {
-	uint32_t first = 0;
-
-	b->npools = b->cfg->npools;
-	if (b->npools > SHM_MAX_POOLS) {
-		log_error("%zu pools configured; a broker serves at most %d", b->npools,
+	b->record_used = calloc(b->shm.hdr->nslots > 0 ? b->shm.hdr->nslots : 1,
+				sizeof(*b->record_used));
+	if (b->record_used == NULL)
+		return -1;
+	if (b->cfg->npools > SHM_MAX_POOLS) {
+		log_error("%zu pools configured; a broker serves at most %d", b->cfg->npools,
 			  SHM_MAX_POOLS);
 		return -1;
 	}
-	b->pools = calloc(b->npools, sizeof(*b->pools));
-	if (b->pools == NULL)
-		return -1;
-	shm_begin(&b->shm);
-	b->shm.hdr->npools = (uint32_t)b->npools;
-	shm_end(&b->shm);
-
-	for (size_t i = 0; i < b->npools; i++) {
-		struct pool *p = &b->pools[i];
-		const struct pool_config *pc = &b->cfg->pools[i];
-
-		p->broker = b;
-		p->cfg = pc;
-		p->index = (int)i;
-		p->nslots = pc->max_size;
-		p->slots = calloc((size_t)p->nslots, sizeof(*p->slots));
-		if (p->slots == NULL)
+	for (size_t i = 0; i < b->cfg->npools; i++)
+		if (pool_create(b, &b->cfg->pools[i]) == NULL)
 			return -1;
-		TAILQ_INIT(&p->idle);
-		TAILQ_INIT(&p->waiters);
-		ev_init(&p->retry_timer, retry_cb);
-		p->retry_timer.data = p;
-		double period = housekeeping_period(pc);
-		ev_timer_init(&p->housekeeping, housekeeping_cb, period, period);
-		p->housekeeping.data = p;
-		ev_timer_start(b->loop, &p->housekeeping);
-
-		struct shm_pool *sp = &b->shm.pools[i];
-		shm_begin(&b->shm);
-		memset(sp, 0, sizeof(*sp));
-		snprintf(sp->name, sizeof(sp->name), "%s", pc->name);
-		sp->min_size = pc->min_size;
-		sp->max_size = pc->max_size;
-		sp->first_slot = first;
-		sp->nslots = (uint32_t)p->nslots;
-		shm_end(&b->shm);
-
-		for (int j = 0; j < p->nslots; j++) {
-			struct slot *slot = &p->slots[j];
-			slot->pool = p;
-			slot->index = first + (uint32_t)j;
-			slot->fd = -1;
-			slot->state = SHM_SLOT_EMPTY;
-			backend_init(slot);
-			pool_publish(slot);
-		}
-		first += (uint32_t)p->nslots;
-	}
 	for (size_t i = 0; i < b->npools; i++)
-		pool_fill(&b->pools[i]);
+		pool_fill(b->pools[i]);
 	return 0;
+}
+
+/* Frees what the pool holds (no I/O), and the pool. */
+static void
+pool_destroy(struct pool *p)
+{
+	struct broker *b = p->broker;
+
+	ev_timer_stop(b->loop, &p->retry_timer);
+	ev_timer_stop(b->loop, &p->housekeeping);
+	while (!TAILQ_EMPTY(&p->waiters))
+		pool_forget_request(TAILQ_FIRST(&p->waiters));
+	for (int j = 0; j < p->nslots; j++) {
+		struct slot *slot = p->slots[j];
+		backend_free(slot);
+		shm_begin(&b->shm);
+		memset(&b->shm.slots[slot->index], 0, sizeof(b->shm.slots[slot->index]));
+		b->shm.slots[slot->index].pool = -1;
+		shm_end(&b->shm);
+		if (b->record_used != NULL)
+			b->record_used[slot->index] = false;
+		free(slot);
+	}
+	free(p->slots);
+	shm_begin(&b->shm);
+	memset(&b->shm.pools[p->index], 0, sizeof(b->shm.pools[p->index]));
+	shm_end(&b->shm);
+	free(p);
 }
 
 void
 pool_free_all(struct broker *b)
 {
-	for (size_t i = 0; i < b->npools; i++) {
-		struct pool *p = &b->pools[i];
-
-		ev_timer_stop(b->loop, &p->retry_timer);
-		ev_timer_stop(b->loop, &p->housekeeping);
-		for (int j = 0; j < p->nslots; j++)
-			backend_free(&p->slots[j]);
-		while (!TAILQ_EMPTY(&p->waiters))
-			pool_forget_request(TAILQ_FIRST(&p->waiters));
-		free(p->slots);
-	}
+	for (size_t i = 0; i < b->npools; i++)
+		pool_destroy(b->pools[i]);
 	free(b->pools);
 	b->pools = NULL;
 	b->npools = 0;
+	free(b->record_used);
+	b->record_used = NULL;
 }
 
 struct pool *
 pool_find(struct broker *b, const char *name)
 {
-	if (name[0] == '\0')
-		return b->npools > 0 ? &b->pools[0] : NULL;
-	for (size_t i = 0; i < b->npools; i++)
-		if (strcmp(b->pools[i].cfg->name, name) == 0)
-			return &b->pools[i];
+	for (size_t i = 0; i < b->npools; i++) {
+		struct pool *p = b->pools[i];
+		if (p->removed)
+			continue;
+		/* "": the first pool of the configuration */
+		if (name[0] == '\0' ? p->cfg == &b->cfg->pools[0] : strcmp(p->cfg->name, name) == 0)
+			return p;
+	}
 	return NULL;
 }
 
@@ -204,7 +308,7 @@ pool_total_size(const struct broker *b)
 	int n = 0;
 
 	for (size_t i = 0; i < b->npools; i++)
-		n += b->pools[i].size;
+		n += b->pools[i]->size;
 	return n;
 }
 
@@ -214,7 +318,7 @@ pool_total_leased(const struct broker *b)
 	int n = 0;
 
 	for (size_t i = 0; i < b->npools; i++)
-		n += b->pools[i].nleased;
+		n += b->pools[i]->nleased;
 	return n;
 }
 
@@ -264,8 +368,8 @@ pool_fill(struct pool *p)
 	want = p->cfg->min_size - p->size;
 	if (p->nwaiting - p->connecting - p->nresetting > want)
 		want = p->nwaiting - p->connecting - p->nresetting;
-	if (want > p->nslots - p->size)
-		want = p->nslots - p->size;
+	if (want > p->cfg->max_size - p->size)
+		want = p->cfg->max_size - p->size;
 	if (p->server_version == 0) {
 		if (p->connecting > 0)
 			return;
@@ -273,8 +377,8 @@ pool_fill(struct pool *p)
 			want = 1;
 	}
 	for (int j = 0; j < p->nslots && want > 0 && p->retry_at == 0; j++) {
-		if (p->slots[j].state == SHM_SLOT_EMPTY) {
-			slot_connect(&p->slots[j]);	/* may fail at once and back off */
+		if (p->slots[j]->state == SHM_SLOT_EMPTY) {
+			slot_connect(p->slots[j]);	/* may fail at once and back off */
 			want--;
 		}
 	}
@@ -845,7 +949,7 @@ housekeeping_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	if (b->draining || b->stopping)
 		return;
 	for (int j = 0; j < p->nslots; j++) {
-		struct slot *slot = &p->slots[j];
+		struct slot *slot = p->slots[j];
 		bool expired = slot->lifetime > 0 && now - slot->created_at > slot->lifetime;
 
 		switch (slot->state) {
@@ -882,7 +986,7 @@ void
 pool_drain_waiters(struct broker *b)
 {
 	for (size_t i = 0; i < b->npools; i++) {
-		struct pool *p = &b->pools[i];
+		struct pool *p = b->pools[i];
 
 		while (!TAILQ_EMPTY(&p->waiters)) {
 			struct acquire_req *req = TAILQ_FIRST(&p->waiters);
@@ -891,7 +995,7 @@ pool_drain_waiters(struct broker *b)
 			req_free(req);
 		}
 		for (int j = 0; j < p->nslots; j++) {
-			struct acquire_req *req = p->slots[j].req;
+			struct acquire_req *req = p->slots[j]->req;
 			if (req != NULL) {
 				session_error(req->session, req->request_id, PGL_EDRAINING,
 					      "the broker is shutting down");
@@ -906,10 +1010,10 @@ void
 pool_close_all(struct broker *b, bool force)
 {
 	for (size_t i = 0; i < b->npools; i++) {
-		struct pool *p = &b->pools[i];
+		struct pool *p = b->pools[i];
 
 		for (int j = 0; j < p->nslots; j++) {
-			struct slot *slot = &p->slots[j];
+			struct slot *slot = p->slots[j];
 
 			switch (slot->state) {
 			case SHM_SLOT_IDLE:

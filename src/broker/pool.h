@@ -97,8 +97,9 @@ struct pool {
 	struct broker *broker;
 	const struct pool_config *cfg;
 	int index;			/* the shm pool record */
-	struct slot *slots;		/* cfg->max_size of them */
+	struct slot **slots;		/* at least cfg->max_size of them */
 	int nslots;
+	bool removed;			/* dropped by a reload: drains, then goes */
 	int size;			/* slots not EMPTY */
 	int connecting;
 	struct slot_list idle;

@@ -29,10 +29,16 @@ pgl_stats(const char *shm_name, pgl_pool_stats *out, int max)
 		return -1;
 	}
 
-	int n = (int)snap.hdr.npools;
-	for (int i = 0; i < n && i < max; i++) {
+	int n = 0;
+	for (uint32_t i = 0; i < snap.hdr.npools; i++) {
 		const struct shm_pool *p = &snap.pools[i];
-		pgl_pool_stats *o = &out[i];
+		if (p->name[0] == '\0')
+			continue;	/* a record no pool uses (one removed by a reload) */
+		if (n >= max) {
+			n++;
+			continue;
+		}
+		pgl_pool_stats *o = &out[n++];
 
 		memset(o, 0, sizeof(*o));
 		snprintf(o->name, sizeof(o->name), "%.*s", (int)sizeof(p->name) - 1, p->name);

@@ -68,6 +68,8 @@ print_table(const char *name, const struct shm_snapshot *s, int64_t now)
 	       "WAIT_AVG_US", "WAIT_MAX_US");
 	for (uint32_t i = 0; i < h->npools; i++) {
 		const struct shm_pool *p = &s->pools[i];
+		if (p->name[0] == '\0')
+			continue;
 		printf("%-20.63s %5d %5d %5d %5d %6d %7d %10" PRIu64 " %8" PRIu64 " %8" PRIu64
 		       " %9" PRIu64 " %7" PRIu64 " %9" PRIu64 " %9" PRIu64 " %8" PRIu64
 		       " %11" PRIu64 " %11" PRIu64 "\n",
@@ -105,9 +107,13 @@ print_json(const char *name, const struct shm_snapshot *s, int64_t now)
 	printf(",\"broker_pid\":%d,\"incarnation\":%u,\"uptime_ms\":%" PRId64
 	       ",\"heartbeat_age_ms\":%" PRId64 ",\"pools\":[",
 	       h->broker_pid, h->incarnation, now - h->start_time_ms, now - h->heartbeat_ms);
+	bool first_pool = true;
 	for (uint32_t i = 0; i < h->npools; i++) {
 		const struct shm_pool *p = &s->pools[i];
-		printf("%s{\"name\":", i > 0 ? "," : "");
+		if (p->name[0] == '\0')
+			continue;
+		printf("%s{\"name\":", first_pool ? "" : ",");
+		first_pool = false;
 		json_string(p->name);
 		printf(",\"min_size\":%d,\"max_size\":%d,\"size\":%d,\"idle\":%d,\"leased\":%d,"
 		       "\"waiting\":%d,\"leases\":%" PRIu64 ",\"acquire_timeouts\":%" PRIu64
@@ -170,6 +176,8 @@ print_prometheus(const struct shm_snapshot *s)
 		printf("# HELP %s %s\n# TYPE %s %s\n", metrics[m].name, metrics[m].help,
 		       metrics[m].name, metrics[m].type);
 		for (uint32_t i = 0; i < s->hdr.npools; i++) {
+			if (s->pools[i].name[0] == '\0')
+				continue;
 			const char *base = (const char *)&s->pools[i];
 			long long v;
 			if (metrics[m].is_int) {
