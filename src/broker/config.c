@@ -184,7 +184,41 @@ loader_add_secret(struct loader *ld, const char *s, size_t len)
 		ld->secrets[ld->nsecrets++] = copy;
 }
 
-static void note_conninfo_secrets(struct loader *ld, const char *ci);
+/*
+ * Masks, in place, whatever in msg is shaped like a secret: the value after
+ * "password" and '=', and "user:SECRET@".  No list, so no limit.
+ */
+static void
+mask_shapes(char *msg)
+{
+	for (char *p = msg; (p = strstr(p, "password")) != NULL; p += 8) {
+		char *q = p + 8;
+		while (isspace((unsigned char)*q))
+			q++;
+		if (*q != '=')
+			continue;
+		q++;
+		while (isspace((unsigned char)*q))
+			q++;
+		if (*q == '\'' || *q == '"')
+			q++;
+		for (; *q != '\0' && !isspace((unsigned char)*q) && *q != '\'' && *q != '"' &&
+		       *q != '&'; q++)
+			*q = '*';
+	}
+	for (char *at = msg; (at = strchr(at, '@')) != NULL; at++) {
+		for (char *q = at; q > msg; q--) {
+			char c = q[-1];
+			if (isspace((unsigned char)c) || c == '/' || c == '\'' || c == '"')
+				break;
+			if (c == ':') {
+				for (char *m = q; m < at; m++)
+					*m = '*';
+				break;
+			}
+		}
+	}
+}
 
 /* Replaces every occurrence of every known secret in msg with asterisks. */
 static void
@@ -237,9 +271,9 @@ diag(struct loader *ld, bool is_error, const config_setting_t *where,
 		snprintf(msg, sizeof(msg), "%s: %s: %s%s", ld->path, name,
 			 is_error ? "" : "warning: ", problem);
 	/* Known secrets, and anything shaped like one wherever it was written
-	 * (a conninfo pasted into a pool name, say). */
-	note_conninfo_secrets(ld, msg);
+	 * (a conninfo pasted into a pool name, libpq quoting a fragment). */
 	redact(ld, msg);
+	mask_shapes(msg);
 	if (is_error)
 		ld->nerrors++;
 	if (ld->report != NULL)
