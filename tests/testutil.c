@@ -237,8 +237,14 @@ broker_wait(struct testbroker *b, bool wait_ready)
 	if (!wait_ready)
 		return;
 
+	/* The socket comes first, the segment just after. */
 	struct shm_snapshot snap;
-	ck_assert_int_eq(shm_snapshot(b->shm, &snap), 0);
+	while (shm_snapshot(b->shm, &snap) != 0 || snap.hdr.broker_pid != b->pid) {
+		if (snap.pools != NULL)
+			shm_snapshot_free(&snap);
+		ck_assert_msg(clock_mono_ms() < deadline, "pgleased made no segment %s", b->shm);
+		usleep(5000);
+	}
 	uint32_t npools = snap.hdr.npools;
 	shm_snapshot_free(&snap);
 	for (uint32_t i = 0; i < npools; i++) {
@@ -251,19 +257,10 @@ broker_wait(struct testbroker *b, bool wait_ready)
 }
 
 void
-testbroker_start(struct testbroker *b, const char *broker_extra, const char *pools,
-		 bool wait_ready)
+testbroker_write_config(const struct testbroker *b, const char *broker_extra, const char *pools)
 {
-	static int seq;
 	char conninfo[512], body[8192], text[10000];
 
-	memset(b, 0, sizeof(*b));
-	snprintf(b->dir, sizeof(b->dir), "%s/broker%d.%d", testutil_tmpdir(), (int)getpid(), ++seq);
-	ck_assert_int_eq(mkdir(b->dir, 0755), 0);
-	snprintf(b->conf, sizeof(b->conf), "%s/pglease.conf", b->dir);
-	snprintf(b->socket, sizeof(b->socket), "%s/pgl.sock", b->dir);
-	snprintf(b->log, sizeof(b->log), "%s/pgleased.log", b->dir);
-	snprintf(b->shm, sizeof(b->shm), "/pglease.test.%d.%d", (int)getpid(), seq);
 	snprintf(conninfo, sizeof(conninfo), "host=%s port=%s user=%s dbname=%s",
 		 getenv("PGHOST"), getenv("PGPORT"), getenv("PGUSER"), getenv("PGDATABASE"));
 	replace_all(body, sizeof(body), pools, "$CONNINFO", conninfo);
@@ -273,10 +270,30 @@ testbroker_start(struct testbroker *b, const char *broker_extra, const char *poo
 		 "pools = ( %s );\n", b->socket, b->shm, broker_extra != NULL ? broker_extra : "",
 		 body);
 
-	FILE *f = fopen(b->conf, "w");
+	/* Whole or not at all: a reload must never read half a file. */
+	char tmp[400];
+	snprintf(tmp, sizeof(tmp), "%s.new", b->conf);
+	FILE *f = fopen(tmp, "w");
 	ck_assert_ptr_nonnull(f);
 	fputs(text, f);
-	fclose(f);
+	ck_assert_int_eq(fclose(f), 0);
+	ck_assert_int_eq(rename(tmp, b->conf), 0);
+}
+
+void
+testbroker_start(struct testbroker *b, const char *broker_extra, const char *pools,
+		 bool wait_ready)
+{
+	static int seq;
+
+	memset(b, 0, sizeof(*b));
+	snprintf(b->dir, sizeof(b->dir), "%s/broker%d.%d", testutil_tmpdir(), (int)getpid(), ++seq);
+	ck_assert_int_eq(mkdir(b->dir, 0755), 0);
+	snprintf(b->conf, sizeof(b->conf), "%s/pglease.conf", b->dir);
+	snprintf(b->socket, sizeof(b->socket), "%s/pgl.sock", b->dir);
+	snprintf(b->log, sizeof(b->log), "%s/pgleased.log", b->dir);
+	snprintf(b->shm, sizeof(b->shm), "/pglease.test.%d.%d", (int)getpid(), seq);
+	testbroker_write_config(b, broker_extra, pools);
 	broker_spawn(b);
 	broker_wait(b, wait_ready);
 }

@@ -75,6 +75,10 @@ struct testbroker {
 void testbroker_start(struct testbroker *b, const char *broker_extra, const char *pools,
 		      bool wait_ready);
 
+/* Rewrites the broker's config file (atomically) with the same template. */
+void testbroker_write_config(const struct testbroker *b, const char *broker_extra,
+			     const char *pools);
+
 /* Starts it again on the same config (after a crash, say). */
 void testbroker_restart(struct testbroker *b, bool wait_ready);
 

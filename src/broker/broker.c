@@ -206,6 +206,86 @@ drain(struct broker *b)
 }
 
 static void
+report_log(void *arg, bool is_error, const char *msg)
+{
+	(void)arg;
+	if (is_error)
+		log_error("reload: %s", msg);
+	else
+		log_warnx("reload: %s", msg);
+}
+
+/* Settings only a restart changes: kept as they are, with a warning. */
+static void
+keep_restart_only(struct broker *b, struct config *nc)
+{
+	struct broker_config *now = &b->cfg->broker, *next = &nc->broker;
+
+	if (strcmp(now->socket, next->socket) != 0 || now->socket_mode != next->socket_mode)
+		log_warnx("reload: socket and socket_mode change only with a restart; keeping %s",
+			  now->socket);
+	if (strcmp(now->shm_name, next->shm_name) != 0 || now->shm_mode != next->shm_mode)
+		log_warnx("reload: shm_name and shm_mode change only with a restart; keeping %s",
+			  now->shm_name);
+	if (now->max_total_slots != next->max_total_slots)
+		log_warnx("reload: max_total_slots changes only with a restart; keeping %d",
+			  now->max_total_slots);
+	char *socket = strdup(now->socket), *shm = strdup(now->shm_name);
+	if (socket != NULL && shm != NULL) {
+		free(next->socket);
+		free(next->shm_name);
+		next->socket = socket;
+		next->shm_name = shm;
+	} else {
+		free(socket);
+		free(shm);
+	}
+	next->socket_mode = now->socket_mode;
+	next->shm_mode = now->shm_mode;
+	next->max_total_slots = now->max_total_slots;
+}
+
+/*
+ * SIGHUP: a valid file applies in place; an invalid one changes nothing and
+ * every error is logged with its FILE:LINE.
+ */
+static void
+reload(struct broker *b)
+{
+	const char *path = b->cfg->path;
+	int nerrors = 0;
+	char err[512];
+
+	log_info("SIGHUP: reloading %s", path);
+	if (b->draining || b->stopping) {
+		log_warnx("reload: the broker is stopping; ignored");
+		return;
+	}
+	struct config *nc = config_load(path, report_log, NULL, &nerrors);
+	if (nc == NULL) {
+		log_error("reload: %s has %d error%s; the running configuration stays", path,
+			  nerrors, nerrors == 1 ? "" : "s");
+		return;
+	}
+	keep_restart_only(b, nc);
+	if (pool_reload(b, nc, err, sizeof(err)) != 0) {
+		log_error("reload refused: %s; the running configuration stays", err);
+		config_free(nc);
+		return;
+	}
+	/* Pools still draining may point into the old configuration: it stays. */
+	struct config **old = realloc(b->old_configs, (b->nold_configs + 1) * sizeof(*old));
+	if (old != NULL) {
+		old[b->nold_configs++] = b->cfg;
+		b->old_configs = old;
+	}
+	b->cfg = nc;
+	log_init("pgleased", nc->broker.log_level,
+		 nc->broker.log_target == CONFIG_LOG_SYSLOG ? LOG_TARGET_SYSLOG : LOG_TARGET_STDERR);
+	log_info("reloaded %s: %zu pools", path, nc->npools);
+}
+
+static void
 signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 {
 	struct broker *b = w->data;
@@ -224,8 +304,7 @@ signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 		ev_break(loop, EVBREAK_ALL);
 		break;
 	case SIGHUP:
-		log_warnx("SIGHUP: reloading is not supported by this version; "
-			  "the configuration is unchanged");
+		reload(b);
 		break;
 	}
 }
@@ -347,5 +426,12 @@ out:
 	backend_teardown();
 	shm_destroy(&b.shm);
 	ev_loop_destroy(b.loop);
+	/* The caller owns the configuration it passed; reloads made the others. */
+	for (size_t i = 0; i < b.nold_configs; i++)
+		if (b.old_configs[i] != cfg)
+			config_free(b.old_configs[i]);
+	if (b.cfg != cfg)
+		config_free(b.cfg);
+	free(b.old_configs);
 	return status;
 }

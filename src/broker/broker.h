@@ -19,6 +19,8 @@ struct session;
 struct broker {
 	struct ev_loop *loop;
 	struct config *cfg;
+	struct config **old_configs;	/* replaced by reloads; pools may point into them */
+	size_t nold_configs;
 	struct shm shm;
 	uint32_t incarnation;		/* random, never 0; in every lease id */
 	uint32_t lease_seq;

@@ -31,6 +31,7 @@ static void pool_fill(struct pool *p);
 static void dispatch(struct acquire_req *req);
 static void dispatch_to(struct slot *slot, struct acquire_req *req);
 static void pool_slot_ready(struct slot *slot);
+static void reap_pools_soon(struct broker *b);
 
 /* --- shared memory ------------------------------------------------------ */
 
@@ -361,7 +362,7 @@ pool_fill(struct pool *p)
 	struct broker *b = p->broker;
 	int want;
 
-	if (b->draining || b->stopping)
+	if (b->draining || b->stopping || p->removed)
 		return;
 	if (p->retry_at > 0)
 		return;		/* the retry timer calls again */
@@ -427,6 +428,10 @@ pool_slot_connected(struct slot *slot, bool ok, const char *error)
 		POOL_COUNT(p, connect_failures, 1);
 		if (b->stopping) {
 			broker_check_done(b);
+			return;
+		}
+		if (p->removed) {
+			reap_pools_soon(b);
 			return;
 		}
 		back_off(p, p->last_error);
@@ -906,6 +911,8 @@ pool_slot_closed(struct slot *slot)
 	set_state(slot, SHM_SLOT_EMPTY);
 	if (b->stopping || b->draining)
 		broker_check_done(b);
+	else if (p->removed)
+		reap_pools_soon(b);
 	else
 		pool_fill(p);
 }
@@ -978,6 +985,192 @@ housekeeping_cb(struct ev_loop *loop, ev_timer *w, int revents)
 			break;
 		}
 	}
+}
+
+/* --- reload ------------------------------------------------------------- */
+
+/* Pools a reload removed are freed once empty, after the loop iteration. */
+static ev_check pool_reaper;
+
+static void
+reap_pools_cb(struct ev_loop *loop, ev_check *w, int revents)
+{
+	struct broker *b = w->data;
+	size_t keep = 0;
+
+	(void)revents;
+	for (size_t i = 0; i < b->npools; i++) {
+		struct pool *p = b->pools[i];
+		if (!p->removed || p->size > 0) {
+			b->pools[keep++] = p;
+			continue;
+		}
+		/* No session may keep a pointer into it. */
+		struct session *s;
+		TAILQ_FOREACH(s, &b->sessions, link)
+			if (s->last_used[p->index] != NULL && s->last_used[p->index]->pool == p)
+				s->last_used[p->index] = NULL;
+		log_info("pool %s removed", p->cfg->name);
+		pool_destroy(p);
+	}
+	b->npools = keep;
+	publish_npools(b);
+	ev_check_stop(loop, w);
+}
+
+static void
+reap_pools_soon(struct broker *b)
+{
+	if (!ev_is_active(&pool_reaper)) {
+		ev_check_init(&pool_reaper, reap_pools_cb);
+		pool_reaper.data = b;
+		ev_check_start(b->loop, &pool_reaper);
+	}
+}
+
+/*
+ * Brings the pool down to at most max backends: idle ones are closed now,
+ * others when they are next free (recycle).  why names the cause in logs.
+ */
+static void
+shed(struct pool *p, int max, const char *why)
+{
+	int excess = p->size - max;
+
+	for (int j = 0; j < p->nslots && excess > 0; j++) {
+		struct slot *slot = p->slots[j];
+		if (slot->state == SHM_SLOT_IDLE) {
+			slot_close(slot, SLOT_CLOSE_TERMINATE, why);
+			excess--;
+		}
+	}
+	for (int j = 0; j < p->nslots && excess > 0; j++) {
+		struct slot *slot = p->slots[j];
+		if (slot->state != SHM_SLOT_EMPTY && slot->state != SHM_SLOT_CLOSING &&
+		    !slot->recycle) {
+			slot->recycle = true;
+			excess--;
+		}
+	}
+}
+
+static void
+pool_remove(struct pool *p)
+{
+	struct broker *b = p->broker;
+
+	p->removed = true;
+	ev_timer_stop(b->loop, &p->retry_timer);
+	ev_timer_stop(b->loop, &p->housekeeping);
+	while (!TAILQ_EMPTY(&p->waiters)) {
+		struct acquire_req *req = TAILQ_FIRST(&p->waiters);
+		session_error(req->session, req->request_id, PGL_ENOPOOL,
+			      "pool \"%s\" was removed by a reload", p->cfg->name);
+		req_free(req);
+	}
+	for (int j = 0; j < p->nslots; j++) {
+		struct acquire_req *req = p->slots[j]->req;
+		if (req != NULL) {
+			session_error(req->session, req->request_id, PGL_ENOPOOL,
+				      "pool \"%s\" was removed by a reload", p->cfg->name);
+			req_free(req);
+		}
+	}
+	log_info("pool %s is removed by the reload: draining %d backends (%d leased)",
+		 p->cfg->name, p->size, p->nleased);
+	shed(p, 0, "pool removed");
+	reap_pools_soon(b);
+}
+
+static bool
+same_string(const char *a, const char *b)
+{
+	return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+static void
+pool_update(struct pool *p, const struct pool_config *pc)
+{
+	struct broker *b = p->broker;
+	const struct pool_config *old = p->cfg;
+	bool reconnect = strcmp(old->conninfo, pc->conninfo) != 0 ||
+			 !same_string(old->password, pc->password) ||
+			 old->statement_timeout != pc->statement_timeout ||
+			 old->connection_check_interval != pc->connection_check_interval;
+
+	p->cfg = pc;
+	if (pc->max_size > p->nslots)
+		(void)add_slots(p, pc->max_size);	/* room was checked by pool_reload() */
+	double period = housekeeping_period(pc);
+	ev_timer_stop(b->loop, &p->housekeeping);
+	ev_timer_set(&p->housekeeping, period, period);
+	ev_timer_start(b->loop, &p->housekeeping);
+	if (reconnect) {
+		/* Every backend is replaced as it comes free. */
+		log_info("pool %s: connection settings changed; replacing its backends",
+			 pc->name);
+		shed(p, 0, "connection settings changed");
+	} else if (p->size > pc->max_size) {
+		shed(p, pc->max_size, "max_size lowered");
+	}
+	publish_config(p);
+	pool_fill(p);
+}
+
+int
+pool_reload(struct broker *b, const struct config *nc, char *err, size_t errlen)
+{
+	size_t records = 0, pools = 0;
+
+	/* Room first: nothing changes unless everything fits. */
+	for (size_t i = 0; i < b->npools; i++) {
+		struct pool *p = b->pools[i];
+		const struct pool_config *pc = p->removed ? NULL : config_find_pool(nc, p->cfg->name);
+		if (pc == NULL) {
+			records += (size_t)p->nslots;	/* held until drained */
+			pools++;
+		}
+	}
+	for (size_t i = 0; i < nc->npools; i++) {
+		const struct pool_config *pc = &nc->pools[i];
+		struct pool *p = NULL;
+		for (size_t k = 0; k < b->npools && p == NULL; k++)
+			if (!b->pools[k]->removed && strcmp(b->pools[k]->cfg->name, pc->name) == 0)
+				p = b->pools[k];
+		records += (size_t)(p != NULL && p->nslots > pc->max_size ? p->nslots : pc->max_size);
+		pools++;
+	}
+	if (records > b->shm.hdr->nslots) {
+		snprintf(err, errlen, "the pools would need %zu slot records and the shared memory "
+			 "segment has %u (max_total_slots): restart pgleased to resize it",
+			 records, b->shm.hdr->nslots);
+		return -1;
+	}
+	if (pools > SHM_MAX_POOLS) {
+		snprintf(err, errlen, "%zu pools, with those still draining; at most %d",
+			 pools, SHM_MAX_POOLS);
+		return -1;
+	}
+
+	for (size_t i = 0; i < b->npools; i++) {
+		struct pool *p = b->pools[i];
+		if (!p->removed && config_find_pool(nc, p->cfg->name) == NULL)
+			pool_remove(p);
+	}
+	for (size_t i = 0; i < nc->npools; i++) {
+		const struct pool_config *pc = &nc->pools[i];
+		struct pool *p = NULL;
+		for (size_t k = 0; k < b->npools && p == NULL; k++)
+			if (!b->pools[k]->removed && strcmp(b->pools[k]->cfg->name, pc->name) == 0)
+				p = b->pools[k];
+		if (p != NULL) {
+			pool_update(p, pc);
+		} else if ((p = pool_create(b, pc)) != NULL) {
+			log_info("pool %s added by the reload", pc->name);
+			pool_fill(p);
+		}
+	}
+	return 0;
 }
 
 /* --- stopping ----------------------------------------------------------- */

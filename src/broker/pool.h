@@ -127,6 +127,16 @@ void pool_free_all(struct broker *b);
 /* The pool named name ("" = the first), or NULL. */
 struct pool *pool_find(struct broker *b, const char *name);
 
+/*
+ * Applies a new, valid configuration's pools: added ones are opened,
+ * removed ones refuse new acquires and drain, sizes and settings change in
+ * place, a changed conninfo replaces backends as they come free.  Nothing
+ * changes and -1 is returned (err says why) when the shared memory segment
+ * has no room for the new pools.
+ */
+int pool_reload(struct broker *b, const struct config *nc, char *err, size_t errlen)
+	__attribute__((warn_unused_result));
+
 /* Answers every queued request with ERROR draining. */
 void pool_drain_waiters(struct broker *b);
 

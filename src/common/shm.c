@@ -34,10 +34,45 @@ segment_size(uint32_t max_pools, uint32_t nslots)
 	       (size_t)nslots * sizeof(struct shm_slot);
 }
 
-static bool
-pid_alive(pid_t pid)
+/* When process pid started (field 22 of /proc/PID/stat), or 0 when unknown. */
+static uint64_t
+process_started(pid_t pid)
 {
-	return pid > 0 && (kill(pid, 0) == 0 || errno == EPERM);
+	char path[64], buf[1024];
+	FILE *f;
+	uint64_t ticks = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if ((f = fopen(path, "re")) == NULL)
+		return 0;
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	/* after the command name, which may hold anything: the last ')' */
+	char *p = strrchr(buf, ')');
+	if (p == NULL)
+		return 0;
+	/* fields 3 .. 22: the 20th after ')' is starttime */
+	p++;
+	for (int field = 3; field < 22 && p != NULL; field++)
+		p = strchr(p + 1, ' ');
+	if (p != NULL)
+		ticks = strtoull(p + 1, NULL, 10);
+	return ticks;
+}
+
+/*
+ * Whether the process that wrote the header still runs: its pid is alive
+ * and, where /proc tells, started when the header says (not a later process
+ * that was given the same pid).
+ */
+static bool
+owner_running(pid_t pid, uint64_t started)
+{
+	if (pid <= 0 || (kill(pid, 0) != 0 && errno != EPERM))
+		return false;
+	uint64_t now = process_started(pid);
+	return started == 0 || now == 0 || now == started;
 }
 
 /*
@@ -56,9 +91,11 @@ owner_alive(int fd, pid_t *owner)
 	if (pread(fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h) || h.magic != SHM_MAGIC)
 		return false;
 	*owner = h.broker_pid;
-	/* A live pid owns its segment, however slow its heartbeat (a reader
-	 * may call it down; nobody may take it over). */
-	return pid_alive(h.broker_pid);
+	/* A running owner keeps its segment, however slow its heartbeat (a
+	 * reader may call it down; nobody may take it over). */
+	if (h.layout_version != SHM_LAYOUT_VERSION)
+		return kill(h.broker_pid, 0) == 0 || errno == EPERM;
+	return owner_running(h.broker_pid, h.broker_started);
 }
 
 int
@@ -127,6 +164,7 @@ shm_create(struct shm *s, const char *name, mode_t mode, uint32_t nslots,
 	h->slot_size = sizeof(struct shm_slot);
 	atomic_store(&h->seq, 0);
 	h->broker_pid = (int32_t)getpid();
+	h->broker_started = process_started(getpid());
 	h->incarnation = incarnation;
 	h->max_pools = SHM_MAX_POOLS;
 	h->nslots = nslots;
@@ -265,7 +303,7 @@ shm_snapshot(const char *name, struct shm_snapshot *out)
 	if (rc == 0) {
 		if (out->hdr.npools > out->hdr.max_pools)
 			out->hdr.npools = out->hdr.max_pools;
-		out->broker_alive = pid_alive(out->hdr.broker_pid) &&
+		out->broker_alive = owner_running(out->hdr.broker_pid, out->hdr.broker_started) &&
 				    realtime_ms() - out->hdr.heartbeat_ms <= SHM_HEARTBEAT_STALE_MS;
 	}
 out:

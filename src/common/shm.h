@@ -18,7 +18,7 @@
 #include <sys/types.h>
 
 #define SHM_MAGIC UINT64_C(0x31534c4541534c50)	/* "PLSAELS1" */
-#define SHM_LAYOUT_VERSION 1
+#define SHM_LAYOUT_VERSION 2
 #define SHM_MAX_POOLS 64
 #define SHM_MAX_SLOTS 1000000	/* config.c's bound on max_total_slots */
 #define SHM_NAME_LEN 64
@@ -80,6 +80,8 @@ struct shm_header {
 	_Atomic uint32_t seq;		/* odd while an update is under way */
 	int32_t broker_pid;
 	uint32_t incarnation;
+	uint64_t broker_started;	/* the broker process's start time (/proc, ticks):
+					 * tells it from a later process given its pid */
 	uint32_t npools;		/* pool records in use */
 	uint32_t max_pools;
 	uint32_t nslots;

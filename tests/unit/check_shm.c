@@ -340,6 +340,28 @@ START_TEST(test_stale_heartbeat)
 }
 END_TEST
 
+/*
+ * A leftover whose pid now belongs to another process (pid reuse: the start
+ * time differs) is a dead broker's, and replaced.
+ */
+START_TEST(test_reused_pid_replaced)
+{
+	const char *name = unique_name();
+	struct shm s, t;
+
+	create_ok(&s, name, 0600, 4, 1);
+	ck_assert_uint_ne(s.hdr->broker_started, 0);
+	shm_begin(&s);
+	s.hdr->broker_started += 12345;		/* "another process with our pid" */
+	shm_end(&s);
+	create_ok(&t, name, 0600, 4, 2);
+	ck_assert_uint_eq(t.hdr->incarnation, 2);
+	shm_destroy(&t);
+	shm_destroy(&s);
+	ck_assert(!name_exists(name));
+}
+END_TEST
+
 /* A leftover that is not a pglease segment at all is replaced too. */
 START_TEST(test_foreign_leftover_replaced)
 {
@@ -635,6 +657,7 @@ shm_suite(void)
 	tcase_add_test(tc, test_dead_broker_replaced);
 	tcase_add_test(tc, test_dead_pid_in_header);
 	tcase_add_test(tc, test_stale_heartbeat);
+	tcase_add_test(tc, test_reused_pid_replaced);
 	tcase_add_test(tc, test_foreign_leftover_replaced);
 	tcase_add_test(tc, test_snapshot_missing);
 	tcase_add_test(tc, test_snapshot_not_ours);

@@ -1,0 +1,242 @@
+/*
+ * check_reload.c - SIGHUP: a valid file applies in place (sizes, settings,
+ * pools added and removed, a changed conninfo recycles backends); an
+ * invalid one changes nothing and every error is logged with FILE:LINE.
+ */
+#include "autoconf.h"
+
+#include "common/clock.h"
+#include "pglease.h"
+#include "testutil.h"
+
+#include <check.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static struct testbroker broker;
+
+#define POOL(name, min, max, extra) \
+	"{ name = \"" name "\"; conninfo = \"$CONNINFO\"; min_size = " #min "; max_size = " #max \
+	"; " extra " }"
+
+/* Sends SIGHUP and waits for the broker to say it is done with it. */
+static void
+hup(const char *expect)
+{
+	ck_assert_int_eq(kill(broker.pid, SIGHUP), 0);
+	int64_t deadline = clock_mono_ms() + 5000;
+	while (!testbroker_log_has(&broker, expect)) {
+		ck_assert_msg(clock_mono_ms() < deadline, "no \"%s\" in %s", expect, broker.log);
+		usleep(10000);
+	}
+}
+
+static int
+find_pool(const char *name, pgl_pool_stats *out)
+{
+	pgl_pool_stats st[8];
+	int n = pgl_stats(broker.shm, st, 8);
+
+	ck_assert_int_ge(n, 0);
+	for (int i = 0; i < n; i++)
+		if (strcmp(st[i].name, name) == 0) {
+			*out = st[i];
+			return 1;
+		}
+	return 0;
+}
+
+START_TEST(test_sizes_change_in_place)
+{
+	testbroker_start(&broker, NULL, POOL("main", 1, 2, ""), true);
+	pgl_client *c = pgl_open(broker.socket);
+	pgl_lease *l[4];
+
+	l[0] = pgl_acquire(c, NULL, -1);
+	l[1] = pgl_acquire(c, NULL, -1);
+	ck_assert_ptr_nonnull(l[0]);
+	ck_assert_ptr_nonnull(l[1]);
+	ck_assert_ptr_null(pgl_acquire(c, NULL, 0));	/* full */
+
+	testbroker_write_config(&broker, "max_leases_per_client = 8;",
+				POOL("main", 1, 4, "acquire_timeout = 2.0;"));
+	hup("reloaded");
+	l[2] = pgl_acquire(c, NULL, -1);
+	l[3] = pgl_acquire(c, NULL, -1);
+	ck_assert_msg(l[2] != NULL && l[3] != NULL, "%s", pgl_error(c));
+	pgl_pool_stats st;
+	ck_assert(find_pool("main", &st));
+	ck_assert_int_eq(st.max_size, 4);
+	ck_assert_int_eq(st.leased, 4);
+	for (int i = 0; i < 4; i++)
+		ck_assert_int_eq(pgl_release(l[i]), 0);
+
+	/* and down again: the pool sheds to the new max_size */
+	testbroker_write_config(&broker, NULL, POOL("main", 1, 1, ""));
+	hup("reloaded /");
+	int64_t deadline = clock_mono_ms() + 5000;
+	while (find_pool("main", &st), st.size > 1) {
+		ck_assert_msg(clock_mono_ms() < deadline, "still %d backends", st.size);
+		usleep(20000);
+	}
+	ck_assert_int_le(testutil_pool_backends(), 1);
+	pgl_close(c);
+	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
+START_TEST(test_invalid_file_changes_nothing)
+{
+	testbroker_start(&broker, NULL, POOL("main", 1, 2, ""), true);
+	FILE *f = fopen(broker.conf, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs("pools = ( {\n  name = \"main\";\n  conninfo = \"dbname=x\";\n  max_sise = 3;\n"
+	      "  jitter = 2.0;\n} );\n", f);
+	fclose(f);
+	hup("the running configuration stays");
+
+	char where[400];
+	snprintf(where, sizeof(where), "%s:4: pools[0].max_sise", broker.conf);
+	ck_assert(testbroker_log_has(&broker, where));
+	snprintf(where, sizeof(where), "%s:5: pools[0].jitter", broker.conf);
+	ck_assert(testbroker_log_has(&broker, where));
+
+	pgl_client *c = pgl_open(broker.socket);
+	pgl_lease *l = pgl_acquire(c, "main", -1);
+	ck_assert_msg(l != NULL, "%s", pgl_error(c));
+	ck_assert_int_eq(pgl_release(l), 0);
+	pgl_pool_stats st;
+	ck_assert(find_pool("main", &st));
+	ck_assert_int_eq(st.max_size, 2);
+	pgl_close(c);
+	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
+START_TEST(test_pools_added_and_removed)
+{
+	testbroker_start(&broker, NULL, POOL("a", 1, 2, "") "," POOL("b", 1, 1, ""), true);
+	pgl_client *c = pgl_open(broker.socket);
+	pgl_lease *held = pgl_acquire(c, "a", -1);
+	ck_assert_ptr_nonnull(held);
+	int held_pid = pgl_backend_pid(held);
+
+	testbroker_write_config(&broker, NULL, POOL("b", 1, 1, "") "," POOL("c", 1, 2, ""));
+	hup("reloaded");
+	ck_assert(testbroker_log_has(&broker, "pool a is removed by the reload"));
+
+	ck_assert_ptr_null(pgl_acquire(c, "a", -1));
+	ck_assert_int_eq(pgl_errcode(c), PGL_ENOPOOL);
+	pgl_lease *l = pgl_acquire(c, "c", 5000);
+	ck_assert_msg(l != NULL, "%s", pgl_error(c));
+	ck_assert_int_eq(pgl_release(l), 0);
+	l = pgl_acquire(c, NULL, -1);		/* the default is now the first pool, b */
+	ck_assert_msg(l != NULL, "%s", pgl_error(c));
+	ck_assert_int_eq(pgl_release(l), 0);
+
+	/* the lease of the removed pool still works, and its backend ends on release */
+	char out[32], st;
+	ck_assert(testutil_raw_query(pgl_fd(held), "SELECT 'kept'", out, sizeof(out), &st));
+	ck_assert_int_eq(pgl_release(held), 0);
+	char sql[96];
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM pg_stat_activity WHERE pid = %d", held_pid);
+	int64_t deadline = clock_mono_ms() + 5000;
+	pgl_pool_stats ps;
+	while (testutil_sql_long(sql) != 0 || find_pool("a", &ps)) {
+		ck_assert_msg(clock_mono_ms() < deadline, "pool a did not drain away");
+		usleep(20000);
+	}
+	ck_assert(testbroker_log_has(&broker, "pool a removed"));
+	ck_assert(find_pool("b", &ps) && find_pool("c", &ps));
+	pgl_close(c);
+	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
+START_TEST(test_conninfo_change_recycles)
+{
+	testbroker_start(&broker, NULL, POOL("main", 2, 2, ""), true);
+	ck_assert_int_eq(testutil_sql_long("SELECT count(*) FROM pg_stat_activity "
+					   "WHERE application_name = 'pgleased'"), 2);
+	char pools[512];
+	snprintf(pools, sizeof(pools), "{ name = \"main\"; conninfo = \"$CONNINFO "
+		 "application_name=renamed\"; min_size = 2; max_size = 2; }");
+	testbroker_write_config(&broker, NULL, pools);
+	hup("reloaded");
+	int64_t deadline = clock_mono_ms() + 5000;
+	while (testutil_sql_long("SELECT count(*) FROM pg_stat_activity "
+				 "WHERE application_name = 'renamed'") != 2) {
+		ck_assert_msg(clock_mono_ms() < deadline, "backends were not replaced");
+		usleep(20000);
+	}
+	ck_assert_int_eq(testutil_pool_backends(), 0);
+	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
+START_TEST(test_restart_only_settings_kept)
+{
+	testbroker_start(&broker, NULL, POOL("main", 1, 1, ""), true);
+	char conf[1024];
+	snprintf(conf, sizeof(conf), "broker = { socket = \"%s.other\"; shm_name = \"/pglease.other\"; };\n"
+		 "pools = ( { name = \"main\"; conninfo = \"host=%s port=%s user=%s dbname=%s\"; "
+		 "min_size = 1; max_size = 1; } );\n", broker.socket, getenv("PGHOST"),
+		 getenv("PGPORT"), getenv("PGUSER"), getenv("PGDATABASE"));
+	FILE *f = fopen(broker.conf, "w");
+	fputs(conf, f);
+	fclose(f);
+	hup("reloaded");
+	ck_assert(testbroker_log_has(&broker, "socket and socket_mode change only with a restart"));
+	ck_assert(testbroker_log_has(&broker, "shm_name and shm_mode change only with a restart"));
+	pgl_client *c = pgl_open(broker.socket);
+	pgl_lease *l = pgl_acquire(c, NULL, -1);
+	ck_assert_msg(l != NULL, "%s", pgl_error(c));
+	ck_assert_int_eq(pgl_release(l), 0);
+	pgl_pool_stats st;
+	ck_assert(find_pool("main", &st));
+	pgl_close(c);
+	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
+START_TEST(test_too_big_for_the_segment)
+{
+	testbroker_start(&broker, "max_total_slots = 4;", POOL("main", 1, 2, ""), true);
+	/* valid on its own (max_total_slots back to automatic), too big for the segment */
+	testbroker_write_config(&broker, NULL, POOL("main", 1, 3, "") "," POOL("more", 1, 3, ""));
+	hup("reload refused");
+	ck_assert(testbroker_log_has(&broker, "restart pgleased to resize"));
+	pgl_pool_stats st;
+	ck_assert(find_pool("main", &st));
+	ck_assert_int_eq(st.max_size, 2);
+	ck_assert(!find_pool("more", &st));
+	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
+static Suite *
+reload_suite(void)
+{
+	Suite *s = suite_create("reload");
+	TCase *tc = tcase_create("sighup");
+
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_sizes_change_in_place);
+	tcase_add_test(tc, test_invalid_file_changes_nothing);
+	tcase_add_test(tc, test_pools_added_and_removed);
+	tcase_add_test(tc, test_conninfo_change_recycles);
+	tcase_add_test(tc, test_restart_only_settings_kept);
+	tcase_add_test(tc, test_too_big_for_the_segment);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int
+main(int argc, char **argv)
+{
+	testutil_require_postgres(argc, argv);
+	return testutil_run_suite(reload_suite());
+}
