@@ -66,12 +66,32 @@ socket_in_use(const char *path, bool *in_use)
 	return rc;
 }
 
+/* Seconds accepting pauses after running out of descriptors. */
+#define ACCEPT_PAUSE 0.1
+
+static void
+accept_resume_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct broker *b = w->data;
+
+	(void)revents;
+	if (b->listening)
+		ev_io_start(loop, &b->listen_io);
+}
+
 static void
 listen_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
-	(void)loop;
+	struct broker *b = w->data;
+
 	(void)revents;
-	session_accept(w->data);
+	if (session_accept(b) < 0) {
+		/* EMFILE leaves the connection queued: the socket stays readable. */
+		ev_io_stop(loop, &b->listen_io);
+		ev_timer_init(&b->accept_pause, accept_resume_cb, ACCEPT_PAUSE, 0.);
+		b->accept_pause.data = b;
+		ev_timer_start(loop, &b->accept_pause);
+	}
 }
 
 static int
@@ -146,6 +166,7 @@ listen_stop(struct broker *b)
 	if (!b->listening)
 		return;
 	ev_io_stop(b->loop, &b->listen_io);
+	ev_timer_stop(b->loop, &b->accept_pause);
 	close(b->listen_fd);
 	b->listen_fd = -1;
 	unlink(b->cfg->broker.socket);

@@ -32,6 +32,7 @@ struct broker {
 
 	int listen_fd;
 	ev_io listen_io;
+	ev_timer accept_pause;		/* out of descriptors: accept later */
 	bool listening;
 	TAILQ_HEAD(, session) sessions;
 	int nsessions;			/* served clients, bounded by max_clients */

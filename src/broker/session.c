@@ -61,6 +61,44 @@ reap_cb(struct ev_loop *loop, ev_check *w, int revents)
 	ev_check_stop(loop, w);
 }
 
+/*
+ * A client that cannot be answered (it does not read its socket, or is
+ * gone) is closed once the current callbacks are done: callers up the
+ * stack may still hold its requests.
+ */
+static ev_check closer;
+
+static void
+closer_cb(struct ev_loop *loop, ev_check *w, int revents)
+{
+	struct broker *b = w->data;
+	struct session *s, *next;
+
+	(void)revents;
+	for (s = TAILQ_FIRST(&b->sessions); s != NULL; s = next) {
+		next = TAILQ_NEXT(s, link);
+		if (s->unanswerable)
+			session_close(s, "it does not read its socket");
+	}
+	ev_check_stop(loop, w);
+}
+
+static void
+close_soon(struct session *s)
+{
+	struct broker *b = s->broker;
+
+	if (s->unanswerable || s->closing)
+		return;
+	s->unanswerable = true;
+	ev_io_stop(b->loop, &s->io);	/* no more requests from it */
+	if (!ev_is_active(&closer)) {
+		ev_check_init(&closer, closer_cb);
+		closer.data = b;
+		ev_check_start(b->loop, &closer);
+	}
+}
+
 static int
 send_msg(struct session *s, const struct wire_msg *m, int fd)
 {
@@ -91,8 +129,8 @@ session_error(struct session *s, uint64_t request_id, int code, const char *fmt,
 	va_start(ap, fmt);
 	vsnprintf(m.u.error.message, sizeof(m.u.error.message), fmt, ap);
 	va_end(ap);
-	/* A failure shows up as a closed or unreadable socket soon enough. */
-	(void)send_msg(s, &m, -1);
+	if (send_msg(s, &m, -1) != 0)
+		close_soon(s);
 }
 
 int
@@ -366,7 +404,7 @@ session_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 	(void)loop;
 	(void)revents;
 	/* A bounded batch: one busy client must not starve the others. */
-	for (int i = 0; i < 32 && !s->closing; i++) {
+	for (int i = 0; i < 32 && !s->closing && !s->unanswerable; i++) {
 		struct wire_msg m;
 		const char *why;
 		ssize_t n = fdpass_recv(s->fd, buf, sizeof(buf), NULL);
@@ -445,17 +483,23 @@ refuse(int fd, int code, const char *text)
 	close(fd);
 }
 
-void
+int
 session_accept(struct broker *b)
 {
-	for (;;) {
+	for (int accepted = 0; accepted < 256; accepted++) {
 		int fd = accept4(b->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
 			if (errno == EINTR || errno == ECONNABORTED)
 				continue;
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+				/* Out of descriptors: those served keep being served; the
+				 * caller pauses accepting instead of spinning on it. */
+				log_warn("accept on %s: pausing new clients", b->cfg->broker.socket);
+				return -1;
+			}
 			if (errno != EAGAIN && errno != EWOULDBLOCK)
 				log_warn("accept on %s", b->cfg->broker.socket);
-			return;
+			return 0;
 		}
 
 		struct ucred cred;
@@ -527,4 +571,5 @@ session_accept(struct broker *b)
 		}
 		log_debug("client connected pid=%d uid=%u", (int)s->pid, (unsigned)s->uid);
 	}
+	return 0;
 }

@@ -27,6 +27,7 @@ struct session {
 	gid_t gid;
 	bool welcomed;
 	bool closing;
+	bool unanswerable;		/* a send failed: closed after this loop pass */
 	int refusal;			/* PGL_E*: answer HELLO with this, then close */
 	struct slot **leases;		/* max_leases_per_client of them */
 	int nleases;
@@ -35,8 +36,11 @@ struct session {
 	struct slot *last_used[SHM_MAX_POOLS]; /* per pool: the slot to try first */
 };
 
-/* Accepts the clients waiting on the listening socket. */
-void session_accept(struct broker *b);
+/*
+ * Accepts the clients waiting on the listening socket (a bounded batch).
+ * -1 when the process is out of descriptors: accepting should pause.
+ */
+int session_accept(struct broker *b);
 
 /* Sends a GRANT with the slot's fd; records the lease.  -1 when the send failed. */
 int session_grant(struct session *s, uint64_t request_id, struct slot *slot);

@@ -1,0 +1,265 @@
+/*
+ * check_limits.c - the broker under resource exhaustion: out of
+ * descriptors on accept, a client that never reads, a flood of requests,
+ * thousands of clients connecting and vanishing.  Those it serves keep
+ * being served, and it comes back to its baseline.
+ */
+#include "autoconf.h"
+
+#include "common/clock.h"
+#include "common/fdpass.h"
+#include "common/wire.h"
+#include "pglease.h"
+#include "testutil.h"
+
+#include <check.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define POOL "{ name = \"main\"; conninfo = \"$CONNINFO\"; min_size = 2; max_size = 2; }"
+
+static struct testbroker broker;
+
+static int
+raw_connect(void)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%.*s", (int)sizeof(sun.sun_path) - 1,
+		 broker.socket);
+	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static bool
+raw_send(int fd, const struct wire_msg *m, int flags)
+{
+	uint8_t buf[WIRE_MESSAGE_MAX];
+	size_t n = wire_encode(m, buf, sizeof(buf));
+
+	return send(fd, buf, n, MSG_NOSIGNAL | flags) == (ssize_t)n;
+}
+
+static bool
+hello(int fd)
+{
+	struct wire_msg m = { .h = { .type = PGL_MSG_SESSION_HELLO, .request_id = 1 } };
+	uint8_t buf[WIRE_MESSAGE_MAX];
+
+	m.u.hello.version_min = m.u.hello.version_max = WIRE_VERSION_MIN;
+	return raw_send(fd, &m, 0) && recv(fd, buf, sizeof(buf), 0) > 0;
+}
+
+static long
+broker_rss_kb(void)
+{
+	char path[64], line[256];
+	long kb = -1;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)broker.pid);
+	FILE *f = fopen(path, "r");
+	ck_assert_ptr_nonnull(f);
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (sscanf(line, "VmRSS: %ld", &kb) == 1)
+			break;
+	fclose(f);
+	return kb;
+}
+
+static double
+broker_cpu_s(void)
+{
+	char path[64];
+	unsigned long utime = 0, stime = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)broker.pid);
+	FILE *f = fopen(path, "r");
+	ck_assert_ptr_nonnull(f);
+	char buf[1024];
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	const char *p = strrchr(buf, ')');
+	ck_assert_ptr_nonnull(p);
+	/* fields 14 and 15 after the command: the 12th and 13th after ')' */
+	ck_assert_int_eq(sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
+				&utime, &stime), 2);
+	return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
+}
+
+START_TEST(test_out_of_descriptors_on_accept)
+{
+	testbroker_start(&broker, NULL, POOL, true);
+	pgl_client *c = pgl_open(broker.socket);
+	pgl_lease *l = pgl_acquire(c, NULL, -1);
+	ck_assert_ptr_nonnull(l);
+	ck_assert_int_eq(pgl_release(l), 0);
+
+	/* no descriptor left for the broker beyond what it has */
+	int have = testutil_count_fds(broker.pid);
+	struct rlimit old, tight = { .rlim_cur = (rlim_t)have + 2 };
+	ck_assert_int_eq(prlimit(broker.pid, RLIMIT_NOFILE, NULL, &old), 0);
+	tight.rlim_max = old.rlim_max;
+	ck_assert_int_eq(prlimit(broker.pid, RLIMIT_NOFILE, &tight, NULL), 0);
+
+	int extra[16], n = 0;
+	for (; n < 16; n++)
+		if ((extra[n] = raw_connect()) < 0)
+			break;
+	double cpu0 = broker_cpu_s();
+	usleep(1000000);
+	/* it does not spin on the connections it cannot accept... */
+	ck_assert_msg(broker_cpu_s() - cpu0 < 0.3, "the broker spun: %.2f s of CPU in 1 s",
+		      broker_cpu_s() - cpu0);
+	ck_assert(testbroker_log_has(&broker, "pausing new clients"));
+	/* ...and serves the client it has */
+	for (int i = 0; i < 20; i++) {
+		l = pgl_acquire(c, NULL, -1);
+		ck_assert_msg(l != NULL, "%s", pgl_error(c));
+		ck_assert_int_eq(pgl_release(l), 0);
+	}
+
+	/* room again: the waiting connections are taken */
+	ck_assert_int_eq(prlimit(broker.pid, RLIMIT_NOFILE, &old, NULL), 0);
+	for (int i = 0; i < n; i++) {
+		ck_assert_msg(hello(extra[i]), "waiting client %d was not served", i);
+		close(extra[i]);
+	}
+	pgl_close(c);
+	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
+START_TEST(test_client_that_never_reads)
+{
+	testbroker_start(&broker, "max_leases_per_client = 2;", POOL, true);
+	pgl_client *good = pgl_open(broker.socket);
+	int fd = raw_connect();
+	ck_assert_int_ge(fd, 0);
+	ck_assert(hello(fd));
+
+	/* a flood of requests whose answers are never read */
+	struct wire_msg m = { .h = { .type = PGL_MSG_LEASE_ACQUIRE } };
+	m.u.acquire.timeout_ms = 0;
+	int sent = 0;
+	int64_t deadline = clock_mono_ms() + 10000;
+	while (clock_mono_ms() < deadline) {
+		m.h.request_id = (uint64_t)sent + 2;
+		if (!raw_send(fd, &m, MSG_DONTWAIT)) {
+			if (errno == EAGAIN) {
+				usleep(1000);
+				continue;
+			}
+			break;		/* the broker let go of us */
+		}
+		sent++;
+	}
+	ck_assert_msg(errno == EPIPE || errno == ECONNRESET, "still connected after %d requests: %s",
+		      sent, strerror(errno));
+	ck_assert(testbroker_log_has(&broker, "it does not read its socket"));
+	close(fd);
+
+	/* its two leases were given back (orphaned), the pool whole, others served */
+	pgl_pool_stats st;
+	deadline = clock_mono_ms() + 5000;
+	do {
+		ck_assert_int_eq(pgl_stats(broker.shm, &st, 1), 1);
+		ck_assert_msg(clock_mono_ms() < deadline, "pool not whole: idle %d", st.idle);
+		usleep(10000);
+	} while (st.idle != 2);
+	ck_assert_uint_eq(st.orphaned_leases, 2);
+	pgl_lease *l = pgl_acquire(good, NULL, -1);
+	ck_assert_msg(l != NULL, "%s", pgl_error(good));
+	ck_assert_int_eq(pgl_release(l), 0);
+	pgl_close(good);
+	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
+START_TEST(test_thousands_of_clients)
+{
+	enum { PROCS = 4, EACH = 600 };
+
+	testbroker_start(&broker, NULL, POOL, true);
+	int base_fds = testutil_count_fds(broker.pid);
+	long base_rss = broker_rss_kb();
+	pid_t w[PROCS];
+
+	for (int i = 0; i < PROCS; i++) {
+		w[i] = fork();
+		ck_assert_int_ge(w[i], 0);
+		if (w[i] == 0) {
+			for (int k = 0; k < EACH; k++) {
+				int fd = raw_connect();
+				REQUIRE(fd >= 0, "connect %d: %s", k, strerror(errno));
+				/* some say HELLO, some lease, some just vanish */
+				if (k % 3 == 0) {
+					REQUIRE(hello(fd), "hello %d", k);
+				} else if (k % 3 == 1) {
+					pgl_client *c = pgl_open(broker.socket);
+					pgl_lease *l = pgl_acquire(c, NULL, -1);
+					REQUIRE(l != NULL, "%s", pgl_error(c));
+					pgl_release(l);
+					pgl_close(c);
+				}
+				close(fd);
+			}
+			_exit(0);
+		}
+	}
+	for (int i = 0; i < PROCS; i++)
+		testutil_reap(w[i], "client churner");
+
+	int64_t deadline = clock_mono_ms() + 5000;
+	while (testutil_count_fds(broker.pid) != base_fds) {
+		ck_assert_msg(clock_mono_ms() < deadline, "broker fds %d, baseline %d",
+			      testutil_count_fds(broker.pid), base_fds);
+		usleep(20000);
+	}
+	long rss = broker_rss_kb();
+	printf("check_limits: %d clients came and went; broker fds %d (baseline %d), "
+	       "RSS %ld KiB (baseline %ld KiB)\n", PROCS * EACH * 4 / 3, base_fds, base_fds,
+	       rss, base_rss);
+	/* 16 MiB for the broker as built for production; AddressSanitizer's
+	 * shadow memory and allocator add their own (the suite runs both). */
+#ifdef __SANITIZE_ADDRESS__
+	const long limit_kb = 64 * 1024;
+#else
+	const long limit_kb = 16 * 1024;
+#endif
+	ck_assert_msg(rss < limit_kb, "broker RSS %ld KiB (limit %ld KiB)", rss, limit_kb);
+	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
+static Suite *
+limits_suite(void)
+{
+	Suite *s = suite_create("limits");
+	TCase *tc = tcase_create("exhaustion");
+
+	tcase_set_timeout(tc, 90);
+	tcase_add_test(tc, test_out_of_descriptors_on_accept);
+	tcase_add_test(tc, test_client_that_never_reads);
+	tcase_add_test(tc, test_thousands_of_clients);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int
+main(int argc, char **argv)
+{
+	testutil_require_postgres(argc, argv);
+	return testutil_run_suite(limits_suite());
+}
