@@ -305,6 +305,9 @@ testbroker_restart(struct testbroker *b, bool wait_ready)
 	broker_wait(b, wait_ready);
 }
 
+/* Every password the suites use: none may ever reach a broker's log. */
+static const char *const test_secrets[] = { "scram-Secret-42", "Sup3rSecret", "fuzzSecret9" };
+
 int
 testbroker_stop(struct testbroker *b, int sig)
 {
@@ -315,6 +318,9 @@ testbroker_stop(struct testbroker *b, int sig)
 	kill(b->pid, sig);
 	ck_assert_int_eq(waitpid(b->pid, &status, 0), b->pid);
 	b->pid = 0;
+	for (size_t i = 0; i < sizeof(test_secrets) / sizeof(test_secrets[0]); i++)
+		ck_assert_msg(!testbroker_log_has(b, test_secrets[i]),
+			      "a password reached the broker log %s", b->log);
 	return WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
 }
 
