@@ -139,6 +139,13 @@ listen_start(struct broker *b)
 			  saved == ENOENT ? " (create its directory first)" : "");
 		goto fail;
 	}
+	if (b->cfg->broker.socket_group != NULL &&
+	    chown(path, (uid_t)-1, b->cfg->broker.socket_gid) != 0) {
+		log_error("cannot give %s to group %s: %s", path, b->cfg->broker.socket_group,
+			  strerror(errno));
+		unlink(path);
+		goto fail;
+	}
 	if (chmod(path, b->cfg->broker.socket_mode) != 0) {
 		log_error("cannot set the mode of %s: %s", path, strerror(errno));
 		unlink(path);
@@ -242,9 +249,11 @@ keep_restart_only(struct broker *b, struct config *nc)
 {
 	struct broker_config *now = &b->cfg->broker, *next = &nc->broker;
 
-	if (strcmp(now->socket, next->socket) != 0 || now->socket_mode != next->socket_mode)
-		log_warnx("reload: socket and socket_mode change only with a restart; keeping %s",
-			  now->socket);
+	if (strcmp(now->socket, next->socket) != 0 || now->socket_mode != next->socket_mode ||
+	    now->socket_gid != next->socket_gid ||
+	    (now->socket_group == NULL) != (next->socket_group == NULL))
+		log_warnx("reload: socket, socket_mode and socket_group change only with a "
+			  "restart; keeping %s", now->socket);
 	if (strcmp(now->shm_name, next->shm_name) != 0 || now->shm_mode != next->shm_mode)
 		log_warnx("reload: shm_name and shm_mode change only with a restart; keeping %s",
 			  now->shm_name);
@@ -262,6 +271,9 @@ keep_restart_only(struct broker *b, struct config *nc)
 		free(shm);
 	}
 	next->socket_mode = now->socket_mode;
+	next->socket_gid = now->socket_gid;
+	free(next->socket_group);
+	next->socket_group = now->socket_group != NULL ? strdup(now->socket_group) : NULL;
 	next->shm_mode = now->shm_mode;
 	next->max_total_slots = now->max_total_slots;
 }

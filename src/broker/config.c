@@ -84,6 +84,7 @@ static const char *const lease_action_choices[] = { "warn", "terminate", NULL };
 static const struct config_key config_keys[] = {
 	{ "socket", B(socket), STR("/run/pglease/pglease.sock") },
 	{ "socket_mode", B(socket_mode), .type = KEY_MODE, .idef = 0660 },
+	{ "socket_group", B(socket_group), STR(NULL) },
 	{ "shm_name", B(shm_name), STR("/pglease.main") },
 	{ "shm_mode", B(shm_mode), .type = KEY_MODE, .idef = 0640 },
 	{ "log_level", B(log_level), .type = KEY_ENUM, .choices = log_level_choices,
@@ -1108,6 +1109,20 @@ check_broker(struct loader *ld, struct config *cfg, const config_setting_t **see
 		      "a UNIX socket path holds at most %zu", strlen(b->socket),
 		      sizeof(sun.sun_path) - 1);
 
+	if (b->socket_group != NULL) {
+		char buf[4096], *end;
+		struct group g, *gp = NULL;
+		unsigned long id = strtoul(b->socket_group, &end, 10);
+
+		if (*end == '\0' && end != b->socket_group && id < UINT32_MAX)
+			b->socket_gid = (gid_t)id;
+		else if (getgrnam_r(b->socket_group, &g, buf, sizeof(buf), &gp) == 0 && gp != NULL)
+			b->socket_gid = gp->gr_gid;
+		else
+			error(ld, seen_key(seen, "socket_group"), "broker.socket_group",
+			      "no such group \"%s\"", b->socket_group);
+	}
+
 	size_t len = strlen(b->shm_name);
 	if (b->shm_name[0] != '/' || len < 2 || len > 200 ||
 	    strspn(b->shm_name + 1, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -1155,6 +1170,7 @@ config_free(struct config *cfg)
 		free_pool(&cfg->pools[i]);
 	free(cfg->pools);
 	free(cfg->broker.socket);
+	free(cfg->broker.socket_group);
 	free(cfg->broker.shm_name);
 	free(cfg->broker.allowed_uids);
 	free(cfg->broker.allowed_gids);

@@ -55,6 +55,8 @@ struct pool_config {
 struct broker_config {
 	char *socket;
 	mode_t socket_mode;
+	char *socket_group;		/* NULL: the broker's own group */
+	gid_t socket_gid;		/* socket_group resolved */
 	char *shm_name;
 	mode_t shm_mode;
 	int log_level;			/* enum log_level */

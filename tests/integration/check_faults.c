@@ -14,6 +14,7 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -379,9 +380,16 @@ START_TEST(test_denied_user)
 {
 	/* A user other than the broker's: refused with PGL_EDENIED and a log line. */
 	ck_assert_int_eq(chmod(testutil_tmpdir(), 0755), 0);
-	testbroker_start(&broker, "socket_mode = \"0666\"; allowed_uids = [ 4242 ];",
-			 POOL(1, 1), true);
+	testbroker_start(&broker, "socket_mode = \"0666\"; socket_group = \"daemon\"; "
+			 "allowed_uids = [ 4242 ];", POOL(1, 1), true);
 	ck_assert_int_eq(chmod(broker.dir, 0755), 0);
+	/* the socket's mode and group as configured */
+	struct stat sb;
+	ck_assert_int_eq(stat(broker.socket, &sb), 0);
+	ck_assert_int_eq(sb.st_mode & 07777, 0666);
+	struct group *daemon_group = getgrnam("daemon");
+	ck_assert_ptr_nonnull(daemon_group);
+	ck_assert_int_eq(sb.st_gid, daemon_group->gr_gid);
 	pid_t p = fork();
 	ck_assert_int_ge(p, 0);
 	if (p == 0) {
