@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
 	build-essential autoconf automake libtool pkg-config
 	libpq-dev libconfig-dev libev-dev check
-	postgresql postgresql-client
+	postgresql postgresql-client openssl
 )
 
 missing=()

@@ -413,6 +413,28 @@ START_TEST(test_denied_user)
 }
 END_TEST
 
+/* A group in allowed_gids lets its members in (primary group or supplementary). */
+START_TEST(test_allowed_group)
+{
+	ck_assert_int_eq(chmod(testutil_tmpdir(), 0755), 0);
+	testbroker_start(&broker, "socket_mode = \"0666\"; allowed_gids = [ 65534 ];",
+			 POOL(1, 1), true);
+	ck_assert_int_eq(chmod(broker.dir, 0755), 0);
+	pid_t p = fork();
+	ck_assert_int_ge(p, 0);
+	if (p == 0) {
+		REQUIRE(setgid(65534) == 0 && setuid(65534) == 0, "setuid");
+		pgl_client *c = pgl_open(broker.socket);
+		pgl_lease *l = pgl_acquire(c, NULL, -1);
+		REQUIRE(l != NULL, "nobody in group 65534 was refused: %s", pgl_error(c));
+		REQUIRE(pgl_release(l) == 0, "%s", pgl_error(c));
+		_exit(0);
+	}
+	testutil_reap(p, "member of an allowed group");
+	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
 static Suite *
 faults_suite(void)
 {
@@ -430,10 +452,13 @@ faults_suite(void)
 	tcase_add_test(tc, test_sigterm_drains);
 	tcase_add_test(tc, test_sigterm_timeout_and_sigint);
 	tcase_add_test(tc, test_second_broker_refused);
-	if (geteuid() == 0)
+	if (geteuid() == 0) {
 		tcase_add_test(tc, test_denied_user);
-	else
-		printf("check_faults: test_denied_user needs root (a second user id); not run\n");
+		tcase_add_test(tc, test_allowed_group);
+	} else {
+		printf("check_faults: test_denied_user and test_allowed_group need root "
+		       "(a second user id); not run\n");
+	}
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -106,9 +106,9 @@ START_TEST(test_out_of_descriptors_on_accept)
 	ck_assert_ptr_nonnull(l);
 	ck_assert_int_eq(pgl_release(l), 0);
 
-	/* no descriptor left for the broker beyond what it has */
-	int have = testutil_count_fds(broker.pid);
-	struct rlimit old, tight = { .rlim_cur = (rlim_t)have + 2 };
+	/* no descriptor left for the broker beyond what it has (the limit is
+	 * below all of them: those keep working, no new one opens) */
+	struct rlimit old, tight = { .rlim_cur = 3 };
 	ck_assert_int_eq(prlimit(broker.pid, RLIMIT_NOFILE, NULL, &old), 0);
 	tight.rlim_max = old.rlim_max;
 	ck_assert_int_eq(prlimit(broker.pid, RLIMIT_NOFILE, &tight, NULL), 0);
@@ -243,6 +243,36 @@ START_TEST(test_thousands_of_clients)
 }
 END_TEST
 
+/* Out of descriptors when opening a backend: backs off, recovers when room returns. */
+START_TEST(test_out_of_descriptors_on_connect)
+{
+	testbroker_start(&broker, NULL, "{ name = \"main\"; conninfo = \"$CONNINFO\"; min_size = 1; "
+			 "max_size = 3; initial_backoff = 0.1; max_backoff = 0.3; }", true);
+	pgl_client *c = pgl_open(broker.socket);
+	pgl_lease *a = pgl_acquire(c, NULL, -1);
+	ck_assert_ptr_nonnull(a);
+
+	/* below every descriptor it holds: those keep working, no new one opens */
+	struct rlimit old, tight = { .rlim_cur = 3 };
+	ck_assert_int_eq(prlimit(broker.pid, RLIMIT_NOFILE, NULL, &old), 0);
+	tight.rlim_max = old.rlim_max;
+	ck_assert_int_eq(prlimit(broker.pid, RLIMIT_NOFILE, &tight, NULL), 0);
+	/* the pool must grow for this one, and cannot */
+	ck_assert_ptr_null(pgl_acquire(c, NULL, 800));
+	ck_assert_int_eq(pgl_errcode(c), PGL_EUNAVAILABLE);
+	ck_assert_msg(strstr(pgl_error(c), "cannot connect") != NULL, "%s", pgl_error(c));
+	ck_assert(testbroker_log_has(&broker, "connect failed pool=main"));
+
+	ck_assert_int_eq(prlimit(broker.pid, RLIMIT_NOFILE, &old, NULL), 0);
+	pgl_lease *b = pgl_acquire(c, NULL, 5000);
+	ck_assert_msg(b != NULL, "%s", pgl_error(c));
+	ck_assert_int_eq(pgl_release(b), 0);
+	ck_assert_int_eq(pgl_release(a), 0);
+	pgl_close(c);
+	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
 static Suite *
 limits_suite(void)
 {
@@ -251,6 +281,7 @@ limits_suite(void)
 
 	tcase_set_timeout(tc, 90);
 	tcase_add_test(tc, test_out_of_descriptors_on_accept);
+	tcase_add_test(tc, test_out_of_descriptors_on_connect);
 	tcase_add_test(tc, test_client_that_never_reads);
 	tcase_add_test(tc, test_thousands_of_clients);
 	suite_add_tcase(s, tc);

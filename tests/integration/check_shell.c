@@ -682,6 +682,60 @@ START_TEST(test_scram_over_tcp)
 }
 END_TEST
 
+/* The server offers TLS; the broker never negotiates it (DESIGN section 10). */
+START_TEST(test_server_offers_tls)
+{
+	char cmd[2048], out[256];
+	const char *data = getenv("PGLEASE_TEST_PGDATA"), *runas = getenv("PGLEASE_TEST_RUNAS");
+
+	snprintf(cmd, sizeof(cmd), "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost "
+		 "-keyout %s/tls.key -out %s/tls.crt >/dev/null 2>&1 && chmod 0600 %s/tls.key%s%s%s%s",
+		 data, data, data, runas != NULL && runas[0] != '\0' ? " && chown " : "",
+		 runas != NULL ? runas : "", runas != NULL && runas[0] != '\0' ? " " : "",
+		 runas != NULL && runas[0] != '\0' ? data : "");
+	if (runas != NULL && runas[0] != '\0') {
+		size_t n = strlen(cmd);
+		snprintf(cmd + n, sizeof(cmd) - n, "/tls.key %s/tls.crt", data);
+	}
+	ck_assert_msg(system(cmd) == 0, "%s", cmd);
+	ck_assert(testutil_sql("ALTER SYSTEM SET ssl_cert_file = 'tls.crt'", out, sizeof(out)));
+	ck_assert(testutil_sql("ALTER SYSTEM SET ssl_key_file = 'tls.key'", out, sizeof(out)));
+	ck_assert(testutil_sql("ALTER SYSTEM SET ssl = on", out, sizeof(out)));
+	ck_assert(testutil_sql("SELECT pg_reload_conf()", out, sizeof(out)));
+	usleep(300000);
+
+	/* the server does offer it */
+	char ci[256];
+	snprintf(ci, sizeof(ci), "hostaddr=127.0.0.1 port=%s sslmode=require", getenv("PGPORT"));
+	PGconn *d = PQconnectdb(ci);
+	ck_assert_msg(PQstatus(d) == CONNECTION_OK && PQsslInUse(d), "%s", PQerrorMessage(d));
+	PQfinish(d);
+
+	/* a pool over TCP, no sslmode in its conninfo (libpq alone would prefer TLS) */
+	char pools[512];
+	snprintf(pools, sizeof(pools), "{ name = \"tcp\"; conninfo = \"hostaddr=127.0.0.1 port=%s "
+		 "user=%s dbname=%s\"; min_size = 2; max_size = 2; }", getenv("PGPORT"),
+		 getenv("PGUSER"), getenv("PGDATABASE"));
+	struct testbroker b;
+	testbroker_start(&b, NULL, pools, true);
+	ck_assert_int_eq(testutil_sql_long("SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity "
+					   "USING (pid) WHERE application_name = 'pgleased' AND ssl"), 0);
+	ck_assert_int_eq(testutil_sql_long("SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity "
+					   "USING (pid) WHERE application_name = 'pgleased' AND NOT ssl"), 2);
+	pgl_client *tc = pgl_open(b.socket);
+	pgl_lease *l = pgl_acquire(tc, "tcp", -1);
+	PGconn *c = l != NULL ? pgl_conn(l) : NULL;
+	ck_assert_msg(c != NULL, "%s", pgl_error(tc));
+	ck_assert_str_eq(value(c, "SELECT ssl::text FROM pg_stat_ssl WHERE pid = pg_backend_pid()"),
+			 "false");
+	ck_assert_int_eq(pgl_release(l), 0);
+	pgl_close(tc);
+	ck_assert_int_eq(testbroker_stop(&b, SIGTERM), 0);
+	testutil_sql("ALTER SYSTEM RESET ssl", out, sizeof(out));
+	testutil_sql("SELECT pg_reload_conf()", out, sizeof(out));
+}
+END_TEST
+
 static Suite *
 shell_suite(void)
 {
@@ -712,6 +766,7 @@ shell_suite(void)
 	tc = tcase_create("scram");
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_scram_over_tcp);
+	tcase_add_test(tc, test_server_offers_tls);
 	suite_add_tcase(s, tc);
 	return s;
 }
