@@ -140,6 +140,15 @@ session_grant(struct session *s, uint64_t request_id, struct slot *slot)
 
 	if (s->closing || s->nleases >= s->broker->cfg->broker.max_leases_per_client)
 		return -1;
+	if (s->nleases == s->lease_cap) {
+		/* a reload raised max_leases_per_client */
+		int cap = s->broker->cfg->broker.max_leases_per_client;
+		struct slot **more = realloc(s->leases, (size_t)cap * sizeof(*more));
+		if (more == NULL)
+			return -1;
+		s->leases = more;
+		s->lease_cap = cap;
+	}
 	m.u.grant.lease_id = slot->lease_id;
 	m.u.grant.slot = slot->index;
 	m.u.grant.backend_pid = (uint32_t)slot->backend_pid;
@@ -540,6 +549,7 @@ session_accept(struct broker *b)
 		}
 		s->broker = b;
 		s->fd = fd;
+		s->lease_cap = max;
 		s->refusal = refusal;
 		s->pid = cred.pid;
 		s->uid = cred.uid;

@@ -29,8 +29,9 @@ struct session {
 	bool closing;
 	bool unanswerable;		/* a send failed: closed after this loop pass */
 	int refusal;			/* PGL_E*: answer HELLO with this, then close */
-	struct slot **leases;		/* max_leases_per_client of them */
+	struct slot **leases;		/* lease_cap of them; grows after a reload */
 	int nleases;
+	int lease_cap;
 	struct acquire_queue requests;	/* queued or validating ACQUIREs */
 	int nrequests;
 	struct slot *last_used[SHM_MAX_POOLS]; /* per pool: the slot to try first */

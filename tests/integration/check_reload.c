@@ -51,7 +51,8 @@ find_pool(const char *name, pgl_pool_stats *out)
 
 START_TEST(test_sizes_change_in_place)
 {
-	testbroker_start(&broker, NULL, POOL("main", 1, 2, ""), true);
+	/* the client connects under a limit of 2 leases, and holds 4 after the reload */
+	testbroker_start(&broker, "max_leases_per_client = 2;", POOL("main", 1, 2, ""), true);
 	pgl_client *c = pgl_open(broker.socket);
 	pgl_lease *l[4];
 
