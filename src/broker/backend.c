@@ -631,6 +631,7 @@ cancels_done_cb(struct ev_loop *loop, ev_async *w, int revents)
 			slot->reset_pending = false;
 			backend_reset(slot, slot->rollback);
 		}
+		pool_cancel_landed(slot);	/* a removed pool waits for its cancels */
 		free(job);
 		job = next;
 	}

@@ -793,7 +793,14 @@ pool_slot_validated(struct slot *slot, bool ok, const char *why)
 		p->last_error[0] = '\0';
 	}
 	if (req == NULL) {
+		/* A background check: the backend stays as idle as it was, or
+		 * idle_timeout would never come while checks run more often. */
+		double idle_since = slot->idle_since;
 		pool_slot_ready(slot);
+		if (slot->state == SHM_SLOT_IDLE) {
+			slot->idle_since = idle_since;
+			slot->checked_at = ev_now(p->broker->loop);
+		}
 		return;
 	}
 
@@ -955,19 +962,30 @@ housekeeping_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	(void)revents;
 	if (b->draining || b->stopping)
 		return;
+	/* Backends that stay: closing ones already count for nothing. */
+	int staying = p->size;
+	for (int j = 0; j < p->nslots; j++)
+		staying -= p->slots[j]->state == SHM_SLOT_CLOSING;
 	for (int j = 0; j < p->nslots; j++) {
 		struct slot *slot = p->slots[j];
 		bool expired = slot->lifetime > 0 && now - slot->created_at > slot->lifetime;
+		double checked = slot->checked_at > slot->idle_since ? slot->checked_at :
+				 slot->idle_since;
 
+		/* A removed pool only drains, but a lease held for ever must still end. */
+		if (p->removed && slot->state != SHM_SLOT_LEASED)
+			continue;
 		switch (slot->state) {
 		case SHM_SLOT_IDLE:
 			if (expired) {
 				slot_close(slot, SLOT_CLOSE_TERMINATE, "max_lifetime");
+				staying--;
 			} else if (pc->idle_timeout > 0 && now - slot->idle_since > pc->idle_timeout &&
-				   p->size > pc->min_size) {
+				   staying > pc->min_size) {
 				slot_close(slot, SLOT_CLOSE_TERMINATE, "idle_timeout");
+				staying--;
 			} else if (pc->health_check_interval > 0 &&
-				   now - slot->idle_since > pc->health_check_interval) {
+				   now - checked > pc->health_check_interval) {
 				/* In the background: no request waits on it. */
 				idle_remove(slot);
 				backend_stop(slot);
@@ -1001,7 +1019,11 @@ reap_pools_cb(struct ev_loop *loop, ev_check *w, int revents)
 	(void)revents;
 	for (size_t i = 0; i < b->npools; i++) {
 		struct pool *p = b->pools[i];
-		if (!p->removed || p->size > 0) {
+		bool cancelling = false;
+		for (int j = 0; j < p->nslots; j++)
+			cancelling |= p->slots[j]->cancel_in_flight;
+		/* a cancel thread still holds a slot: pool_cancel_landed() comes back */
+		if (!p->removed || p->size > 0 || cancelling) {
 			b->pools[keep++] = p;
 			continue;
 		}
@@ -1016,6 +1038,13 @@ reap_pools_cb(struct ev_loop *loop, ev_check *w, int revents)
 	b->npools = keep;
 	publish_npools(b);
 	ev_check_stop(loop, w);
+}
+
+void
+pool_cancel_landed(struct slot *slot)
+{
+	if (slot->pool->removed)
+		reap_pools_soon(slot->pool->broker);
 }
 
 static void
@@ -1036,6 +1065,11 @@ static void
 shed(struct pool *p, int max, const char *why)
 {
 	int excess = p->size - max;
+
+	/* closing ones and ones already marked go anyway */
+	for (int j = 0; j < p->nslots; j++)
+		excess -= p->slots[j]->state == SHM_SLOT_CLOSING ||
+			  (p->slots[j]->state != SHM_SLOT_EMPTY && p->slots[j]->recycle);
 
 	for (int j = 0; j < p->nslots && excess > 0; j++) {
 		struct slot *slot = p->slots[j];
@@ -1060,8 +1094,7 @@ pool_remove(struct pool *p)
 	struct broker *b = p->broker;
 
 	p->removed = true;
-	ev_timer_stop(b->loop, &p->retry_timer);
-	ev_timer_stop(b->loop, &p->housekeeping);
+	ev_timer_stop(b->loop, &p->retry_timer);	/* housekeeping goes on: lease_timeout */
 	while (!TAILQ_EMPTY(&p->waiters)) {
 		struct acquire_req *req = TAILQ_FIRST(&p->waiters);
 		session_error(req->session, req->request_id, PGL_ENOPOOL,
@@ -1106,7 +1139,12 @@ pool_update(struct pool *p, const struct pool_config *pc)
 	ev_timer_set(&p->housekeeping, period, period);
 	ev_timer_start(b->loop, &p->housekeeping);
 	if (reconnect) {
-		/* Every backend is replaced as it comes free. */
+		/* Every backend is replaced as it comes free, from a clean slate. */
+		p->failures = 0;
+		p->health_failing = false;
+		p->retry_at = 0;
+		p->server_version = 0;
+		ev_timer_stop(b->loop, &p->retry_timer);
 		log_info("pool %s: connection settings changed; replacing its backends",
 			 pc->name);
 		shed(p, 0, "connection settings changed");

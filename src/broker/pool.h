@@ -55,6 +55,7 @@ struct slot {
 
 	double created_at;		/* ev_now */
 	double idle_since;
+	double checked_at;		/* last background health check (ev_now) */
 	double leased_at;
 	uint64_t lease_id;
 	struct session *holder;
@@ -176,6 +177,9 @@ void pool_slot_lost(struct slot *slot, const char *why);	/* idle backend died */
 void pool_slot_closed(struct slot *slot);
 /* A closing backend did not end in time: have another connection terminate it. */
 void pool_slot_stuck(struct slot *slot);
+
+/* A cancel thread for the slot is done (a removed pool may go now). */
+void pool_cancel_landed(struct slot *slot);
 
 /* Publishes the slot's state and the pool's gauges to shared memory. */
 void pool_publish(struct slot *slot);

@@ -138,11 +138,15 @@ session_grant(struct session *s, uint64_t request_id, struct slot *slot)
 {
 	struct wire_msg m = { .h = { .type = PGL_MSG_LEASE_GRANT, .request_id = request_id } };
 
-	if (s->closing || s->nleases >= s->broker->cfg->broker.max_leases_per_client)
+	/* The limit is enforced when the request comes (on_acquire): a reload that
+	 * lowered it meanwhile does not turn a queued request into a failure. */
+	if (s->closing)
 		return -1;
 	if (s->nleases == s->lease_cap) {
 		/* a reload raised max_leases_per_client */
 		int cap = s->broker->cfg->broker.max_leases_per_client;
+		if (cap <= s->nleases)
+			cap = s->nleases + 1;
 		struct slot **more = realloc(s->leases, (size_t)cap * sizeof(*more));
 		if (more == NULL)
 			return -1;
@@ -454,7 +458,7 @@ session_pid_cb(struct ev_loop *loop, ev_io *w, int revents)
 	 * exiting (its last RELEASE, say) is read first, or a lease given back
 	 * properly would be taken for an orphan.
 	 */
-	while (!s->closing) {
+	while (!s->closing && !s->unanswerable) {
 		struct pollfd p = { .fd = s->fd, .events = POLLIN };
 		if (poll(&p, 1, 0) != 1 || !(p.revents & POLLIN))
 			break;

@@ -34,6 +34,8 @@ struct shell_entry {
 	PGconn *conn;			/* socket on /dev/null while cached; NULL: free */
 	int backend_pid;
 	uint32_t slot;
+	char user[WIRE_NAME_MAX + 1];
+	char database[WIRE_NAME_MAX + 1];
 	uint64_t used;			/* for eviction: the oldest goes */
 };
 

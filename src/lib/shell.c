@@ -65,6 +65,10 @@ static const struct {
 /* host, port, user, dbname, client_encoding, the terminator */
 #define NPER_CALL 6
 
+/* libpq's own notice hooks, as every new PGconn has them. */
+static PQnoticeProcessor default_processor;
+static PQnoticeReceiver default_receiver;
+
 static struct {
 	const char *kw[NNEUTRAL + NPER_CALL];
 	const char *val[NNEUTRAL + NPER_CALL];
@@ -328,7 +332,8 @@ cache_take(pgl_lease *l)
 	for (int i = 0; i < SHELL_CACHE; i++) {
 		struct shell_entry *e = &c->shells[i];
 
-		if (e->conn == NULL || e->backend_pid != l->backend_pid || e->slot != l->slot)
+		if (e->conn == NULL || e->backend_pid != l->backend_pid || e->slot != l->slot ||
+		    strcmp(e->user, l->user) != 0 || strcmp(e->database, l->database) != 0)
 			continue;
 		PGconn *conn = e->conn;
 		e->conn = NULL;
@@ -360,6 +365,8 @@ cache_put(pgl_lease *l, PGconn *conn)
 	victim->conn = conn;
 	victim->backend_pid = l->backend_pid;
 	victim->slot = l->slot;
+	memcpy(victim->user, l->user, sizeof(victim->user));
+	memcpy(victim->database, l->database, sizeof(victim->database));
 	victim->used = ++c->shell_clock;
 }
 
@@ -446,6 +453,10 @@ pgl_conn(pgl_lease *l)
 	val[n] = NULL;
 
 	PGconn *conn = PQconnectStartParams(kw, val, 0);
+	if (conn != NULL && default_processor == NULL) {
+		default_processor = PQsetNoticeProcessor(conn, NULL, NULL);
+		default_receiver = PQsetNoticeReceiver(conn, NULL, NULL);
+	}
 	if (conn == NULL)
 		return shell_fail(c, NULL, listener, -1, PGL_ENOMEM, "out of memory", "");
 	if (PQstatus(conn) == CONNECTION_BAD) {
@@ -545,8 +556,18 @@ shell_detach(pgl_lease *l, int state)
 		PQfinish(conn);
 		return;
 	}
-	/* An idle shell is as good as new for this backend: keep it. */
-	if (state == WIRE_RELEASE_CLEAN && !l->inert)
+	/*
+	 * An idle shell is as good as new for this backend: keep it, unless
+	 * the user changed it in ways the next lease must not inherit (notice
+	 * hooks whose argument may be gone, non-blocking mode).  Pending
+	 * notifications were for this holder: dropped.
+	 */
+	PGnotify *n;
+	while ((n = PQnotifies(conn)) != NULL)
+		PQfreemem(n);
+	if (state == WIRE_RELEASE_CLEAN && !l->inert && !PQisnonblocking(conn) &&
+	    PQsetNoticeProcessor(conn, NULL, NULL) == default_processor &&
+	    PQsetNoticeReceiver(conn, NULL, NULL) == default_receiver)
 		cache_put(l, conn);
 	else
 		PQfinish(conn);

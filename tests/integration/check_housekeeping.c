@@ -57,6 +57,36 @@ START_TEST(test_idle_timeout_shrinks)
 }
 END_TEST
 
+/* Frequent background checks do not keep a pool from shrinking; min_size holds. */
+START_TEST(test_idle_timeout_with_health_checks)
+{
+	testbroker_start(&broker, NULL, "{ name = \"main\"; conninfo = \"$CONNINFO\"; min_size = 2; "
+			 "max_size = 4; idle_timeout = 0.6; health_check_interval = 0.15; }", true);
+	pgl_client *c = pgl_open(broker.socket);
+	pgl_lease *l[4];
+
+	for (int i = 0; i < 4; i++) {
+		l[i] = pgl_acquire(c, NULL, -1);
+		ck_assert_msg(l[i] != NULL, "%s", pgl_error(c));
+	}
+	for (int i = 0; i < 4; i++)
+		ck_assert_int_eq(pgl_release(l[i]), 0);
+	uint64_t connects = stats().connects;
+	int64_t deadline = clock_mono_ms() + 5000;
+	while (stats().size > 2) {
+		ck_assert_msg(clock_mono_ms() < deadline, "still %d backends", stats().size);
+		usleep(20000);
+	}
+	usleep(800000);
+	ck_assert_int_eq(stats().size, 2);
+	/* nothing below min_size was closed and opened again */
+	ck_assert_uint_eq(stats().connects, connects);
+	ck_assert_uint_eq(stats().health_check_failures, 0);
+	pgl_close(c);
+	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
 START_TEST(test_max_lifetime_recycles)
 {
 	testbroker_start(&broker, NULL, "{ name = \"main\"; conninfo = \"$CONNINFO\"; min_size = 2; "
@@ -176,6 +206,7 @@ housekeeping_suite(void)
 
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_idle_timeout_shrinks);
+	tcase_add_test(tc, test_idle_timeout_with_health_checks);
 	tcase_add_test(tc, test_max_lifetime_recycles);
 	tcase_add_test(tc, test_health_check_interval);
 	tcase_add_test(tc, test_lease_timeout_warn);
