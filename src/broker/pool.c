@@ -46,14 +46,13 @@ publish_gauges(struct pool *p)
 	sp->waiting = p->nwaiting;
 }
 
-void
-pool_publish(struct slot *slot)
+/* Writes the slot's record and the pool's gauges; the caller holds shm_begin(). */
+static void
+publish_locked(struct slot *slot)
 {
 	struct pool *p = slot->pool;
-	struct shm *shm = &p->broker->shm;
-	struct shm_slot *r = &shm->slots[slot->index];
+	struct shm_slot *r = &p->broker->shm.slots[slot->index];
 
-	shm_begin(shm);
 	r->state = slot->state;
 	r->pool = p->index;
 	r->backend_pid = slot->backend_pid;
@@ -65,6 +64,15 @@ pool_publish(struct slot *slot)
 	r->leased_at_ms = slot->state == SHM_SLOT_LEASED ? clock_real_ms() : 0;
 	r->lease_count = slot->lease_count;
 	publish_gauges(p);
+}
+
+void
+pool_publish(struct slot *slot)
+{
+	struct shm *shm = &slot->pool->broker->shm;
+
+	shm_begin(shm);
+	publish_locked(slot);
 	shm_end(shm);
 }
 
@@ -366,9 +374,12 @@ pool_fill(struct pool *p)
 		return;
 	if (p->retry_at > 0)
 		return;		/* the retry timer calls again */
+	int resetting = 0;
+	for (int j = 0; j < p->nslots; j++)
+		resetting += p->slots[j]->state == SHM_SLOT_RESETTING;
 	want = p->cfg->min_size - p->size;
-	if (p->nwaiting - p->connecting - p->nresetting > want)
-		want = p->nwaiting - p->connecting - p->nresetting;
+	if (p->nwaiting - p->connecting - resetting > want)
+		want = p->nwaiting - p->connecting - resetting;
 	if (want > p->cfg->max_size - p->size)
 		want = p->cfg->max_size - p->size;
 	if (p->server_version == 0) {
@@ -541,8 +552,8 @@ grant(struct slot *slot, struct session *s, uint64_t request_id, double started)
 	sp->acquire_wait_us_total += wait_us;
 	if (wait_us > sp->acquire_wait_us_max)
 		sp->acquire_wait_us_max = wait_us;
+	publish_locked(slot);
 	shm_end(&b->shm);
-	pool_publish(slot);
 
 	if (session_grant(s, request_id, slot) != 0) {
 		/* The fd never left: the backend is as clean as before. */
@@ -832,7 +843,6 @@ pool_release(struct slot *slot, int state)
 			   SLOT_CLOSE_TERMINATE, slot->recycle ? "max_lifetime" : "shutting down");
 		return;
 	}
-	p->nresetting++;
 	set_state(slot, SHM_SLOT_RESETTING);
 	backend_reset(slot, state != WIRE_RELEASE_CLEAN);
 }
@@ -842,7 +852,6 @@ pool_slot_reset(struct slot *slot, bool ok, const char *why)
 {
 	struct pool *p = slot->pool;
 
-	p->nresetting--;
 	if (ok) {
 		POOL_COUNT(p, resets, 1);
 		pool_slot_ready(slot);
@@ -1255,9 +1264,6 @@ pool_close_all(struct broker *b, bool force)
 				slot_close(slot, SLOT_CLOSE_ABORT, "shutting down");
 				break;
 			case SHM_SLOT_RESETTING:
-				p->nresetting--;	/* no pool_slot_reset() will follow */
-				slot_close(slot, SLOT_CLOSE_ABORT, "shutting down");
-				break;
 			case SHM_SLOT_VALIDATING:
 				slot_close(slot, SLOT_CLOSE_ABORT, "shutting down");
 				break;

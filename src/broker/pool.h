@@ -106,7 +106,6 @@ struct pool {
 	struct slot_list idle;
 	int nidle;
 	int nleased;
-	int nresetting;			/* idle again in a moment */
 	struct acquire_queue waiters;
 	int nwaiting;
 
