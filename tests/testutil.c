@@ -237,14 +237,24 @@ broker_wait(struct testbroker *b, bool wait_ready)
 	if (!wait_ready)
 		return;
 
-	/* The socket comes first, the segment just after. */
-	struct shm_snapshot snap;
-	while (shm_snapshot(b->shm, &snap) != 0 || snap.hdr.broker_pid != b->pid) {
-		if (snap.pools != NULL)
-			shm_snapshot_free(&snap);
-		ck_assert_msg(clock_mono_ms() < deadline, "pgleased made no segment %s", b->shm);
+	/*
+	 * The socket comes first, then the segment, then the pools in it; the
+	 * log line says the last is done (before it, the segment may still
+	 * count no pool, and there would be nothing to wait for).
+	 */
+	char started[64];
+	snprintf(started, sizeof(started), "started pid=%d ", (int)b->pid);
+	while (!testbroker_log_has(b, started)) {
+		int status;
+		ck_assert_msg(waitpid(b->pid, &status, WNOHANG) == 0,
+			      "pgleased exited at start; see %s", b->log);
+		ck_assert_msg(clock_mono_ms() < deadline, "pgleased did not start in time; see %s",
+			      b->log);
 		usleep(5000);
 	}
+	struct shm_snapshot snap;
+	ck_assert_msg(shm_snapshot(b->shm, &snap) == 0 && snap.hdr.broker_pid == b->pid,
+		      "pgleased started without its segment %s", b->shm);
 	uint32_t npools = snap.hdr.npools;
 	shm_snapshot_free(&snap);
 	for (uint32_t i = 0; i < npools; i++) {
@@ -525,4 +535,29 @@ testutil_count_fds(pid_t pid)
 			n++;
 	closedir(d);
 	return pid == 0 ? n - 1 : n;	/* not the directory's own fd */
+}
+
+const char *
+testutil_describe_fds(pid_t pid, char *buf, size_t len)
+{
+	char dir[64], path[sizeof(dir) + 256], target[256];
+	size_t used = 0;
+
+	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
+	buf[0] = '\0';
+	DIR *d = opendir(dir);
+	if (d == NULL)
+		return buf;
+	for (struct dirent *e; (e = readdir(d)) != NULL && used < len;) {
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		ssize_t n = readlink(path, target, sizeof(target) - 1);
+		target[n > 0 ? n : 0] = '\0';
+		int w = snprintf(buf + used, len - used, "%s%s=%s", used > 0 ? " " : "", e->d_name,
+				 target);
+		used += w > 0 ? (size_t)w : 0;
+	}
+	closedir(d);
+	return buf;
 }

@@ -117,3 +117,6 @@ void testutil_pg_ctl(const char *action);
 
 /* Open file descriptors of process pid (0: this one). */
 int testutil_count_fds(pid_t pid);
+
+/* "fd=target ..." for each open descriptor of pid, for a failure message. */
+const char *testutil_describe_fds(pid_t pid, char *buf, size_t len);

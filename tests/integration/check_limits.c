@@ -194,6 +194,8 @@ START_TEST(test_thousands_of_clients)
 
 	testbroker_start(&broker, NULL, POOL, true);
 	int base_fds = testutil_count_fds(broker.pid);
+	char base_desc[2048], now_desc[2048];
+	testutil_describe_fds(broker.pid, base_desc, sizeof(base_desc));
 	long base_rss = broker_rss_kb();
 	pid_t w[PROCS];
 
@@ -224,8 +226,10 @@ START_TEST(test_thousands_of_clients)
 
 	int64_t deadline = clock_mono_ms() + 5000;
 	while (testutil_count_fds(broker.pid) != base_fds) {
-		ck_assert_msg(clock_mono_ms() < deadline, "broker fds %d, baseline %d",
-			      testutil_count_fds(broker.pid), base_fds);
+		ck_assert_msg(clock_mono_ms() < deadline, "broker fds %d [%s], baseline %d [%s]",
+			      testutil_count_fds(broker.pid),
+			      testutil_describe_fds(broker.pid, now_desc, sizeof(now_desc)),
+			      base_fds, base_desc);
 		usleep(20000);
 	}
 	long rss = broker_rss_kb();
