@@ -1,6 +1,6 @@
 /*
- * fdpass.h - send and receive one SEQPACKET message with at most one file
- * descriptor (SCM_RIGHTS).
+ * fdpass.h - send and receive SEQPACKET messages with at most one file
+ * descriptor (SCM_RIGHTS) each.
  */
 #ifndef PGL_FDPASS_H
 #define PGL_FDPASS_H
@@ -32,6 +32,21 @@ ssize_t fdpass_send(int sock, const void *buf, size_t len, int fd)
  * error of recvmsg (EAGAIN, EINTR, ...).
  */
 ssize_t fdpass_recv(int sock, void *buf, size_t cap, int *fd)
+	__attribute__((warn_unused_result));
+
+/* Messages fdpass_recv_batch() takes in one call, at most. */
+#define FDPASS_BATCH_MAX 16
+
+/*
+ * Receives up to count messages that must carry no descriptor, in one
+ * system call and without blocking: message i goes to bufs + i * cap, and
+ * lens[i] gets its length (0: end of stream) or minus the errno
+ * fdpass_recv() would have given for it (EMSGSIZE, EPROTO).  Returns the
+ * number received, or -1 with errno (EAGAIN when none was queued).  Fewer
+ * than count means none was left, or an error came after them: the socket
+ * then polls readable and the next call returns it.
+ */
+int fdpass_recv_batch(int sock, void *bufs, size_t cap, ssize_t *lens, unsigned count)
 	__attribute__((warn_unused_result));
 
 #endif

@@ -1,6 +1,7 @@
 /*
- * check_fdpass.c - one SEQPACKET message with at most one descriptor: what
- * arrives, what is refused, and that nothing refused stays open.
+ * check_fdpass.c - SEQPACKET messages with at most one descriptor, one at a
+ * time or in a batch: what arrives, what is refused, and that nothing
+ * refused stays open.
  */
 #include "autoconf.h"
 
@@ -382,6 +383,97 @@ START_TEST(test_closed_peer)
 }
 END_TEST
 
+/* --- several messages in one call ----------------------------------------- */
+
+enum { CAP = 16, N = 4 };
+
+START_TEST(test_batch_drains)
+{
+	int sv[2];
+	char bufs[N][CAP];
+	ssize_t lens[N];
+
+	pair(sv);
+	errno = 0;
+	ck_assert_int_eq(fdpass_recv_batch(sv[1], bufs, CAP, lens, N), -1);
+	ck_assert_int_eq(errno, EAGAIN);	/* never blocks, even on a blocking socket */
+
+	ck_assert_int_eq(fdpass_send(sv[0], "one", 3, -1), 3);
+	ck_assert_int_eq(fdpass_send(sv[0], "two!", 4, -1), 4);
+	/* fewer than asked for: the queue is empty after them */
+	ck_assert_int_eq(fdpass_recv_batch(sv[1], bufs, CAP, lens, N), 2);
+	ck_assert_int_eq(lens[0], 3);
+	ck_assert_mem_eq(bufs[0], "one", 3);
+	ck_assert_int_eq(lens[1], 4);
+	ck_assert_mem_eq(bufs[1], "two!", 4);
+
+	/* more than fit: the rest waits for the next call, in order */
+	for (int i = 0; i < N + 2; i++) {
+		char c = (char)('a' + i);
+		ck_assert_int_eq(fdpass_send(sv[0], &c, 1, -1), 1);
+	}
+	ck_assert_int_eq(fdpass_recv_batch(sv[1], bufs, CAP, lens, N), N);
+	for (int i = 0; i < N; i++) {
+		ck_assert_int_eq(lens[i], 1);
+		ck_assert_int_eq(bufs[i][0], 'a' + i);
+	}
+	ck_assert_int_eq(fdpass_recv_batch(sv[1], bufs, CAP, lens, N), 2);
+	ck_assert_int_eq(bufs[0][0], 'a' + N);
+	ck_assert_int_eq(bufs[1][0], 'a' + N + 1);
+	close(sv[0]);
+	close(sv[1]);
+}
+END_TEST
+
+START_TEST(test_batch_refuses_one)
+{
+	int sv[2], p[2];
+	char bufs[N][CAP], big[CAP * 2];
+	ssize_t lens[N];
+
+	pair(sv);
+	ck_assert_int_eq(pipe(p), 0);
+	memset(big, 'x', sizeof(big));
+	ck_assert_int_eq(fdpass_send(sv[0], "ok", 2, -1), 2);
+	ck_assert_int_eq(fdpass_send(sv[0], "fd", 2, p[1]), 2);
+	ck_assert_int_eq(fdpass_send(sv[0], big, sizeof(big), -1), (ssize_t)sizeof(big));
+	ck_assert_int_eq(fdpass_send(sv[0], "after", 5, -1), 5);
+	close(p[1]);
+	int before = testutil_count_fds(0);
+
+	/* each message is judged alone; the bad ones do not hide the good */
+	ck_assert_int_eq(fdpass_recv_batch(sv[1], bufs, CAP, lens, N), N);
+	ck_assert_int_eq(lens[0], 2);
+	ck_assert_int_eq(lens[1], -EPROTO);
+	ck_assert_int_eq(lens[2], -EMSGSIZE);
+	ck_assert_int_eq(lens[3], 5);
+	ck_assert_mem_eq(bufs[3], "after", 5);
+	/* the descriptor that came along was closed, not leaked */
+	ck_assert_int_eq(testutil_count_fds(0), before);
+	ck_assert_int_eq(read(p[0], big, sizeof(big)), 0);
+	close(p[0]);
+	close(sv[0]);
+	close(sv[1]);
+}
+END_TEST
+
+START_TEST(test_batch_end_of_stream)
+{
+	int sv[2];
+	char bufs[N][CAP];
+	ssize_t lens[N];
+
+	pair(sv);
+	ck_assert_int_eq(fdpass_send(sv[0], "last", 4, -1), 4);
+	close(sv[0]);
+	int n = fdpass_recv_batch(sv[1], bufs, CAP, lens, N);
+	ck_assert_int_ge(n, 2);
+	ck_assert_int_eq(lens[0], 4);
+	ck_assert_int_eq(lens[1], 0);	/* then the end */
+	close(sv[1]);
+}
+END_TEST
+
 static Suite *
 fdpass_suite(void)
 {
@@ -398,6 +490,9 @@ fdpass_suite(void)
 	tcase_add_test(tc, test_end_of_stream);
 	tcase_add_test(tc, test_would_block);
 	tcase_add_test(tc, test_closed_peer);
+	tcase_add_test(tc, test_batch_drains);
+	tcase_add_test(tc, test_batch_refuses_one);
+	tcase_add_test(tc, test_batch_end_of_stream);
 	suite_add_tcase(s, tc);
 	return s;
 }
