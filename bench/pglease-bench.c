@@ -15,6 +15,8 @@
  *   pgbouncer-tx               a persistent connection to PgBouncer, tx mode
  *   lease-raw                  pgl_acquire + work on the raw socket + pgl_release
  *   lease                      pgl_acquire + pgl_conn + libpq + pgl_release
+ *   none                       no database work: with --cgi, what the process
+ *                              alone costs, the floor of every mode there
  *
  * The workload is Q x "SELECT 1", or a pgbench TPC-B-like transaction on a
  * "pgbench -i" database (-W tpcb, --scale as initialised).  With --cgi, each
@@ -44,7 +46,7 @@
 #include <time.h>
 #include <unistd.h>
 
-enum kind { PERSISTENT, CONNECT, LEASE_RAW, LEASE };
+enum kind { PERSISTENT, CONNECT, LEASE_RAW, LEASE, NOTHING };
 
 static const struct {
 	const char *name;
@@ -58,6 +60,7 @@ static const struct {
 	{ "pgbouncer-tx", PERSISTENT, 2 },
 	{ "lease-raw", LEASE_RAW, 0 },
 	{ "lease", LEASE, 0 },
+	{ "none", NOTHING, 0 },
 };
 
 static struct {
@@ -254,6 +257,9 @@ request(struct worker_state *w, int64_t *acquire_us)
 			pgl_release(l);
 		return ok;
 	}
+	case NOTHING:
+		*acquire_us = 0;
+		return true;
 	}
 	return false;
 }
@@ -432,7 +438,7 @@ main(int argc, char **argv)
 		return 2;
 	}
 	if (modes[opt.mode].kind != LEASE && modes[opt.mode].kind != LEASE_RAW &&
-	    opt.conninfo[modes[opt.mode].target] == NULL) {
+	    modes[opt.mode].kind != NOTHING && opt.conninfo[modes[opt.mode].target] == NULL) {
 		fprintf(stderr, "pglease-bench: mode %s needs its conninfo option\n", mode);
 		return 2;
 	}

@@ -63,6 +63,14 @@ function target(desc, g, a, b, field, op, want,   list, med, n, arr, lo, hi, i, 
 	printf "| %s | %.2f (%.2f-%.2f) | %s %.2f | %s |\n", desc, med, lo, hi, op, want, ok ? "PASS" : "MISS" >> md
 	printf "%-62s %6.2f (%5.2f-%5.2f)  %s %-5.2f %s\n", desc, med, lo, hi, op, want, ok ? "PASS" : "MISS"
 }
+function context(desc, g, a, b, field, says,   list, med, n, arr, lo, hi, i) {
+	list = ratio(g, a, b, field)
+	if (list == "") return
+	med = median(list); n = split(list, arr, " "); lo = hi = arr[1]
+	for (i = 2; i <= n; i++) { if (arr[i] < lo) lo = arr[i]; if (arr[i] > hi) hi = arr[i] }
+	printf "| %s | %.2f (%.2f-%.2f) | %s |\n", desc, med, lo, hi, says >> md
+	printf "%-62s %6.2f (%5.2f-%5.2f)  (context)\n", desc, med, lo, hi
+}
 END {
 	md = out "/results.md"; csv = out "/results.csv"; dat = out "/requests.dat"
 	printf "" > md; printf "" > dat
@@ -89,6 +97,13 @@ END {
 	target("process per request: lease / pgbouncer-session-connect", "cgi", "lease", "pgbouncer-session-connect", "rps", ">=", 1)
 	target("lease-raw acquire p50 / direct SELECT 1 p50", "q1", "lease-raw", "direct", "acq", "<=", 1)
 	target("system CPU per request: lease / pgbouncer-session-connect", "q1", "lease", "pgbouncer-session-connect", "cpu", "<=", 0.7)
+	print "\n## Context\n" >> md
+	print "| ratio | measured | what it says |" >> md
+	print "|---|---|---|" >> md
+	context("process per request: none / connect", "cgi", "none", "connect", "rps",
+		"the most any pooler can reach over connect in that shape: the process alone costs this much")
+	context("process per request: lease / none", "cgi", "lease", "none", "rps",
+		"the share of a request that is the process itself")
 }' "$raw"
 
 gnuplot <<GP

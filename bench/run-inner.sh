@@ -71,7 +71,8 @@ for m in direct pgbouncer-tx lease-raw lease; do runs+=("q10:$m:-q 10"); done
 for m in direct connect pgbouncer-session-connect pgbouncer-tx-connect pgbouncer-tx lease-raw lease; do
 	runs+=("tpcb:$m:-W tpcb")
 done
-for m in connect pgbouncer-session-connect lease; do runs+=("cgi:$m:-q 1 --cgi"); done
+# "none": the process alone, the floor under every mode of that shape
+for m in connect pgbouncer-session-connect lease none; do runs+=("cgi:$m:-q 1 --cgi"); done
 
 raw=$out/raw.txt
 : >"$raw"
