@@ -103,7 +103,7 @@ END {
 	context("process per request: none / connect", "cgi", "none", "connect", "rps",
 		"the most any pooler can reach over connect in that shape: the process alone costs this much")
 	context("process per request: lease / none", "cgi", "lease", "none", "rps",
-		"the share of a request that is the process itself")
+		"a lease request runs at this share of the rate of the bare process: the process is most of its cost")
 }' "$raw"
 
 gnuplot <<GP
