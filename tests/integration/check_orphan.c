@@ -2,7 +2,8 @@
  * check_orphan.c - what a holder leaves behind never reaches the next one:
  * a worker killed mid-transaction (also while a forked child keeps its
  * sockets), a process exiting without pgl_release, a lease released inside
- * a transaction, and raw holders that leave replies in the stream.
+ * a transaction, raw holders that leave replies in the stream, and a
+ * backend that ignores the cancel and the end of its stream.
  */
 #include "autoconf.h"
 
@@ -351,6 +352,69 @@ START_TEST(test_child_leases_are_inert)
 }
 END_TEST
 
+/*
+ * A backend that neither ends nor reads when its holder dies: the query
+ * traps the cancel, so neither the cancel nor the end of stream reaches it.
+ * After the grace period the broker ends it with pg_terminate_backend()
+ * through another connection of the pool, and replaces it.  (With
+ * connection_check_interval, PostgreSQL 14 and later notice the end of
+ * stream themselves within that interval: it is off here.)
+ */
+START_TEST(test_uncancelable_backend_terminated)
+{
+	int p[2];
+
+	testbroker_start(&broker, NULL,
+			 "{ name = \"main\"; conninfo = \"$CONNINFO\"; min_size = 2; max_size = 2; "
+			 "connect_timeout = 1.0; connection_check_interval = 0; initial_backoff = 0.1; }",
+			 true);
+	ck_assert_int_eq(pipe(p), 0);
+	pid_t w = fork();
+	ck_assert_int_ge(w, 0);
+	if (w == 0) {
+		pgl_client *c = pgl_open(broker.socket);
+		pgl_lease *l = pgl_acquire(c, NULL, -1);
+		REQUIRE(l != NULL, "acquire: %s", pgl_error(c));
+		REQUIRE(testutil_raw_send(pgl_fd(l),
+					  "DO $$ BEGIN LOOP BEGIN PERFORM pg_sleep(0.05); "
+					  "EXCEPTION WHEN query_canceled THEN NULL; END; END LOOP; END $$"),
+			"send");
+		int pid = pgl_backend_pid(l);
+		REQUIRE(write(p[1], &pid, sizeof(pid)) == sizeof(pid), "pipe");
+		for (;;)
+			pause();
+	}
+	close(p[1]);
+	int backend;
+	ck_assert_int_eq(read(p[0], &backend, sizeof(backend)), sizeof(backend));
+	close(p[0]);
+	char sql[160];
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM pg_stat_activity WHERE pid = %d AND "
+		 "query LIKE 'DO %%'", backend);
+	int64_t deadline = clock_mono_ms() + 5000;
+	while (testutil_sql_long(sql) != 1) {	/* the loop runs */
+		ck_assert_msg(clock_mono_ms() < deadline, "the trapping query never started");
+		usleep(10000);
+	}
+
+	ck_assert_int_eq(kill(w, SIGKILL), 0);
+	ck_assert_int_eq(waitpid(w, NULL, 0), w);
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM pg_stat_activity WHERE pid = %d", backend);
+	deadline = clock_mono_ms() + 15000;
+	while (testutil_sql_long(sql) != 0) {
+		ck_assert_msg(clock_mono_ms() < deadline, "backend %d outlived its holder", backend);
+		usleep(20000);
+	}
+	pgl_pool_stats st = wait_whole(2);
+	ck_assert_uint_eq(st.orphaned_leases, 1);
+	char want[80];
+	snprintf(want, sizeof(want), "backend_pid=%d; terminating it", backend);
+	ck_assert(testbroker_log_has(&broker, want));
+	assert_pool_clean(2, "pg_class WHERE false");
+	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
 static Suite *
 orphan_suite(void)
 {
@@ -366,6 +430,7 @@ orphan_suite(void)
 			    (int)(sizeof(stray) / sizeof(stray[0])));
 	tcase_add_test(tc, test_discard_replaces);
 	tcase_add_test(tc, test_child_leases_are_inert);
+	tcase_add_test(tc, test_uncancelable_backend_terminated);
 	suite_add_tcase(s, tc);
 	return s;
 }
