@@ -251,26 +251,35 @@ backend_init(struct slot *slot)
 	slot->io_events = 0;
 }
 
-void
-backend_connect(struct slot *slot)
+/* Room for the parameters of a backend connection, terminator included. */
+#define CONNECT_PARAMS_MAX 64
+
+/*
+ * The keywords and values a backend of pool p connects with (the pool's
+ * conninfo, encryption off, the broker's startup options, its password),
+ * into kw and val, NULL-terminated: they point into *opts (free with
+ * PQconninfoFree), options and the configuration.  connect_timeout is left
+ * out: the caller bounds the connect its own way.  Returns 0, or -1 with a
+ * reason in *why.
+ */
+static int
+connect_params(const struct pool *p, bool with_check_interval, PQconninfoOption **opts,
+	       const char **kw, const char **val, char *options, size_t optlen, const char **why)
 {
-	const struct pool_config *pc = slot->pool->cfg;
-	PQconninfoOption *opts = PQconninfoParse(pc->conninfo, NULL);
-	const char *kw[64], *val[64];
-	char options[2048];
+	const struct pool_config *pc = p->cfg;
 	int n = 0;
 
-	if (opts == NULL) {
-		connect_fail(slot, "the pool's conninfo cannot be parsed");
-		return;
+	if ((*opts = PQconninfoParse(pc->conninfo, NULL)) == NULL) {
+		*why = "the pool's conninfo cannot be parsed";
+		return -1;
 	}
-	slot->with_check_interval = slot->pool->server_version >= 140000;
-	if (config_backend_options(pc, slot->with_check_interval, options, sizeof(options)) < 0) {
-		PQconninfoFree(opts);
-		connect_fail(slot, "the conninfo's options are too long");
-		return;
+	if (config_backend_options(pc, with_check_interval, options, optlen) < 0) {
+		PQconninfoFree(*opts);
+		*opts = NULL;
+		*why = "the conninfo's options are too long";
+		return -1;
 	}
-	for (PQconninfoOption *o = opts; o->keyword != NULL && n < 56; o++) {
+	for (PQconninfoOption *o = *opts; o->keyword != NULL && n < CONNECT_PARAMS_MAX - 8; o++) {
 		if (o->val == NULL)
 			continue;
 		/* Replaced below, or enforced by the broker itself. */
@@ -290,7 +299,23 @@ backend_connect(struct slot *slot)
 		kw[n] = "password", val[n++] = pc->password;
 	kw[n] = NULL;
 	val[n] = NULL;
+	return 0;
+}
 
+void
+backend_connect(struct slot *slot)
+{
+	const struct pool_config *pc = slot->pool->cfg;
+	PQconninfoOption *opts;
+	const char *kw[CONNECT_PARAMS_MAX], *val[CONNECT_PARAMS_MAX], *why;
+	char options[2048];
+
+	slot->with_check_interval = slot->pool->server_version >= 140000;
+	if (connect_params(slot->pool, slot->with_check_interval, &opts, kw, val, options,
+			   sizeof(options), &why) != 0) {
+		connect_fail(slot, why);
+		return;
+	}
 	slot->conn = PQconnectStartParams(kw, val, 0);
 	PQconninfoFree(opts);
 	if (slot->conn == NULL) {
