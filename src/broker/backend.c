@@ -742,6 +742,104 @@ backend_cancel(struct slot *slot)
 	slot->cancel_in_flight = true;
 }
 
+/*
+ * pg_terminate_backend() for a backend that did not end, when the pool has
+ * no idle connection to run it on: a connection of its own, opened in a
+ * helper thread (libpq blocks there), used once and closed.  The job owns
+ * copies of everything it needs; the slot may be gone before it is done.
+ */
+struct terminate_job {
+	int pid;
+	char pool[CONFIG_POOL_NAME_MAX + 1];
+	const char *kw[CONNECT_PARAMS_MAX + 1];
+	const char *val[CONNECT_PARAMS_MAX + 1];
+	size_t strings_len;
+	char strings[];			/* what kw and val point to */
+};
+
+static void *
+terminate_thread(void *arg)
+{
+	struct terminate_job *job = arg;
+	char sql[64];
+	PGconn *conn = PQconnectdbParams(job->kw, job->val, 0);
+
+	snprintf(sql, sizeof(sql), "SELECT pg_terminate_backend(%d)", job->pid);
+	if (PQstatus(conn) != CONNECTION_OK) {
+		log_warnx("cannot connect to end backend_pid=%d of pool=%s: %s", job->pid,
+			  job->pool, conn != NULL ? PQerrorMessage(conn) : "out of memory");
+	} else {
+		PGresult *r = PQexec(conn, sql);
+		if (PQresultStatus(r) != PGRES_TUPLES_OK)
+			log_warnx("pg_terminate_backend(%d) failed pool=%s: %s", job->pid, job->pool,
+				  PQresultErrorMessage(r));
+		PQclear(r);
+	}
+	PQfinish(conn);
+	/* The secret in job->strings goes before the memory does. */
+	explicit_bzero(job->strings, job->strings_len);
+	free(job);
+	return NULL;
+}
+
+void
+backend_terminate_apart(struct slot *victim)
+{
+	const struct pool_config *pc = victim->pool->cfg;
+	PQconninfoOption *opts;
+	const char *kw[CONNECT_PARAMS_MAX + 1], *val[CONNECT_PARAMS_MAX + 1], *why;
+	char options[2048], timeout[32];
+	size_t need = 0;
+	int n;
+
+	if (connect_params(victim->pool, false, &opts, kw, val, options, sizeof(options),
+			   &why) != 0) {
+		log_warnx("cannot end backend_pid=%d of pool=%s: %s", victim->backend_pid,
+			  pc->name, why);
+		return;
+	}
+	for (n = 0; kw[n] != NULL; n++)
+		;
+	snprintf(timeout, sizeof(timeout), "%d", (int)(deadline_of(victim) + 0.999));
+	kw[n] = "connect_timeout", val[n++] = timeout;
+	kw[n] = NULL;
+	val[n] = NULL;
+	for (int i = 0; i < n; i++)
+		need += strlen(kw[i]) + strlen(val[i]) + 2;
+
+	struct terminate_job *job = calloc(1, sizeof(*job) + need + 1);
+	if (job == NULL) {
+		PQconninfoFree(opts);
+		log_warnx("cannot end backend_pid=%d of pool=%s: out of memory",
+			  victim->backend_pid, pc->name);
+		return;
+	}
+	job->pid = victim->backend_pid;
+	job->strings_len = need;
+	snprintf(job->pool, sizeof(job->pool), "%s", pc->name);
+	char *at = job->strings;
+	for (int i = 0; i < n; i++) {
+		size_t k = strlen(kw[i]) + 1, v = strlen(val[i]) + 1;
+		job->kw[i] = memcpy(at, kw[i], k);
+		job->val[i] = memcpy(at + k, val[i], v);
+		at += k + v;
+	}
+	PQconninfoFree(opts);
+
+	pthread_attr_t attr;
+	pthread_t tid;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	int rc = pthread_create(&tid, &attr, terminate_thread, job);
+	pthread_attr_destroy(&attr);
+	if (rc != 0) {
+		log_warnx("cannot start a thread to end backend_pid=%d of pool=%s: %s", job->pid,
+			  job->pool, strerror(rc));
+		explicit_bzero(job->strings, need);
+		free(job);
+	}
+}
+
 static void
 close_read(struct slot *slot)
 {

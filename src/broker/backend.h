@@ -53,6 +53,14 @@ void backend_close(struct slot *slot, enum slot_close_how how);
  */
 void backend_cancel(struct slot *slot);
 
+/*
+ * Ends victim's backend with pg_terminate_backend() through a connection of
+ * its own, opened and closed in a helper thread: for when the pool has no
+ * idle connection to run it on.  Nothing comes back to the loop; the
+ * backend's end of stream does.
+ */
+void backend_terminate_apart(struct slot *victim);
+
 /* Frees what libpq holds; the slot becomes EMPTY.  No I/O. */
 void backend_free(struct slot *slot);
 

@@ -904,8 +904,9 @@ pool_slot_stuck(struct slot *victim)
 	log_warnx("backend did not end pool=%s slot=%u backend_pid=%d; terminating it",
 		  p->cfg->name, victim->index, victim->backend_pid);
 	if (slot == NULL) {
-		log_warnx("no idle connection of pool=%s to run pg_terminate_backend(%d) on",
-			  p->cfg->name, victim->backend_pid);
+		log_warnx("no idle connection of pool=%s to run pg_terminate_backend(%d) on: "
+			  "opening one for it", p->cfg->name, victim->backend_pid);
+		backend_terminate_apart(victim);
 		return;
 	}
 	idle_remove(slot);

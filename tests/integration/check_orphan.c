@@ -355,19 +355,22 @@ END_TEST
 /*
  * A backend that neither ends nor reads when its holder dies: the query
  * traps the cancel, so neither the cancel nor the end of stream reaches it.
- * After the grace period the broker ends it with pg_terminate_backend()
- * through another connection of the pool, and replaces it.  (With
+ * After the grace period the broker ends it with pg_terminate_backend(),
+ * on another backend of the pool (loop 0), or, in a pool of one, on a
+ * connection opened for that (loop 1); then it replaces it.  (With
  * connection_check_interval, PostgreSQL 14 and later notice the end of
  * stream themselves within that interval: it is off here.)
  */
 START_TEST(test_uncancelable_backend_terminated)
 {
+	const int size = _i == 0 ? 2 : 1;
+	char pools[256];
 	int p[2];
 
-	testbroker_start(&broker, NULL,
-			 "{ name = \"main\"; conninfo = \"$CONNINFO\"; min_size = 2; max_size = 2; "
-			 "connect_timeout = 1.0; connection_check_interval = 0; initial_backoff = 0.1; }",
-			 true);
+	snprintf(pools, sizeof(pools), "{ name = \"main\"; conninfo = \"$CONNINFO\"; "
+		 "min_size = %d; max_size = %d; connect_timeout = 1.0; "
+		 "connection_check_interval = 0; initial_backoff = 0.1; }", size, size);
+	testbroker_start(&broker, NULL, pools, true);
 	ck_assert_int_eq(pipe(p), 0);
 	pid_t w = fork();
 	ck_assert_int_ge(w, 0);
@@ -405,12 +408,14 @@ START_TEST(test_uncancelable_backend_terminated)
 		ck_assert_msg(clock_mono_ms() < deadline, "backend %d outlived its holder", backend);
 		usleep(20000);
 	}
-	pgl_pool_stats st = wait_whole(2);
+	pgl_pool_stats st = wait_whole(size);
 	ck_assert_uint_eq(st.orphaned_leases, 1);
 	char want[80];
 	snprintf(want, sizeof(want), "backend_pid=%d; terminating it", backend);
 	ck_assert(testbroker_log_has(&broker, want));
-	assert_pool_clean(2, "pg_class WHERE false");
+	snprintf(want, sizeof(want), "run pg_terminate_backend(%d) on: opening one", backend);
+	ck_assert_int_eq(testbroker_log_has(&broker, want), _i == 1);
+	assert_pool_clean(size, "pg_class WHERE false");
 	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
 }
 END_TEST
@@ -430,7 +435,7 @@ orphan_suite(void)
 			    (int)(sizeof(stray) / sizeof(stray[0])));
 	tcase_add_test(tc, test_discard_replaces);
 	tcase_add_test(tc, test_child_leases_are_inert);
-	tcase_add_test(tc, test_uncancelable_backend_terminated);
+	tcase_add_loop_test(tc, test_uncancelable_backend_terminated, 0, 2);
 	suite_add_tcase(s, tc);
 	return s;
 }
