@@ -14,6 +14,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -761,18 +762,24 @@ static void *
 terminate_thread(void *arg)
 {
 	struct terminate_job *job = arg;
-	char sql[64];
+	char sql[64], msg[512];
 	PGconn *conn = PQconnectdbParams(job->kw, job->val, 0);
 
 	snprintf(sql, sizeof(sql), "SELECT pg_terminate_backend(%d)", job->pid);
 	if (PQstatus(conn) != CONNECTION_OK) {
+		one_line(msg, sizeof(msg), conn != NULL ? PQerrorMessage(conn) : "out of memory");
 		log_warnx("cannot connect to end backend_pid=%d of pool=%s: %s", job->pid,
-			  job->pool, conn != NULL ? PQerrorMessage(conn) : "out of memory");
+			  job->pool, msg);
 	} else {
 		PGresult *r = PQexec(conn, sql);
-		if (PQresultStatus(r) != PGRES_TUPLES_OK)
-			log_warnx("pg_terminate_backend(%d) failed pool=%s: %s", job->pid, job->pool,
-				  PQresultErrorMessage(r));
+		if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+			one_line(msg, sizeof(msg), PQresultErrorMessage(r));
+			log_warnx("pg_terminate_backend(%d) failed pool=%s: %s", job->pid,
+				  job->pool, msg);
+		} else if (strcmp(PQgetvalue(r, 0, 0), "t") != 0) {
+			log_warnx("pg_terminate_backend(%d) pool=%s: no such backend, or not "
+				  "allowed to end it", job->pid, job->pool);
+		}
 		PQclear(r);
 	}
 	PQfinish(conn);
@@ -800,8 +807,13 @@ backend_terminate_apart(struct slot *victim)
 	}
 	for (n = 0; kw[n] != NULL; n++)
 		;
-	snprintf(timeout, sizeof(timeout), "%d", (int)(deadline_of(victim) + 0.999));
+	/* libpq takes less than 2 s as 2, per host tried */
+	int connect_s = (int)ceil(deadline_of(victim));
+	if (connect_s < 2)
+		connect_s = 2;
+	snprintf(timeout, sizeof(timeout), "%d", connect_s);
 	kw[n] = "connect_timeout", val[n++] = timeout;
+	kw[n] = "application_name", val[n++] = "pgleased-terminate";	/* overrides the pool's */
 	kw[n] = NULL;
 	val[n] = NULL;
 	for (int i = 0; i < n; i++)
@@ -837,7 +849,10 @@ backend_terminate_apart(struct slot *victim)
 			  job->pool, strerror(rc));
 		explicit_bzero(job->strings, need);
 		free(job);
+		return;
 	}
+	/* The slot waits for the end of stream while the helper connects and asks. */
+	set_timer(victim, 2.0 * connect_s + deadline_of(victim));
 }
 
 static void
