@@ -6,6 +6,7 @@
 #include "testutil.h"
 #include "common/clock.h"
 #include "common/shm.h"
+#include "common/wire.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -515,6 +516,43 @@ testutil_pg_ctl(const char *action)
 		 getenv("PGLEASE_TEST_PGBIN"), getenv("PGLEASE_TEST_PGDATA"),
 		 getenv("PGLEASE_TEST_PGTMP"), action);
 	ck_assert_msg(system(cmd) == 0, "pg_ctl %s failed", action);
+}
+
+int
+testutil_control_connect(const char *path)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return -1;
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%.*s", (int)sizeof(sun.sun_path) - 1, path);
+	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0) {
+		int e = errno;
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	return fd;
+}
+
+bool
+testutil_wire_send(int fd, const struct wire_msg *m, int flags)
+{
+	uint8_t buf[WIRE_MESSAGE_MAX];
+	size_t n = wire_encode(m, buf, sizeof(buf));
+
+	return n > 0 && send(fd, buf, n, MSG_NOSIGNAL | flags) == (ssize_t)n;
+}
+
+bool
+testutil_hello(int fd)
+{
+	struct wire_msg m = { .h = { .type = PGL_MSG_SESSION_HELLO, .request_id = 1 } };
+	uint8_t buf[WIRE_MESSAGE_MAX];
+
+	m.u.hello.version_min = m.u.hello.version_max = WIRE_VERSION_MIN;
+	return testutil_wire_send(fd, &m, 0) && recv(fd, buf, sizeof(buf), 0) > 0;
 }
 
 int

@@ -115,6 +115,17 @@ bool testutil_raw_send(int fd, const char *sql);
 /* pg_ctl ACTION (stop, start, restart) on the harness's server, as its owner. */
 void testutil_pg_ctl(const char *action);
 
+struct wire_msg;
+
+/* A connection to the broker's control socket at path; -1 with errno on failure. */
+int testutil_control_connect(const char *path);
+
+/* Sends m, encoded, as one message (send flags added); false when it did not go. */
+bool testutil_wire_send(int fd, const struct wire_msg *m, int flags);
+
+/* HELLO at the lowest protocol version, and whatever the broker answers read. */
+bool testutil_hello(int fd);
+
 /* Open file descriptors of process pid (0: this one). */
 int testutil_count_fds(pid_t pid);
 

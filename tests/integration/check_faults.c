@@ -187,17 +187,6 @@ START_TEST(test_broker_restart)
 }
 END_TEST
 
-static int
-raw_connect(const char *path)
-{
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
-	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-
-	snprintf(sun.sun_path, sizeof(sun.sun_path), "%.*s", (int)sizeof(sun.sun_path) - 1, path);
-	ck_assert_int_eq(connect(fd, (struct sockaddr *)&sun, sizeof(sun)), 0);
-	return fd;
-}
-
 /* What the broker answers, if anything, before it closes: the ERROR's code or 0. */
 static int
 answer_then_eof(int fd, char *text, size_t len)
@@ -245,7 +234,8 @@ START_TEST(test_garbage_disconnects_only_its_sender)
 	ck_assert_ptr_nonnull(l);
 	int before = testutil_count_fds(broker.pid);
 
-	int fd = raw_connect(broker.socket);
+	int fd = testutil_control_connect(broker.socket);
+	ck_assert_int_ge(fd, 0);
 	ck_assert_int_eq(fdpass_send(fd, garbage[_i].bytes, garbage[_i].len,
 				     garbage[_i].with_fd ? STDIN_FILENO : -1),
 			 (ssize_t)garbage[_i].len);

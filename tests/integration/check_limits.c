@@ -27,40 +27,6 @@
 
 static struct testbroker broker;
 
-static int
-raw_connect(void)
-{
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
-	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-
-	snprintf(sun.sun_path, sizeof(sun.sun_path), "%.*s", (int)sizeof(sun.sun_path) - 1,
-		 broker.socket);
-	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0) {
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
-static bool
-raw_send(int fd, const struct wire_msg *m, int flags)
-{
-	uint8_t buf[WIRE_MESSAGE_MAX];
-	size_t n = wire_encode(m, buf, sizeof(buf));
-
-	return send(fd, buf, n, MSG_NOSIGNAL | flags) == (ssize_t)n;
-}
-
-static bool
-hello(int fd)
-{
-	struct wire_msg m = { .h = { .type = PGL_MSG_SESSION_HELLO, .request_id = 1 } };
-	uint8_t buf[WIRE_MESSAGE_MAX];
-
-	m.u.hello.version_min = m.u.hello.version_max = WIRE_VERSION_MIN;
-	return raw_send(fd, &m, 0) && recv(fd, buf, sizeof(buf), 0) > 0;
-}
-
 static long
 broker_rss_kb(void)
 {
@@ -115,7 +81,7 @@ START_TEST(test_out_of_descriptors_on_accept)
 
 	int extra[16], n = 0;
 	for (; n < 16; n++)
-		if ((extra[n] = raw_connect()) < 0)
+		if ((extra[n] = testutil_control_connect(broker.socket)) < 0)
 			break;
 	double cpu0 = broker_cpu_s();
 	usleep(1000000);
@@ -133,7 +99,7 @@ START_TEST(test_out_of_descriptors_on_accept)
 	/* room again: the waiting connections are taken */
 	ck_assert_int_eq(prlimit(broker.pid, RLIMIT_NOFILE, &old, NULL), 0);
 	for (int i = 0; i < n; i++) {
-		ck_assert_msg(hello(extra[i]), "waiting client %d was not served", i);
+		ck_assert_msg(testutil_hello(extra[i]), "waiting client %d was not served", i);
 		close(extra[i]);
 	}
 	pgl_close(c);
@@ -145,9 +111,9 @@ START_TEST(test_client_that_never_reads)
 {
 	testbroker_start(&broker, "max_leases_per_client = 2;", POOL, true);
 	pgl_client *good = pgl_open(broker.socket);
-	int fd = raw_connect();
+	int fd = testutil_control_connect(broker.socket);
 	ck_assert_int_ge(fd, 0);
-	ck_assert(hello(fd));
+	ck_assert(testutil_hello(fd));
 
 	/* a flood of requests whose answers are never read */
 	struct wire_msg m = { .h = { .type = PGL_MSG_LEASE_ACQUIRE } };
@@ -156,7 +122,7 @@ START_TEST(test_client_that_never_reads)
 	int64_t deadline = clock_mono_ms() + 10000;
 	while (clock_mono_ms() < deadline) {
 		m.h.request_id = (uint64_t)sent + 2;
-		if (!raw_send(fd, &m, MSG_DONTWAIT)) {
+		if (!testutil_wire_send(fd, &m, MSG_DONTWAIT)) {
 			if (errno == EAGAIN) {
 				usleep(1000);
 				continue;
@@ -204,11 +170,11 @@ START_TEST(test_thousands_of_clients)
 		ck_assert_int_ge(w[i], 0);
 		if (w[i] == 0) {
 			for (int k = 0; k < EACH; k++) {
-				int fd = raw_connect();
+				int fd = testutil_control_connect(broker.socket);
 				REQUIRE(fd >= 0, "connect %d: %s", k, strerror(errno));
 				/* some say HELLO, some lease, some just vanish */
 				if (k % 3 == 0) {
-					REQUIRE(hello(fd), "hello %d", k);
+					REQUIRE(testutil_hello(fd), "hello %d", k);
 				} else if (k % 3 == 1) {
 					pgl_client *c = pgl_open(broker.socket);
 					pgl_lease *l = pgl_acquire(c, NULL, -1);
@@ -286,11 +252,11 @@ START_TEST(test_client_dies_before_its_answer)
 		pid_t p = fork();
 		ck_assert_int_ge(p, 0);
 		if (p == 0) {
-			int fd = raw_connect();
-			REQUIRE(fd >= 0 && hello(fd), "hello");
+			int fd = testutil_control_connect(broker.socket);
+			REQUIRE(fd >= 0 && testutil_hello(fd), "hello");
 			struct wire_msg m = { .h = { .type = PGL_MSG_LEASE_RELEASE, .request_id = 9 } };
 			m.u.release.lease_id = 12345;	/* not ours: an ERROR comes back */
-			REQUIRE(raw_send(fd, &m, 0), "send");
+			REQUIRE(testutil_wire_send(fd, &m, 0), "send");
 			_exit(0);			/* gone before reading it */
 		}
 		testutil_reap(p, "short-lived client");
