@@ -425,6 +425,7 @@ session_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct session *s = w->data;
 	ssize_t lens[READ_BATCH];
+	bool reset = false;
 
 	(void)loop;
 	(void)revents;
@@ -432,10 +433,17 @@ session_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 		int n = fdpass_recv_batch(s->fd, read_bufs, sizeof(read_bufs[0]), lens, READ_BATCH);
 
 		if (n < 0) {
-			if (errno == EINTR)
+			if (errno == ECONNRESET && !reset) {
+				/* It went with answers of ours unread: the kernel says so
+				 * before what it sent last (its RELEASE, say), which is
+				 * still read, up to the end of the stream. */
+				reset = true;
 				continue;
+			}
 			if (errno != EAGAIN && errno != EWOULDBLOCK)
 				session_close(s, strerror(errno));
+			else if (reset)
+				session_close(s, "connection reset by the client");
 			return;
 		}
 		for (int i = 0; i < n && !s->closing && !s->unanswerable; i++) {

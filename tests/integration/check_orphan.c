@@ -2,16 +2,20 @@
  * check_orphan.c - what a holder leaves behind never reaches the next one:
  * a worker killed mid-transaction (also while a forked child keeps its
  * sockets), a process exiting without pgl_release, a lease released inside
- * a transaction, raw holders that leave replies in the stream, and a
- * backend that ignores the cancel and the end of its stream.
+ * a transaction, raw holders that leave replies in the stream, a backend
+ * that ignores the cancel and the end of its stream, and a client gone
+ * right after its RELEASE with an answer unread.
  */
 #include "autoconf.h"
 
 #include "common/clock.h"
+#include "common/fdpass.h"
+#include "common/wire.h"
 #include "pglease.h"
 #include "testutil.h"
 
 #include <check.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -420,6 +424,53 @@ START_TEST(test_uncancelable_backend_terminated)
 }
 END_TEST
 
+/*
+ * A client that gives its lease back and goes with a reply of the broker
+ * unread: the kernel reports the reset to the broker before the RELEASE it
+ * sent last, which must still count as a proper release, not an orphan.
+ */
+START_TEST(test_release_then_reset)
+{
+	testbroker_start(&broker, NULL, POOL(1, 1), true);
+	int fd = testutil_control_connect(broker.socket);
+	ck_assert_int_ge(fd, 0);
+	ck_assert(testutil_hello(fd));
+
+	struct wire_msg m = { .h = { .type = PGL_MSG_LEASE_ACQUIRE, .request_id = 2 } };
+	m.u.acquire.timeout_ms = -1;
+	ck_assert(testutil_wire_send(fd, &m, 0));
+	uint8_t buf[WIRE_MESSAGE_MAX];
+	int backend_fd = -1;
+	ssize_t n = fdpass_recv(fd, buf, sizeof(buf), &backend_fd);
+	struct wire_msg grant;
+	const char *why;
+	ck_assert_int_gt(n, 0);
+	ck_assert_int_eq(wire_decode(buf, (size_t)n, &grant, &why), 0);
+	ck_assert_int_eq(grant.h.type, PGL_MSG_LEASE_GRANT);
+	ck_assert_int_ge(backend_fd, 0);
+
+	/* a request answered at once (the one backend is out), never read */
+	m.h.request_id = 3;
+	m.u.acquire.timeout_ms = 0;
+	ck_assert(testutil_wire_send(fd, &m, 0));
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	ck_assert_int_eq(poll(&p, 1, 5000), 1);
+
+	struct wire_msg rel = { .h = { .type = PGL_MSG_LEASE_RELEASE, .request_id = 4 } };
+	rel.u.release.lease_id = grant.u.grant.lease_id;
+	rel.u.release.state = WIRE_RELEASE_CLEAN;
+	ck_assert(testutil_wire_send(fd, &rel, 0));
+	close(backend_fd);
+	close(fd);	/* with the answer to request 3 unread */
+
+	pgl_pool_stats st = wait_whole(1);
+	ck_assert_uint_eq(st.orphaned_leases, 0);
+	ck_assert_uint_eq(st.resets, 1);
+	ck_assert(!testbroker_log_has(&broker, "lease orphaned"));
+	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
 static Suite *
 orphan_suite(void)
 {
@@ -436,6 +487,7 @@ orphan_suite(void)
 	tcase_add_test(tc, test_discard_replaces);
 	tcase_add_test(tc, test_child_leases_are_inert);
 	tcase_add_loop_test(tc, test_uncancelable_backend_terminated, 0, 2);
+	tcase_add_test(tc, test_release_then_reset);
 	suite_add_tcase(s, tc);
 	return s;
 }
