@@ -16,6 +16,7 @@
 #include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -687,6 +688,28 @@ backend_teardown(void)
 		ev_async_stop(cancels.loop, &cancels.async);
 }
 
+/*
+ * Starts fn(arg) in a detached helper thread that takes no signals (they
+ * are the loop's).  Returns 0 or an errno value.
+ */
+static int
+start_helper(void *(*fn)(void *), void *arg)
+{
+	pthread_attr_t attr;
+	pthread_t tid;
+	sigset_t all, old;
+	int rc;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	rc = pthread_create(&tid, &attr, fn, arg);
+	pthread_attr_destroy(&attr);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return rc;
+}
+
 static void *
 cancel_thread(void *arg)
 {
@@ -714,8 +737,6 @@ void
 backend_cancel(struct slot *slot)
 {
 	struct cancel_job *job;
-	pthread_attr_t attr;
-	pthread_t tid;
 
 	if (slot->conn == NULL || slot->cancel_in_flight)
 		return;		/* one is on its way already: that is enough */
@@ -729,10 +750,7 @@ backend_cancel(struct slot *slot)
 		free(job);
 		return;
 	}
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	int rc = pthread_create(&tid, &attr, cancel_thread, job);
-	pthread_attr_destroy(&attr);
+	int rc = start_helper(cancel_thread, job);
 	if (rc != 0) {
 		log_warnx("cannot start a cancel thread pool=%s backend_pid=%d: %s",
 			  job->pool, job->pid, strerror(rc));
@@ -838,12 +856,7 @@ backend_terminate_apart(struct slot *victim)
 	}
 	PQconninfoFree(opts);
 
-	pthread_attr_t attr;
-	pthread_t tid;
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	int rc = pthread_create(&tid, &attr, terminate_thread, job);
-	pthread_attr_destroy(&attr);
+	int rc = start_helper(terminate_thread, job);
 	if (rc != 0) {
 		log_warnx("cannot start a thread to end backend_pid=%d of pool=%s: %s", job->pid,
 			  job->pool, strerror(rc));
