@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -97,6 +98,7 @@ start_doomed_worker(const char *table, bool fork_child, int *backend_pid, pid_t 
 	pid_t w = fork();
 	ck_assert_int_ge(w, 0);
 	if (w == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);	/* gone with a failed test */
 		close(p[0]);
 		pgl_client *c = pgl_open(broker.socket);
 		pgl_lease *l = pgl_acquire(c, NULL, -1);
@@ -379,6 +381,7 @@ START_TEST(test_uncancelable_backend_terminated)
 	pid_t w = fork();
 	ck_assert_int_ge(w, 0);
 	if (w == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);	/* gone with a failed test */
 		pgl_client *c = pgl_open(broker.socket);
 		pgl_lease *l = pgl_acquire(c, NULL, -1);
 		REQUIRE(l != NULL, "acquire: %s", pgl_error(c));
