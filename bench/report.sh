@@ -19,10 +19,10 @@ function median(list,   n, a, i, j, t) {
 	if (n == 0) return 0
 	return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
 }
-function minmax(list,   n, a, i, lo, hi) {
+function minmax(list, fmt,   n, a, i, lo, hi) {
 	n = split(list, a, " "); lo = a[1] + 0; hi = a[1] + 0
 	for (i = 2; i <= n; i++) { if (a[i] + 0 < lo) lo = a[i] + 0; if (a[i] + 0 > hi) hi = a[i] + 0 }
-	return sprintf("%.0f-%.0f", lo, hi)
+	return sprintf(fmt "-" fmt, lo, hi)
 }
 function add(k, field, v) { vals[k, field] = vals[k, field] (vals[k, field] == "" ? "" : " ") v }
 {
@@ -54,22 +54,20 @@ function ratio(g, a, b, field,   r, list, x) {
 	}
 	return list
 }
-function target(desc, g, a, b, field, op, want,   list, med, n, arr, lo, hi, i, ok) {
+function target(desc, g, a, b, field, op, want,   list, med, ok) {
 	list = ratio(g, a, b, field)
 	if (list == "") { printf "| %s | no data | %s %.2f | MISS |\n", desc, op, want >> md; return }
-	med = median(list); n = split(list, arr, " "); lo = hi = arr[1]
-	for (i = 2; i <= n; i++) { if (arr[i] < lo) lo = arr[i]; if (arr[i] > hi) hi = arr[i] }
+	med = median(list)
 	ok = op == ">=" ? med >= want : med <= want
-	printf "| %s | %.2f (%.2f-%.2f) | %s %.2f | %s |\n", desc, med, lo, hi, op, want, ok ? "PASS" : "MISS" >> md
-	printf "%-62s %6.2f (%5.2f-%5.2f)  %s %-5.2f %s\n", desc, med, lo, hi, op, want, ok ? "PASS" : "MISS"
+	printf "| %s | %.2f (%s) | %s %.2f | %s |\n", desc, med, minmax(list, "%.2f"), op, want, ok ? "PASS" : "MISS" >> md
+	printf "%-62s %6.2f (%s)  %s %-5.2f %s\n", desc, med, minmax(list, "%5.2f"), op, want, ok ? "PASS" : "MISS"
 }
-function context(desc, g, a, b, field, says,   list, med, n, arr, lo, hi, i) {
+function context(desc, g, a, b, field, says,   list, med) {
 	list = ratio(g, a, b, field)
 	if (list == "") return
-	med = median(list); n = split(list, arr, " "); lo = hi = arr[1]
-	for (i = 2; i <= n; i++) { if (arr[i] < lo) lo = arr[i]; if (arr[i] > hi) hi = arr[i] }
-	printf "| %s | %.2f (%.2f-%.2f) | %s |\n", desc, med, lo, hi, says >> md
-	printf "%-62s %6.2f (%5.2f-%5.2f)  (context)\n", desc, med, lo, hi
+	med = median(list)
+	printf "| %s | %.2f (%s) | %s |\n", desc, med, minmax(list, "%.2f"), says >> md
+	printf "%-62s %6.2f (%s)  (context)\n", desc, med, minmax(list, "%5.2f")
 }
 END {
 	md = out "/results.md"; csv = out "/results.csv"; dat = out "/requests.dat"
@@ -80,8 +78,8 @@ END {
 	print "|---|---|---|---|---|---|---|---|" >> md
 	for (i = 1; i <= n; i++) {
 		k = order[i]; split(k, gm, SUBSEP)
-		printf "| %s | %s | %.0f (%s) | %.0f / %.0f | %.0f / %.0f | %.1f / %.1f | %s | %d |\n", gm[1], gm[2], median(vals[k, "rps"]), minmax(vals[k, "rps"]), median(vals[k, "p50"]), median(vals[k, "p99"]), median(vals[k, "a50"]), median(vals[k, "a99"]), median(vals[k, "sys"]), median(vals[k, "pool"]), rss[k] ? rss[k] : "-", errors[k] >> md
-		printf "%s,%s,%.1f,%s,%.0f,%.0f,%.0f,%.0f,%.2f,%.2f,%d,%d\n", gm[1], gm[2], median(vals[k, "rps"]), minmax(vals[k, "rps"]), median(vals[k, "p50"]), median(vals[k, "p99"]), median(vals[k, "a50"]), median(vals[k, "a99"]), median(vals[k, "sys"]), median(vals[k, "pool"]), rss[k], errors[k] >> csv
+		printf "| %s | %s | %.0f (%s) | %.0f / %.0f | %.0f / %.0f | %.1f / %.1f | %s | %d |\n", gm[1], gm[2], median(vals[k, "rps"]), minmax(vals[k, "rps"], "%.0f"), median(vals[k, "p50"]), median(vals[k, "p99"]), median(vals[k, "a50"]), median(vals[k, "a99"]), median(vals[k, "sys"]), median(vals[k, "pool"]), rss[k] ? rss[k] : "-", errors[k] >> md
+		printf "%s,%s,%.1f,%s,%.0f,%.0f,%.0f,%.0f,%.2f,%.2f,%d,%d\n", gm[1], gm[2], median(vals[k, "rps"]), minmax(vals[k, "rps"], "%.0f"), median(vals[k, "p50"]), median(vals[k, "p99"]), median(vals[k, "a50"]), median(vals[k, "a99"]), median(vals[k, "sys"]), median(vals[k, "pool"]), rss[k], errors[k] >> csv
 		if (gm[1] !~ /^scale/) printf "\"%s %s\" %.1f\n", gm[1], gm[2], median(vals[k, "rps"]) >> dat
 	}
 	print "\n## Targets (median of the per-round ratios, range in parentheses)\n" >> md
