@@ -685,8 +685,12 @@ pool_acquire(struct pool *p, struct session *s, uint64_t request_id, int32_t tim
 {
 	struct broker *b = p->broker;
 	double now = ev_now(b->loop);
-	double timeout = timeout_ms < 0 ? p->cfg->acquire_timeout : timeout_ms / 1000.0;
+	double timeout = timeout_ms >= 0 ? timeout_ms / 1000.0 : p->cfg->acquire_timeout;
 	struct slot *slot = pick_idle(p, s);
+
+	/* The library gives up on -1 after what WELCOME announced (plus a grace). */
+	if (timeout_ms < 0 && s->version >= 2 && timeout > s->acquire_cap)
+		timeout = s->acquire_cap;
 
 	/* The common case allocates nothing: an idle slot, fresh enough. */
 	if (slot != NULL && !needs_validation(slot, now)) {
@@ -695,12 +699,21 @@ pool_acquire(struct pool *p, struct session *s, uint64_t request_id, int32_t tim
 		grant(slot, s, request_id, now);
 		return;
 	}
-	if (slot == NULL && timeout <= 0) {
+	if (timeout <= 0) {
+		/*
+		 * No wait: only an idle backend that needs no check will do.  A
+		 * validation could outlast the caller's patience, and its answer
+		 * would come after the library gave up.
+		 */
 		POOL_COUNT(p, acquire_timeouts, 1);
 		if (p->size == 0 && p->failures > 0)
 			session_error(s, request_id, PGL_EUNAVAILABLE,
 				      "pool \"%s\" cannot connect to PostgreSQL: %s", p->cfg->name,
 				      p->last_error);
+		else if (slot != NULL)
+			session_error(s, request_id, PGL_ETIMEOUT,
+				      "no idle backend of pool \"%s\" can be lent without a health "
+				      "check (validate_after)", p->cfg->name);
 		else
 			session_error(s, request_id, PGL_ETIMEOUT,
 				      "no idle backend in pool \"%s\"", p->cfg->name);
@@ -708,16 +721,11 @@ pool_acquire(struct pool *p, struct session *s, uint64_t request_id, int32_t tim
 		return;
 	}
 
-	/*
-	 * Only a validation is left to wait for.  A no-wait request is answered
-	 * when it ends (the health check has its own deadline), never queued.
-	 */
 	struct acquire_req *req = req_new(p, s, request_id, timeout);
 	if (req == NULL) {
 		session_error(s, request_id, PGL_ENOMEM, "the broker is out of memory");
 		return;
 	}
-	req->no_wait = timeout <= 0;
 	dispatch(req);
 }
 
@@ -787,12 +795,7 @@ pool_slot_validated(struct slot *slot, bool ok, const char *why)
 		snprintf(reason, sizeof(reason), "health check failed: %s", why);
 		if (p->retry_at == 0)
 			back_off(p, reason);
-		if (req != NULL && req->no_wait) {
-			POOL_COUNT(p, acquire_timeouts, 1);
-			session_error(req->session, req->request_id, PGL_ETIMEOUT,
-				      "no healthy idle backend in pool \"%s\"", p->cfg->name);
-			req_free(req);
-		} else if (req != NULL) {
+		if (req != NULL) {
 			dispatch(req);
 		}
 		return;

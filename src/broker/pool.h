@@ -34,7 +34,6 @@ struct acquire_req {
 	TAILQ_ENTRY(acquire_req) queue;	/* the pool's FIFO (when queued) */
 	TAILQ_ENTRY(acquire_req) owner;	/* the session's requests */
 	bool queued;
-	bool no_wait;			/* timeout 0: an idle backend now, or nothing */
 };
 TAILQ_HEAD(acquire_queue, acquire_req);
 

@@ -15,6 +15,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -315,6 +316,19 @@ on_hello(struct session *s, const struct wire_msg *m)
 	struct wire_msg w = { .h = { .type = PGL_MSG_SESSION_WELCOME,
 				     .request_id = m->h.request_id } };
 	w.u.welcome.version = hi;
+	if (hi >= 2) {
+		/* The library waits this long (plus a grace) for an ACQUIRE with
+		 * timeout -1; pool_acquire() never makes it wait longer, even after a
+		 * reload raises acquire_timeout. */
+		double longest = 0;
+		for (size_t i = 0; i < b->cfg->npools; i++)
+			if (b->cfg->pools[i].acquire_timeout > longest)
+				longest = b->cfg->pools[i].acquire_timeout;
+		if (longest > 86400.0)
+			longest = 86400.0;
+		w.u.welcome.acquire_timeout_ms = (uint32_t)ceil(longest * 1000);
+		s->acquire_cap = w.u.welcome.acquire_timeout_ms / 1000.0;
+	}
 	w.u.welcome.broker_pid = (uint32_t)getpid();
 	w.u.welcome.incarnation = b->incarnation;
 	snprintf(w.u.welcome.shm_name, sizeof(w.u.welcome.shm_name), "%s", b->cfg->broker.shm_name);
@@ -323,6 +337,7 @@ on_hello(struct session *s, const struct wire_msg *m)
 		return;
 	}
 	s->welcomed = true;
+	s->version = hi;
 	ev_timer_stop(b->loop, &s->hello_timer);
 }
 

@@ -26,6 +26,9 @@ struct session {
 	uid_t uid;
 	gid_t gid;
 	bool welcomed;
+	uint16_t version;		/* the protocol version WELCOME chose */
+	double acquire_cap;		/* seconds: the bound WELCOME announced for
+					 * timeout -1 (version >= 2), else 0 */
 	bool closing;
 	bool unanswerable;		/* a send failed: closed after this loop pass */
 	int refusal;			/* PGL_E*: answer HELLO with this, then close */

@@ -101,6 +101,8 @@ wire_encode(const struct wire_msg *m, uint8_t *buf, size_t cap)
 		put_u32(&w, m->u.welcome.broker_pid);
 		put_u32(&w, m->u.welcome.incarnation);
 		put_str(&w, m->u.welcome.shm_name, WIRE_SHM_NAME_MAX);
+		if (m->u.welcome.version >= 2)
+			put_u32(&w, m->u.welcome.acquire_timeout_ms);
 		break;
 	case PGL_MSG_LEASE_ACQUIRE:
 		put_str(&w, m->u.acquire.pool, WIRE_POOL_NAME_MAX);
@@ -290,6 +292,8 @@ wire_decode(const uint8_t *buf, size_t len, struct wire_msg *m, const char **why
 		m->u.welcome.broker_pid = get_u32(&c);
 		m->u.welcome.incarnation = get_u32(&c);
 		get_str(&c, m->u.welcome.shm_name, WIRE_SHM_NAME_MAX, "shm name too long");
+		/* The payload's shape follows the version it names. */
+		m->u.welcome.acquire_timeout_ms = m->u.welcome.version >= 2 ? get_u32(&c) : 0;
 		break;
 	case PGL_MSG_LEASE_ACQUIRE:
 		get_str(&c, m->u.acquire.pool, WIRE_POOL_NAME_MAX, "pool name too long");

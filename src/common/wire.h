@@ -17,7 +17,7 @@
 /* Protocol versions this code speaks.  Bump WIRE_VERSION_MAX when the message
  * table below or a payload changes; keep the old decoder while it is in range. */
 #define WIRE_VERSION_MIN 1
-#define WIRE_VERSION_MAX 1
+#define WIRE_VERSION_MAX 2	/* 2: WELCOME carries acquire_timeout_ms */
 
 #define WIRE_HEADER_SIZE 16
 #define WIRE_POOL_NAME_MAX 63
@@ -65,6 +65,12 @@ struct wire_welcome {
 	uint32_t broker_pid;
 	uint32_t incarnation;		/* random at start, never 0 */
 	char shm_name[WIRE_SHM_NAME_MAX + 1];
+	/*
+	 * Version 2 on: the longest wait an ACQUIRE with timeout -1 can get from
+	 * this broker for this session, in ms.  The library's deadline for -1 is
+	 * this plus a grace period.  Absent (0) in version 1.
+	 */
+	uint32_t acquire_timeout_ms;
 };
 
 struct wire_acquire {

@@ -37,7 +37,8 @@ sample(int i, struct wire_msg *m)
 		break;
 	case 1:
 		m->h.type = PGL_MSG_SESSION_WELCOME;
-		m->u.welcome.version = 1;
+		m->u.welcome.version = 2;
+		m->u.welcome.acquire_timeout_ms = 5000;
 		m->u.welcome.broker_pid = 4242;
 		m->u.welcome.incarnation = 0x89abcdef;
 		snprintf(m->u.welcome.shm_name, sizeof(m->u.welcome.shm_name), "/pglease.main");
@@ -225,7 +226,8 @@ START_TEST(test_round_trip)
 		ck_assert_uint_eq(out.u.welcome.broker_pid, in.u.welcome.broker_pid);
 		ck_assert_uint_eq(out.u.welcome.incarnation, in.u.welcome.incarnation);
 		ck_assert_str_eq(out.u.welcome.shm_name, in.u.welcome.shm_name);
-		ck_assert_uint_eq(n, WIRE_HEADER_SIZE + 10 + 2 + strlen("/pglease.main"));
+		ck_assert_uint_eq(out.u.welcome.acquire_timeout_ms, in.u.welcome.acquire_timeout_ms);
+		ck_assert_uint_eq(n, WIRE_HEADER_SIZE + 10 + 2 + strlen("/pglease.main") + 4);
 		break;
 	case PGL_MSG_LEASE_ACQUIRE:
 		ck_assert_str_eq(out.u.acquire.pool, in.u.acquire.pool);
@@ -347,6 +349,15 @@ START_TEST(test_accepted_limits)
 	n = encode_ok(&in, buf, sizeof(buf));
 	expect_accept(buf, n, &out, "WELCOME");
 	ck_assert_uint_eq(strlen(out.u.welcome.shm_name), WIRE_SHM_NAME_MAX);
+
+	/* A version 1 WELCOME has no acquire timeout: 4 bytes shorter, and read as 0 */
+	sample(1, &in);
+	size_t n2 = encode_ok(&in, buf, sizeof(buf));
+	in.u.welcome.version = 1;
+	n = encode_ok(&in, buf, sizeof(buf));
+	ck_assert_uint_eq(n + 4, n2);
+	expect_accept(buf, n, &out, "WELCOME v1");
+	ck_assert_uint_eq(out.u.welcome.acquire_timeout_ms, 0);
 
 	sample(6, &in);
 	memset(in.u.error.message, 'e', WIRE_TEXT_MAX);
