@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -38,10 +39,11 @@ static const char *const grant_params[] = {
 };
 #define NPARAMS (sizeof(grant_params) / sizeof(grant_params[0]))
 
-/* The replies an exchange expects, one step per query sent. */
+/* The replies an exchange expects, one step per query sent (slot->plan). */
 enum step {
 	STEP_ANY,		/* rows, notices, one CommandComplete or none; ReadyForQuery idle */
 	STEP_ROLLBACK,		/* CommandComplete "ROLLBACK"; ReadyForQuery idle */
+	STEP_DISCARD,		/* CommandComplete "DISCARD ALL"; ReadyForQuery idle */
 	STEP_NONCE,		/* one row holding the nonce; ReadyForQuery idle */
 };
 
@@ -53,6 +55,14 @@ enum op {
 };
 
 static const double close_grace_min = 1.0;	/* seconds to wait for a backend's end */
+
+/*
+ * A reset takes a millisecond or so.  One that has not ended after this long
+ * is stuck behind something (most often a query the holder left running):
+ * the slot stops counting as about to come free, so waiters are served from
+ * the pool's room, and the backend's query is cancelled.
+ */
+static const double reset_prompt = 0.2;
 
 static double
 deadline_of(const struct slot *slot)
@@ -340,23 +350,62 @@ exchange_end(struct slot *slot, bool ok, const char *why)
 {
 	int op = slot->op;
 
+	if (op == OP_RESET && ok && slot->cancel_in_flight) {
+		/*
+		 * Clean, but a cancel for this backend is still on its way: lent
+		 * now, it could cancel the next holder's query.  cancels_done_cb()
+		 * ends the reset when it has landed; the deadline still holds.
+		 */
+		set_io(slot, -1, 0);
+		slot->reset_held = true;
+		return;
+	}
 	backend_stop(slot);
 	slot->op = OP_NONE;
+	slot->stalled = false;
+	slot->skip_prefix = false;
+	slot->reset_held = false;
 	if (op == OP_RESET)
 		pool_slot_reset(slot, ok, why);
 	else
 		pool_slot_validated(slot, ok, why);
 }
 
-/* What the replies to query i of the current exchange must look like. */
-static enum step
-plan_step(const struct slot *slot, int i)
+/*
+ * Before the first reply of a stalled reset: what the holder's cancelled
+ * query still sends.  Its rows and notices are passed over; it must end in
+ * the cancel's ErrorResponse (SQLSTATE 57014) and a ReadyForQuery.  Anything
+ * else (no cancel seen, a second query's replies) fails the reset.
+ * Returns 1 when the prefix is over, 0 to read on, -1 on a mismatch.
+ */
+static int
+expect_prefix(struct slot *slot, const struct pgproto_msg *m, const char **why)
 {
-	if (slot->op != OP_RESET)
-		return STEP_ANY;
-	if (slot->rollback)
-		return i == 0 ? STEP_ROLLBACK : i == 1 ? STEP_ANY : STEP_NONCE;
-	return i == 0 ? STEP_ANY : STEP_NONCE;
+	switch (m->type) {
+	case 'T': case 'D': case 'C': case 'I': case 'N': case 'A':
+		return 0;
+	case 'S':
+		param_message(slot, m);
+		return 0;
+	case 'E': {
+		const char *code = pgproto_error_field(m, 'C');
+		if (code != NULL && strcmp(code, "57014") == 0 && !slot->prefix_cancelled) {
+			slot->prefix_cancelled = true;
+			return 0;
+		}
+		break;
+	}
+	case 'Z':
+		if (slot->prefix_cancelled) {
+			slot->skip_prefix = false;
+			return 1;
+		}
+		break;
+	default:
+		break;
+	}
+	*why = "the holder's query was not cancelled: the stream holds its replies";
+	return -1;
 }
 
 /*
@@ -367,7 +416,12 @@ static int
 expect(struct slot *slot, const struct pgproto_msg *m, const char **why)
 {
 	int *sub = &slot->sub;
-	enum step st = plan_step(slot, slot->step);
+	enum step st = slot->op == OP_RESET ? (enum step)slot->plan[slot->step] : STEP_ANY;
+
+	if (slot->skip_prefix) {
+		int rc = expect_prefix(slot, m, why);
+		return rc < 0 ? -1 : 0;
+	}
 
 	/* Asynchronous messages may come anywhere. */
 	if (m->type == 'S') {
@@ -388,8 +442,8 @@ expect(struct slot *slot, const struct pgproto_msg *m, const char **why)
 			*why = "the session is not idle after the query";
 			return -1;
 		}
-		if (st == STEP_ROLLBACK && *sub != 1) {
-			*why = "no ROLLBACK reply";
+		if ((st == STEP_ROLLBACK || st == STEP_DISCARD) && *sub != 1) {
+			*why = st == STEP_ROLLBACK ? "no ROLLBACK reply" : "no DISCARD ALL reply";
 			return -1;
 		}
 		if (st == STEP_NONCE && *sub != 3) {
@@ -407,9 +461,11 @@ expect(struct slot *slot, const struct pgproto_msg *m, const char **why)
 			return 0;
 		break;
 	case STEP_ROLLBACK:
+	case STEP_DISCARD:
 		if (*sub == 0 && m->type == 'C') {
 			const char *tag = pgproto_cstring(m, NULL);
-			if (tag != NULL && strcmp(tag, "ROLLBACK") == 0) {
+			if (tag != NULL &&
+			    strcmp(tag, st == STEP_ROLLBACK ? "ROLLBACK" : "DISCARD ALL") == 0) {
 				*sub = 1;
 				return 0;
 			}
@@ -505,6 +561,9 @@ exchange_start(struct slot *slot, int op, const char *const *queries, int nqueri
 	slot->step = 0;
 	slot->sub = 0;
 	slot->out_off = 0;
+	slot->skip_prefix = false;
+	slot->prefix_cancelled = false;
+	slot->reset_held = false;
 	pgproto_reset(&slot->rd);
 	for (int i = 0; i < nqueries; i++) {
 		size_t n = pgproto_query(slot->out + len, sizeof(slot->out) - len, queries[i]);
@@ -516,7 +575,10 @@ exchange_start(struct slot *slot, int op, const char *const *queries, int nqueri
 		len += n;
 	}
 	slot->out_len = len;
-	set_timer(slot, deadline_of(slot));
+	slot->deadline = ev_now(slot->pool->broker->loop) + deadline_of(slot);
+	/* A reset is watched for a stall first (slot_timer_cb), then for its deadline. */
+	set_timer(slot, op == OP_RESET && deadline_of(slot) > reset_prompt ? reset_prompt :
+		  deadline_of(slot));
 	exchange_flush(slot);
 }
 
@@ -531,27 +593,61 @@ backend_validate(struct slot *slot)
 void
 backend_reset(struct slot *slot, bool rollback)
 {
+	slot->stalled = false;
 	if (slot->cancel_in_flight) {
 		/* cancels_done_cb() starts it; the deadline still holds */
 		slot->rollback = rollback;
 		slot->reset_pending = true;
 		slot->op = OP_RESET;
-		set_timer(slot, deadline_of(slot));
+		slot->deadline = ev_now(slot->pool->broker->loop) + deadline_of(slot);
+		set_timer(slot, deadline_of(slot) > reset_prompt ? reset_prompt : deadline_of(slot));
 		return;
 	}
 	char nonce_sql[64];
 	uint64_t r = broker_random(slot->pool->broker);
-	const char *q[3];
+	const char *extra = slot->pool->cfg->reset_query;
+	const char *q[4];
 	int n = 0;
 
 	snprintf(slot->nonce, sizeof(slot->nonce), "%016" PRIx64, r);
 	snprintf(nonce_sql, sizeof(nonce_sql), "SELECT '%s'", slot->nonce);
 	slot->rollback = rollback;
-	if (rollback)
+	if (rollback) {
+		slot->plan[n] = STEP_ROLLBACK;
 		q[n++] = "ROLLBACK";
-	q[n++] = slot->pool->cfg->reset_query;
+	}
+	/* Always: a reset_query adds to DISCARD ALL, never replaces it. */
+	slot->plan[n] = STEP_DISCARD;
+	q[n++] = "DISCARD ALL";
+	if (extra != NULL && strcasecmp(extra, "DISCARD ALL") != 0) {
+		slot->plan[n] = STEP_ANY;
+		q[n++] = extra;
+	}
+	slot->plan[n] = STEP_NONCE;
 	q[n++] = nonce_sql;
 	exchange_start(slot, OP_RESET, q, n);
+}
+
+/*
+ * A reset that did not end promptly: no longer counted as coming free, and
+ * whatever runs on the backend is cancelled.  When none of the reset's own
+ * replies came yet, the first ones may be the holder's cancelled query.
+ */
+static void
+reset_stalled(struct slot *slot)
+{
+	double left = slot->deadline - ev_now(slot->pool->broker->loop);
+
+	slot->stalled = true;
+	if (slot->step == 0 && slot->sub == 0) {
+		slot->skip_prefix = true;
+		slot->prefix_cancelled = false;
+	}
+	log_info("reset stalled pool=%s slot=%u backend_pid=%d: cancelling what runs",
+		 slot->pool->cfg->name, slot->index, slot->backend_pid);
+	backend_cancel(slot);
+	set_timer(slot, left > 0.001 ? left : 0.001);
+	pool_slot_stalled(slot);
 }
 
 void
@@ -623,19 +719,40 @@ backend_watch_idle(struct slot *slot)
  */
 struct cancel_job {
 	PGcancel *cancel;
-	struct slot *slot;
+	struct slot *slot;		/* NULL once the slot is gone */
+	uint64_t backend_gen;		/* the backend it cancels */
 	int pid;
 	char pool[CONFIG_POOL_NAME_MAX + 1];
-	struct cancel_job *next;
+	struct cancel_job *next;	/* in cancels.running, then cancels.done */
+	struct cancel_job **prevp;
 };
 
 static struct {
 	pthread_mutex_t lock;
+	struct cancel_job *running;	/* in helper threads */
 	struct cancel_job *done;	/* finished, for the loop */
 	bool closed;			/* the loop is gone: jobs free themselves */
 	struct ev_loop *loop;
 	ev_async async;
 } cancels = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+static void
+job_unlink(struct cancel_job *job)
+{
+	*job->prevp = job->next;
+	if (job->next != NULL)
+		job->next->prevp = job->prevp;
+}
+
+static void
+job_push(struct cancel_job **head, struct cancel_job *job)
+{
+	job->next = *head;
+	job->prevp = head;
+	if (*head != NULL)
+		(*head)->prevp = &job->next;
+	*head = job;
+}
 
 static void
 cancels_done_cb(struct ev_loop *loop, ev_async *w, int revents)
@@ -653,12 +770,16 @@ cancels_done_cb(struct ev_loop *loop, ev_async *w, int revents)
 		struct cancel_job *next = job->next;
 		struct slot *slot = job->slot;
 
-		slot->cancel_in_flight = false;
-		if (slot->state == SHM_SLOT_RESETTING && slot->reset_pending) {
-			slot->reset_pending = false;
-			backend_reset(slot, slot->rollback);
+		/* A slot gone, or a backend replaced since: nothing waits for it. */
+		if (slot != NULL && slot->backend_gen == job->backend_gen) {
+			slot->cancel_in_flight = false;
+			if (slot->state == SHM_SLOT_RESETTING && slot->reset_held) {
+				exchange_end(slot, true, NULL);
+			} else if (slot->state == SHM_SLOT_RESETTING && slot->reset_pending) {
+				slot->reset_pending = false;
+				backend_reset(slot, slot->rollback);
+			}
 		}
-		pool_cancel_landed(slot);	/* a removed pool waits for its cancels */
 		free(job);
 		job = next;
 	}
@@ -678,6 +799,8 @@ backend_teardown(void)
 {
 	pthread_mutex_lock(&cancels.lock);
 	cancels.closed = true;
+	for (struct cancel_job *job = cancels.running; job != NULL; job = job->next)
+		job->slot = NULL;
 	while (cancels.done != NULL) {
 		struct cancel_job *job = cancels.done;
 		cancels.done = job->next;
@@ -722,11 +845,11 @@ cancel_thread(void *arg)
 	job->cancel = NULL;
 
 	pthread_mutex_lock(&cancels.lock);
+	job_unlink(job);
 	if (cancels.closed) {
 		free(job);
 	} else {
-		job->next = cancels.done;
-		cancels.done = job;
+		job_push(&cancels.done, job);
 		ev_async_send(cancels.loop, &cancels.async);
 	}
 	pthread_mutex_unlock(&cancels.lock);
@@ -744,13 +867,19 @@ backend_cancel(struct slot *slot)
 		return;
 	job->cancel = PQgetCancel(slot->conn);
 	job->slot = slot;
+	job->backend_gen = slot->backend_gen;
 	job->pid = slot->backend_pid;
 	snprintf(job->pool, sizeof(job->pool), "%s", slot->pool->cfg->name);
 	if (job->cancel == NULL) {
 		free(job);
 		return;
 	}
+	pthread_mutex_lock(&cancels.lock);
+	job_push(&cancels.running, job);
 	int rc = start_helper(cancel_thread, job);
+	if (rc != 0)
+		job_unlink(job);
+	pthread_mutex_unlock(&cancels.lock);
 	if (rc != 0) {
 		log_warnx("cannot start a cancel thread pool=%s backend_pid=%d: %s",
 			  job->pool, job->pid, strerror(rc));
@@ -925,7 +1054,25 @@ backend_free(struct slot *slot)
 	slot->backend_pid = 0;
 	slot->params_len = 0;
 	slot->reset_pending = false;
+	slot->reset_held = false;
+	slot->stalled = false;
+	/* A cancel still on its way concerns the old backend only. */
+	slot->cancel_in_flight = false;
+	slot->backend_gen++;
 	pgproto_reset(&slot->rd);
+}
+
+void
+backend_forget(struct slot *slot)
+{
+	pthread_mutex_lock(&cancels.lock);
+	for (struct cancel_job *job = cancels.running; job != NULL; job = job->next)
+		if (job->slot == slot)
+			job->slot = NULL;
+	for (struct cancel_job *job = cancels.done; job != NULL; job = job->next)
+		if (job->slot == slot)
+			job->slot = NULL;
+	pthread_mutex_unlock(&cancels.lock);
 }
 
 /* --- callbacks ---------------------------------------------------------- */
@@ -972,7 +1119,6 @@ slot_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct slot *slot = w->data;
 
-	(void)loop;
 	(void)revents;
 	switch (slot->state) {
 	case SHM_SLOT_CONNECTING: {
@@ -982,9 +1128,28 @@ slot_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 		connect_done(slot, false, msg);
 		break;
 	}
+	case SHM_SLOT_RESETTING:
+		if (slot->reset_held) {
+			slot->reset_held = false;
+			exchange_end(slot, false, "the cancel sent during the reset did not land "
+				     "in time");
+			break;
+		}
+		if (!slot->stalled && slot->op == OP_RESET && ev_now(loop) < slot->deadline) {
+			if (slot->reset_pending) {
+				/* Waiting for a cancel to land before it starts. */
+				slot->stalled = true;
+				set_timer(slot, slot->deadline - ev_now(loop));
+				pool_slot_stalled(slot);
+			} else {
+				reset_stalled(slot);
+			}
+			break;
+		}
+		exchange_end(slot, false, "the server did not answer in time");
+		break;
 	case SHM_SLOT_IDLE:
 	case SHM_SLOT_VALIDATING:
-	case SHM_SLOT_RESETTING:
 		exchange_end(slot, false, "the server did not answer in time");
 		break;
 	case SHM_SLOT_CLOSING:

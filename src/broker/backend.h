@@ -24,9 +24,11 @@ void backend_connect(struct slot *slot);
 void backend_validate(struct slot *slot);
 
 /*
- * Resets a released backend: ROLLBACK when rollback, the reset_query, and a
- * query returning a random nonce; ends in pool_slot_reset(), ok only when
- * the replies were exactly the expected ones.
+ * Resets a released backend: ROLLBACK when rollback, DISCARD ALL, the
+ * pool's reset_query if any, and a query returning a random nonce; ends in
+ * pool_slot_reset(), ok only when the replies were exactly the expected
+ * ones.  A reset that does not end promptly calls pool_slot_stalled() and
+ * cancels what runs on the backend; it ends when the cancel has landed.
  */
 void backend_reset(struct slot *slot, bool rollback);
 
@@ -49,7 +51,9 @@ void backend_close(struct slot *slot, enum slot_close_how how);
 
 /*
  * Sends a cancel request for the slot's backend from a helper thread; at
- * most one per slot is in flight, and a reset waits for it to land.
+ * most one per backend is in flight, and a reset waits for it to land (at
+ * most until the reset's deadline).  A backend replaced meanwhile is not
+ * held up by its predecessor's cancel.
  */
 void backend_cancel(struct slot *slot);
 
@@ -63,5 +67,8 @@ void backend_terminate_apart(struct slot *victim);
 
 /* Frees what libpq holds; the slot becomes EMPTY.  No I/O. */
 void backend_free(struct slot *slot);
+
+/* The slot's memory is about to go: cancels still running forget it. */
+void backend_forget(struct slot *slot);
 
 #endif

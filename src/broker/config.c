@@ -115,7 +115,8 @@ static const struct config_key config_keys[] = {
 	{ "health_check_interval", P(health_check_interval), DUR(30.0) },
 	{ "idle_timeout", P(idle_timeout), DUR(300.0) },
 	{ "max_lifetime", P(max_lifetime), DUR(3600.0) },
-	{ "reset_query", P(reset_query), STR("DISCARD ALL"), .max_len = CONFIG_QUERY_MAX },
+	/* in addition to DISCARD ALL, which always runs */
+	{ "reset_query", P(reset_query), STR(NULL), .max_len = CONFIG_QUERY_MAX },
 	{ "lease_timeout", P(lease_timeout), DUR(60.0) },
 	{ "lease_timeout_action", P(lease_timeout_action), .type = KEY_ENUM,
 	  .choices = lease_action_choices, .idef = LEASE_TIMEOUT_WARN },

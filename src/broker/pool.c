@@ -270,6 +270,7 @@ pool_destroy(struct pool *p)
 	for (int j = 0; j < p->nslots; j++) {
 		struct slot *slot = p->slots[j];
 		backend_free(slot);
+		backend_forget(slot);
 		shm_begin(&b->shm);
 		memset(&b->shm.slots[slot->index], 0, sizeof(b->shm.slots[slot->index]));
 		b->shm.slots[slot->index].pool = -1;
@@ -359,8 +360,9 @@ slot_connect(struct slot *slot)
 
 /*
  * Opens backends while the pool is under min_size or has more waiters than
- * backends on their way (connecting, or resetting: a reset takes far less
- * than a connect), never beyond max_size, never while backing off.
+ * backends on their way (connecting, resetting promptly, or in a background
+ * health check: those take far less than a connect), never beyond max_size,
+ * never while backing off.
  * Until a connection has shown the server's version, one connects alone:
  * the version decides the startup options of the others.
  */
@@ -374,12 +376,18 @@ pool_fill(struct pool *p)
 		return;
 	if (p->retry_at > 0)
 		return;		/* the retry timer calls again */
-	int resetting = 0;
-	for (int j = 0; j < p->nslots; j++)
-		resetting += p->slots[j]->state == SHM_SLOT_RESETTING;
+	int coming = p->connecting;
+	for (int j = 0; j < p->nslots; j++) {
+		const struct slot *slot = p->slots[j];
+		/* A prompt reset, or a background check, ends in IDLE soon. */
+		if (slot->recycle)
+			continue;
+		coming += (slot->state == SHM_SLOT_RESETTING && !slot->stalled) ||
+			  (slot->state == SHM_SLOT_VALIDATING && slot->req == NULL);
+	}
 	want = p->cfg->min_size - p->size;
-	if (p->nwaiting - p->connecting - resetting > want)
-		want = p->nwaiting - p->connecting - resetting;
+	if (p->nwaiting - coming > want)
+		want = p->nwaiting - coming;
 	if (want > p->cfg->max_size - p->size)
 		want = p->cfg->max_size - p->size;
 	if (p->server_version == 0) {
@@ -577,15 +585,31 @@ needs_validation(const struct slot *slot, double now)
 	return after == 0 || now - slot->idle_since > after;
 }
 
+/*
+ * Whether an idle slot can be lent as it is.  The broker may have read part
+ * of a server message (the start of an ErrorResponse, say) that the holder
+ * would never see: such a backend is replaced instead.
+ */
+static bool
+lendable(struct slot *slot)
+{
+	if (!pgproto_pending(&slot->rd))
+		return true;
+	pool_slot_lost(slot, "part of a server message is unread");
+	return false;
+}
+
 /* The idle slot to lease to session s: the one it used last, else the most recent. */
 static struct slot *
 pick_idle(struct pool *p, struct session *s)
 {
-	struct slot *last = s->last_used[p->index];
+	struct slot *last = s->last_used[p->index], *slot;
 
-	if (last != NULL && last->state == SHM_SLOT_IDLE)
+	if (last != NULL && last->state == SHM_SLOT_IDLE && lendable(last))
 		return last;
-	return TAILQ_FIRST(&p->idle);
+	while ((slot = TAILQ_FIRST(&p->idle)) != NULL && !lendable(slot))
+		;
+	return slot;
 }
 
 static void
@@ -1032,11 +1056,7 @@ reap_pools_cb(struct ev_loop *loop, ev_check *w, int revents)
 	(void)revents;
 	for (size_t i = 0; i < b->npools; i++) {
 		struct pool *p = b->pools[i];
-		bool cancelling = false;
-		for (int j = 0; j < p->nslots; j++)
-			cancelling |= p->slots[j]->cancel_in_flight;
-		/* a cancel thread still holds a slot: pool_cancel_landed() comes back */
-		if (!p->removed || p->size > 0 || cancelling) {
+		if (!p->removed || p->size > 0) {
 			b->pools[keep++] = p;
 			continue;
 		}
@@ -1054,10 +1074,9 @@ reap_pools_cb(struct ev_loop *loop, ev_check *w, int revents)
 }
 
 void
-pool_cancel_landed(struct slot *slot)
+pool_slot_stalled(struct slot *slot)
 {
-	if (slot->pool->removed)
-		reap_pools_soon(slot->pool->broker);
+	pool_fill(slot->pool);
 }
 
 static void

@@ -64,7 +64,14 @@ struct slot {
 	bool with_check_interval;	/* client_connection_check_interval sent */
 	bool recycle;			/* close rather than reuse when idle */
 	bool terminate_sent;		/* CLOSING: pg_terminate_backend asked */
-	bool cancel_in_flight;		/* a helper thread is cancelling */
+	bool cancel_in_flight;		/* a helper thread is cancelling this backend */
+	uint64_t backend_gen;		/* bumped when the backend goes: cancels name it */
+	bool stalled;			/* RESETTING, not promptly: not counted as coming */
+	bool skip_prefix;		/* a stalled reset: the cancelled query's replies first */
+	bool prefix_cancelled;		/* ... and its cancel was seen */
+	bool reset_held;		/* reset done; waits for the cancel to land */
+	double deadline;		/* ev_now: the reset must end by then */
+	uint8_t plan[4];		/* the reset's steps (backend.c enum step) */
 	bool lease_warned;		/* lease_timeout logged for this lease */
 	double lifetime;		/* max_lifetime with this slot's jitter; 0 = none */
 	bool reset_pending;		/* released; the reset waits for the cancel */
@@ -72,7 +79,7 @@ struct slot {
 
 	/* The broker's own exchange on the backend (reset, health check). */
 	struct pgproto_reader rd;
-	uint8_t out[3 * 6 + 2 * CONFIG_QUERY_MAX + 64];	/* ROLLBACK, reset, nonce */
+	uint8_t out[3 * 6 + 2 * CONFIG_QUERY_MAX + 64];	/* ROLLBACK, DISCARD ALL, reset_query, nonce */
 	size_t out_len, out_off;
 	int op;				/* the exchange under way (backend.c), 0 = none */
 	int step;			/* the query whose replies come next */
@@ -176,8 +183,8 @@ void pool_slot_closed(struct slot *slot);
 /* A closing backend did not end in time: have another connection terminate it. */
 void pool_slot_stuck(struct slot *slot);
 
-/* A cancel thread for the slot is done (a removed pool may go now). */
-void pool_cancel_landed(struct slot *slot);
+/* A reset did not end promptly: the slot no longer counts as coming free. */
+void pool_slot_stalled(struct slot *slot);
 
 /* Publishes the slot's state and the pool's gauges to shared memory. */
 void pool_publish(struct slot *slot);

@@ -216,7 +216,7 @@ START_TEST(test_good_file)
 	ck_assert_int_eq(m->max_size, 3);
 	ck_assert_double_eq(m->connect_timeout, 10.0);		/* defaults */
 	ck_assert_double_eq(m->acquire_timeout, 5.0);
-	ck_assert_str_eq(m->reset_query, "DISCARD ALL");
+	ck_assert_ptr_null(m->reset_query);	/* DISCARD ALL alone */
 	ck_assert_str_eq(m->health_query, "SELECT 1");
 	ck_assert_double_eq(m->jitter, 0.2);
 	ck_assert_int_eq(m->lease_timeout_action, LEASE_TIMEOUT_WARN);
