@@ -313,6 +313,7 @@ reload(struct broker *b)
 		b->old_configs = old;
 	}
 	b->cfg = nc;
+	b->cfg_gen++;
 	log_init("pgleased", nc->broker.log_level,
 		 nc->broker.log_target == CONFIG_LOG_SYSLOG ? LOG_TARGET_SYSLOG : LOG_TARGET_STDERR);
 	log_info("reloaded %s: %zu pools", path, nc->npools);

@@ -19,6 +19,7 @@ struct session;
 struct broker {
 	struct ev_loop *loop;
 	struct config *cfg;
+	unsigned cfg_gen;		/* bumped by each reload */
 	struct config **old_configs;	/* replaced by reloads; pools may point into them */
 	size_t nold_configs;
 	struct shm shm;

@@ -8,6 +8,7 @@
 #include "autoconf.h"
 
 #include "broker/session.h"
+#include "broker/access.h"
 #include "common/fdpass.h"
 #include "common/log.h"
 #include "common/wire.h"
@@ -237,36 +238,25 @@ protocol_error(struct session *s, uint64_t request_id, const char *why)
 
 /* --- identity ----------------------------------------------------------- */
 
+/*
+ * Whether the session's peer passes the broker's lists as they are now.
+ * Decided at accept and again after each reload (cfg_gen), so a reload that
+ * drops a uid or gid refuses that peer's next ACQUIRE.
+ */
 static bool
-in_list(const uint32_t *ids, size_t n, uint32_t id)
+session_allowed(struct session *s)
 {
-	for (size_t i = 0; i < n; i++)
-		if (ids[i] == id)
-			return true;
-	return false;
-}
+	struct broker *b = s->broker;
 
-/* The broker's own user, allowed_uids, or a group of allowed_gids. */
-static bool
-peer_allowed(const struct session *s)
-{
-	const struct broker_config *bc = &s->broker->cfg->broker;
+	if (s->access_gen != b->cfg_gen) {
+		gid_t groups[256];
+		struct access_peer peer = { .uid = s->uid, .gid = s->gid };
 
-	if (s->uid == s->broker->uid || in_list(bc->allowed_uids, bc->n_allowed_uids, s->uid))
-		return true;
-	if (bc->n_allowed_gids == 0)
-		return false;
-	if (in_list(bc->allowed_gids, bc->n_allowed_gids, s->gid))
-		return true;
-
-	gid_t groups[256];
-	socklen_t len = sizeof(groups);
-	if (getsockopt(s->fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) != 0)
-		return false;
-	for (size_t i = 0; i < len / sizeof(gid_t); i++)
-		if (in_list(bc->allowed_gids, bc->n_allowed_gids, groups[i]))
-			return true;
-	return false;
+		access_peer_groups(s->fd, &peer, groups, sizeof(groups) / sizeof(groups[0]));
+		s->access_ok = access_broker_allows(&b->cfg->broker, b->uid, &peer);
+		s->access_gen = b->cfg_gen;
+	}
+	return s->access_ok;
 }
 
 /* --- requests ----------------------------------------------------------- */
@@ -352,6 +342,15 @@ on_acquire(struct session *s, const struct wire_msg *m)
 		return;
 	}
 
+	if (!session_allowed(s)) {
+		if (!s->denied_logged)
+			log_warnx("client denied uid=%u pid=%d: no longer in allowed_uids/allowed_gids "
+				  "since a reload", (unsigned)s->uid, (int)s->pid);
+		s->denied_logged = true;
+		session_error(s, id, PGL_EDENIED, "user %u may no longer use this broker "
+			      "(allowed_uids, allowed_gids changed by a reload)", (unsigned)s->uid);
+		return;
+	}
 	struct pool *p = pool_find(b, m->u.acquire.pool);
 	if (p == NULL) {
 		session_error(s, id, PGL_ENOPOOL, "no pool named \"%s\"", m->u.acquire.pool);
@@ -569,9 +568,11 @@ session_accept(struct broker *b)
 		 * instead of the reason.  Such connections never take a client's
 		 * place, and only a few may wait (HELLO_TIMEOUT bounds each).
 		 */
-		struct session probe = { .broker = b, .fd = fd, .uid = cred.uid, .gid = cred.gid };
+		struct session probe = { .broker = b, .fd = fd, .uid = cred.uid, .gid = cred.gid,
+					 .access_gen = b->cfg_gen - 1 };
+		bool allowed = session_allowed(&probe);
 		int refusal = 0;
-		if (!peer_allowed(&probe)) {
+		if (!allowed) {
 			log_warnx("client denied uid=%u gid=%u pid=%d: not in allowed_uids/allowed_gids",
 				  (unsigned)cred.uid, (unsigned)cred.gid, (int)cred.pid);
 			refusal = PGL_EDENIED;
@@ -596,6 +597,8 @@ session_accept(struct broker *b)
 		s->fd = fd;
 		s->lease_cap = max;
 		s->refusal = refusal;
+		s->access_ok = allowed;
+		s->access_gen = b->cfg_gen;
 		s->pid = cred.pid;
 		s->uid = cred.uid;
 		s->gid = cred.gid;

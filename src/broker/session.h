@@ -32,6 +32,9 @@ struct session {
 	bool closing;
 	bool unanswerable;		/* a send failed: closed after this loop pass */
 	int refusal;			/* PGL_E*: answer HELLO with this, then close */
+	bool access_ok;			/* passes allowed_uids/allowed_gids ... */
+	unsigned access_gen;		/* ... as of this configuration generation */
+	bool denied_logged;
 	struct slot **leases;		/* lease_cap of them; grows after a reload */
 	int nleases;
 	int lease_cap;

@@ -1,0 +1,38 @@
+/*
+ * access.h - who may use the broker: allowed_uids and allowed_gids against
+ * a peer's SO_PEERCRED identity.
+ */
+#ifndef PGL_ACCESS_H
+#define PGL_ACCESS_H
+
+#include "broker/config.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+/* A peer as the kernel reports it: SO_PEERCRED and SO_PEERGROUPS. */
+struct access_peer {
+	uid_t uid;
+	gid_t gid;			/* primary group */
+	const gid_t *groups;		/* supplementary groups */
+	size_t ngroups;
+};
+
+/*
+ * Whether peer passes the broker-wide lists.  Both lists empty: the broker's
+ * own uid (owner) only.  Otherwise the lists replace that default: the peer's
+ * uid is listed, or its primary or a supplementary group is; the broker's
+ * own uid gets no exception.
+ */
+bool access_broker_allows(const struct broker_config *bc, uid_t owner,
+			  const struct access_peer *peer);
+
+/*
+ * Fills peer->groups (into buf, room for cap) with the supplementary groups
+ * of the process at the other end of the connected socket fd.  On failure
+ * the peer has none.
+ */
+void access_peer_groups(int fd, struct access_peer *peer, gid_t *buf, size_t cap);
+
+#endif
