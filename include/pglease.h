@@ -156,7 +156,9 @@ typedef struct pgl_pool_stats {
  * Reads the broker's shared memory segment shm_name (NULL: the default
  * "/pglease.main") without talking to the broker.  Fills up to max entries
  * of out; returns the number of pools, or -1 with errno set (ENOENT: no
- * segment; ESRCH: the broker is down; EPROTO: another layout version).
+ * segment; ESRCH: the broker is down; EPROTO: another layout version;
+ * EPERM: the segment belongs to a user other than root, the caller or the
+ * one $PGLEASE_BROKER_UID names, so anyone could have written it).
  */
 int pgl_stats(const char *shm_name, pgl_pool_stats *out, int max);
 

@@ -282,6 +282,30 @@ keep_restart_only(struct broker *b, struct config *nc)
  * SIGHUP: a valid file applies in place; an invalid one changes nothing and
  * every error is logged with its FILE:LINE.
  */
+/*
+ * Frees the configurations that reloads replaced and that no pool points
+ * into any more (a removed pool keeps its own until it is reaped), secrets
+ * zeroed.
+ */
+void
+broker_release_configs(struct broker *b)
+{
+	size_t keep = 0;
+
+	for (size_t i = 0; i < b->nold_configs; i++) {
+		struct config *old = b->old_configs[i];
+		bool used = false;
+		for (size_t j = 0; j < b->npools && !used; j++)
+			used = b->pools[j]->cfg >= old->pools &&
+			       b->pools[j]->cfg < old->pools + old->npools;
+		if (used)
+			b->old_configs[keep++] = old;
+		else
+			config_free(old);
+	}
+	b->nold_configs = keep;
+}
+
 static void
 reload(struct broker *b)
 {
@@ -306,17 +330,22 @@ reload(struct broker *b)
 		config_free(nc);
 		return;
 	}
-	/* Pools still draining may point into the old configuration: it stays. */
+	/* Pools still draining may point into the old configuration: it stays
+	 * until broker_release_configs() finds nothing pointing into it. */
 	struct config **old = realloc(b->old_configs, (b->nold_configs + 1) * sizeof(*old));
-	if (old != NULL) {
-		old[b->nold_configs++] = b->cfg;
-		b->old_configs = old;
+	if (old == NULL) {
+		log_error("reload refused: out of memory; the running configuration stays");
+		config_free(nc);
+		return;
 	}
+	old[b->nold_configs++] = b->cfg;
+	b->old_configs = old;
 	b->cfg = nc;
 	b->cfg_gen++;
 	log_init("pgleased", nc->broker.log_level,
 		 nc->broker.log_target == CONFIG_LOG_SYSLOG ? LOG_TARGET_SYSLOG : LOG_TARGET_STDERR);
-	log_info("reloaded %s: %zu pools", path, nc->npools);
+	broker_release_configs(b);
+	log_info("reloaded %s: %zu pools", nc->path, nc->npools);
 }
 
 static void
@@ -395,6 +424,7 @@ broker_run(struct config *cfg)
 	if (getrandom(&b.rng, sizeof(b.rng), 0) != sizeof(b.rng) ||
 	    getrandom(&b.incarnation, sizeof(b.incarnation), 0) != sizeof(b.incarnation)) {
 		log_error("getrandom: %s", strerror(errno));
+		config_free(cfg);
 		return 1;
 	}
 	b.rng |= 1;
@@ -404,6 +434,7 @@ broker_run(struct config *cfg)
 	b.loop = ev_default_loop(EVFLAG_AUTO);
 	if (b.loop == NULL) {
 		log_error("cannot start the event loop");
+		config_free(cfg);
 		return 1;
 	}
 	/* The socket first: a live broker on it keeps its segment too. */
@@ -460,12 +491,9 @@ out:
 	backend_teardown();
 	shm_destroy(&b.shm);
 	ev_loop_destroy(b.loop);
-	/* The caller owns the configuration it passed; reloads made the others. */
 	for (size_t i = 0; i < b.nold_configs; i++)
-		if (b.old_configs[i] != cfg)
-			config_free(b.old_configs[i]);
-	if (b.cfg != cfg)
-		config_free(b.cfg);
+		config_free(b.old_configs[i]);
+	config_free(b.cfg);
 	free(b.old_configs);
 	return status;
 }

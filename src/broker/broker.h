@@ -47,7 +47,10 @@ struct broker {
 	uid_t uid;
 };
 
-/* Loads nothing: runs the broker on a validated config until it stops. Returns the exit status. */
+/*
+ * Loads nothing: runs the broker on a validated config until it stops, and
+ * frees it (and every configuration a reload made).  Returns the exit status.
+ */
 int broker_run(struct config *cfg);
 
 /* A uniform random 64-bit number (not for secrets). */
@@ -55,6 +58,9 @@ uint64_t broker_random(struct broker *b);
 
 /* A uniform random number in [0, 1). */
 double broker_random01(struct broker *b);
+
+/* Frees replaced configurations nothing points into any more. */
+void broker_release_configs(struct broker *b);
 
 /* Called when a lease or a backend went away: a stopping broker may be done. */
 void broker_check_done(struct broker *b);

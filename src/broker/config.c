@@ -61,6 +61,8 @@ struct config_key {
 	const char *sdef;	/* default for KEY_STRING; NULL: none */
 	const char *const *choices; /* KEY_ENUM, NULL-terminated */
 	size_t max_len;		/* KEY_STRING; 0: CONFIG_STRING_MAX */
+	mode_t forbid;		/* KEY_MODE: bits refused */
+	const char *forbid_why;	/* ... and why */
 	bool required;
 };
 
@@ -83,10 +85,13 @@ static const char *const lease_action_choices[] = { "warn", "terminate", NULL };
 
 static const struct config_key config_keys[] = {
 	{ "socket", B(socket), STR("/run/pglease/pglease.sock") },
-	{ "socket_mode", B(socket_mode), .type = KEY_MODE, .idef = 0660 },
+	{ "socket_mode", B(socket_mode), .type = KEY_MODE, .idef = 0660, .forbid = 07111,
+	  .forbid_why = "a socket has no use for execute, setuid, setgid or sticky bits" },
 	{ "socket_group", B(socket_group), STR(NULL) },
 	{ "shm_name", B(shm_name), STR("/pglease.main") },
-	{ "shm_mode", B(shm_mode), .type = KEY_MODE, .idef = 0640 },
+	{ "shm_mode", B(shm_mode), .type = KEY_MODE, .idef = 0640, .forbid = 07022,
+	  .forbid_why = "whoever may write the segment can take the broker's lock and its "
+			"readers' trust; setuid, setgid and sticky bits mean nothing there" },
 	{ "log_level", B(log_level), .type = KEY_ENUM, .choices = log_level_choices,
 	  .idef = LOG_LEVEL_INFO },
 	{ "log_target", B(log_target), .type = KEY_ENUM, .choices = log_target_choices,
@@ -677,6 +682,12 @@ parse_setting(struct loader *ld, const struct config_key *k,
 			      config_setting_get_string(s));
 			return;
 		}
+		if ((mode_t)m & k->forbid) {
+			error(ld, s, name, "\"%s\" has the bits %04o, which are refused: %s (default "
+			      "\"%04o\")", config_setting_get_string(s), (unsigned)((mode_t)m & k->forbid),
+			      k->forbid_why, (unsigned)k->idef);
+			return;
+		}
 		*(mode_t *)field = (mode_t)m;
 		return;
 	}
@@ -986,6 +997,8 @@ check_password_file(struct loader *ld, struct pool_config *p, const config_setti
 
 	snprintf(name, sizeof(name), "%spassword_file", prefix);
 	FILE *f = fopen(p->password_file, "re");
+	if (f != NULL)
+		setvbuf(f, NULL, _IONBF, 0);	/* read() below; stdio buffers nothing */
 	if (f == NULL) {
 		error(ld, s, name, "cannot open \"%s\": %s", p->password_file, strerror(errno));
 		return;
@@ -1004,20 +1017,33 @@ check_password_file(struct loader *ld, struct pool_config *p, const config_setti
 		goto done;
 	}
 
-	char *line = NULL;
-	size_t cap = 0;
-	ssize_t n = getline(&line, &cap, f);
-	if (n > 0) {
-		line[strcspn(line, "\r\n")] = '\0';
-		loader_add_secret(ld, line, strlen(line));
-	}
-	if (n <= 0 || line[0] == '\0') {
+	/*
+	 * Read unbuffered into our own buffer, zeroed afterwards: stdio's
+	 * buffer and getline's reallocations would leave copies of the
+	 * password in freed memory.
+	 */
+	char buf[CONFIG_STRING_MAX + 2];
+	size_t len = 0;
+	ssize_t n;
+	while (len < sizeof(buf) - 1 &&
+	       ((n = read(fileno(f), buf + len, sizeof(buf) - 1 - len)) > 0 ||
+		(n < 0 && errno == EINTR)))
+		if (n > 0)
+			len += (size_t)n;
+	buf[len] = '\0';
+	buf[strcspn(buf, "\r\n")] = '\0';
+	if (buf[0] == '\0') {
 		error(ld, s, name, "\"%s\" is empty: its first line must be the password",
 		      p->password_file);
-		free(line);
+	} else if (strlen(buf) > CONFIG_STRING_MAX) {
+		error(ld, s, name, "\"%s\": the password is longer than %d bytes",
+		      p->password_file, CONFIG_STRING_MAX);
 	} else {
-		p->password = line;
+		loader_add_secret(ld, buf, strlen(buf));
+		if ((p->password = strdup(buf)) == NULL)
+			error(ld, s, name, "out of memory");
 	}
+	explicit_bzero(buf, sizeof(buf));
 done:
 	fclose(f);
 }
@@ -1152,6 +1178,8 @@ static void
 free_pool(struct pool_config *p)
 {
 	free(p->name);
+	if (p->conninfo != NULL)	/* it may carry a password */
+		explicit_bzero(p->conninfo, strlen(p->conninfo));
 	free(p->conninfo);
 	free(p->password_file);
 	if (p->password != NULL) {

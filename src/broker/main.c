@@ -129,7 +129,6 @@ main(int argc, char **argv)
 			nerrors == 1 ? "" : "s");
 		return 1;
 	}
-	int status = broker_run(cfg);
-	config_free(cfg);
+	int status = broker_run(cfg);	/* frees cfg */
 	return status;
 }

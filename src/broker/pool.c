@@ -1070,6 +1070,7 @@ reap_pools_cb(struct ev_loop *loop, ev_check *w, int revents)
 	}
 	b->npools = keep;
 	publish_npools(b);
+	broker_release_configs(b);
 	ev_check_stop(loop, w);
 }
 

@@ -4,6 +4,7 @@
 #include "autoconf.h"
 
 #include "common/shm.h"
+#include "common/log.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -216,8 +217,19 @@ shm_destroy(struct shm *s)
 void
 shm_begin(struct shm *s)
 {
-	while (sem_wait(&s->hdr->lock) != 0 && errno == EINTR)
+	int rc;
+
+	while ((rc = sem_trywait(&s->hdr->lock)) != 0 && errno == EINTR)
 		;
+	s->locked = rc == 0;
+	if (!s->locked) {
+		int64_t now = realtime_ms();
+		if (s->lock_warned_ms == 0 || now - s->lock_warned_ms >= 60000) {
+			s->lock_warned_ms = now;
+			log_warnx("the lock of shared memory %s is held by another process: "
+				  "updating it without (check who can write the segment)", s->name);
+		}
+	}
 	atomic_fetch_add_explicit(&s->hdr->seq, 1, memory_order_relaxed);
 	atomic_thread_fence(memory_order_release);
 }
@@ -226,11 +238,28 @@ void
 shm_end(struct shm *s)
 {
 	atomic_fetch_add_explicit(&s->hdr->seq, 1, memory_order_release);
-	sem_post(&s->hdr->lock);
+	if (s->locked)
+		sem_post(&s->hdr->lock);
+	s->locked = false;
+}
+
+/* NUL-terminates every string of a copy: a writer may have left none. */
+static void
+terminate_strings(struct shm_snapshot *out)
+{
+	out->hdr.socket[sizeof(out->hdr.socket) - 1] = '\0';
+	for (uint32_t i = 0; i < out->hdr.max_pools; i++)
+		out->pools[i].name[sizeof(out->pools[i].name) - 1] = '\0';
 }
 
 int
 shm_snapshot(const char *name, struct shm_snapshot *out)
+{
+	return shm_snapshot_owned(name, (uid_t)-1, NULL, out);
+}
+
+int
+shm_snapshot_owned(const char *name, uid_t owner, uid_t *found_owner, struct shm_snapshot *out)
 {
 	struct stat st;
 	int fd = shm_open(name, O_RDONLY | O_CLOEXEC, 0);
@@ -243,6 +272,13 @@ shm_snapshot(const char *name, struct shm_snapshot *out)
 		saved = errno;
 		close(fd);
 		errno = saved;
+		return -1;
+	}
+	if (st.st_uid != 0 && st.st_uid != geteuid() && st.st_uid != owner) {
+		if (found_owner != NULL)
+			*found_owner = st.st_uid;
+		close(fd);
+		errno = EPERM;
 		return -1;
 	}
 	if ((size_t)st.st_size < sizeof(struct shm_header)) {
@@ -301,6 +337,7 @@ shm_snapshot(const char *name, struct shm_snapshot *out)
 	out->hdr.max_pools = max_pools;
 	out->hdr.nslots = nslots;
 	if (rc == 0) {
+		terminate_strings(out);
 		if (out->hdr.npools > out->hdr.max_pools)
 			out->hdr.npools = out->hdr.max_pools;
 		out->broker_alive = owner_running(out->hdr.broker_pid, out->hdr.broker_started) &&

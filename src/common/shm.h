@@ -12,6 +12,7 @@
 #define PGL_SHM_H
 
 #include <semaphore.h>
+#include <stdbool.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -99,6 +100,8 @@ struct shm {
 	struct shm_header *hdr;
 	struct shm_pool *pools;
 	struct shm_slot *slots;
+	bool locked;			/* shm_begin() took the semaphore */
+	int64_t lock_warned_ms;		/* when an intruder's hold was last logged */
 };
 
 /*
@@ -114,7 +117,12 @@ int shm_create(struct shm *s, const char *name, mode_t mode, uint32_t nslots,
 /* Unmaps and removes the segment. */
 void shm_destroy(struct shm *s);
 
-/* Brackets every update of the segment by the broker. */
+/*
+ * Brackets every update of the segment by the broker.  Never blocks: the
+ * broker is the segment's only writer, so a lock it cannot take at once is
+ * held by an intruder; that is logged (at most once a minute) and the
+ * update goes on under the seqlock alone.
+ */
 void shm_begin(struct shm *s);
 void shm_end(struct shm *s);
 
@@ -127,12 +135,19 @@ struct shm_snapshot {
 };
 
 /*
- * Maps segment name read-only and copies it.  Returns 0 with *out filled
- * (free with shm_snapshot_free), or -1 with errno: ENOENT (no segment),
- * EPROTO (not a pglease segment, or another layout version), EACCES,
- * EAGAIN (the writer never let go), ENOMEM.  A dead broker is reported in
- * out->broker_alive, not as an error.
+ * Maps segment name read-only and copies it.  The segment must belong to
+ * root, to the caller's effective uid, or to owner ((uid_t)-1: none more);
+ * anyone else could have put it there.  Every string of the copy is
+ * NUL-terminated within its field.  Returns 0 with *out filled (free with
+ * shm_snapshot_free), or -1 with errno: ENOENT (no segment), EPROTO (not a
+ * pglease segment, or another layout version), EPERM (an untrusted owner,
+ * in *found_owner when not NULL), EACCES, EAGAIN (the writer never let go),
+ * ENOMEM.  A dead broker is reported in out->broker_alive, not as an error.
  */
+int shm_snapshot_owned(const char *name, uid_t owner, uid_t *found_owner,
+		       struct shm_snapshot *out) __attribute__((warn_unused_result));
+
+/* shm_snapshot_owned() trusting root and the caller's own uid only. */
 int shm_snapshot(const char *name, struct shm_snapshot *out)
 	__attribute__((warn_unused_result));
 void shm_snapshot_free(struct shm_snapshot *snap);

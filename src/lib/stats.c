@@ -3,6 +3,7 @@
  */
 #include "autoconf.h"
 
+#include "common/ident.h"
 #include "common/shm.h"
 #include "pglease.h"
 
@@ -21,7 +22,8 @@ pgl_stats(const char *shm_name, pgl_pool_stats *out, int max)
 		errno = EINVAL;
 		return -1;
 	}
-	if (shm_snapshot(shm_name, &snap) != 0)
+	/* A segment only root, this user or $PGLEASE_BROKER_UID could have made. */
+	if (shm_snapshot_owned(shm_name, ident_broker_uid(), NULL, &snap) != 0)
 		return -1;
 	if (!snap.broker_alive) {
 		shm_snapshot_free(&snap);

@@ -4,13 +4,15 @@
  */
 #include "autoconf.h"
 
-#include "broker/config.h"
 #include "common/clock.h"
+#include "common/ident.h"
 #include "common/shm.h"
 
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <libconfig.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,16 +20,50 @@
 
 enum format { FORMAT_TABLE, FORMAT_JSON, FORMAT_PROMETHEUS };
 
+/*
+ * From the broker's configuration file, only what a reader needs: the
+ * segment's name and the socket's path.  Read with libconfig alone, so no
+ * secret (password_file) is ever opened.  Returns 0, or -1 after saying why.
+ */
+static int
+read_config(const char *path, char *name, size_t namelen, char *socket, size_t socklen)
+{
+	config_t cf;
+	const char *v;
+
+	config_init(&cf);
+	if (config_read_file(&cf, path) != CONFIG_TRUE) {
+		if (config_error_type(&cf) == CONFIG_ERR_FILE_IO)
+			fprintf(stderr, "pglease-stat: cannot read %s: %s\n", path, strerror(errno));
+		else
+			fprintf(stderr, "pglease-stat: %s:%d: %s\n",
+				config_error_file(&cf) != NULL ? config_error_file(&cf) : path,
+				config_error_line(&cf), config_error_text(&cf));
+		config_destroy(&cf);
+		return -1;
+	}
+	if (config_lookup_string(&cf, "broker.shm_name", &v) == CONFIG_TRUE)
+		snprintf(name, namelen, "%s", v);
+	snprintf(socket, socklen, "%s",
+		 config_lookup_string(&cf, "broker.socket", &v) == CONFIG_TRUE ? v :
+		 "/run/pglease/pglease.sock");
+	config_destroy(&cf);
+	return 0;
+}
+
 static void
 usage(FILE *out)
 {
 	fprintf(out,
-		"usage: pglease-stat [-c FILE | -n SHM_NAME] [--json | --prometheus] [--watch SECONDS]\n"
+		"usage: pglease-stat [-c FILE | -n SHM_NAME] [-u USER] [--json | --prometheus]\n"
+		"                    [--watch SECONDS]\n"
 		"\n"
 		"Prints the pools and slots of a running pgleased from its shared memory.\n"
 		"\n"
 		"  -c, --config FILE      take the segment name from the broker's configuration\n"
 		"  -n, --shm-name NAME    the segment name (default /pglease.main)\n"
+		"  -u, --owner USER       trust a segment of this user (default: root, yourself,\n"
+		"                         $PGLEASE_BROKER_UID, and with -c the socket's owner)\n"
 		"  -j, --json             JSON instead of a table\n"
 		"  -p, --prometheus       Prometheus text format\n"
 		"  -w, --watch SECONDS    print again every SECONDS until interrupted\n"
@@ -200,6 +236,7 @@ main(int argc, char **argv)
 	static const struct option longopts[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "shm-name", required_argument, NULL, 'n' },
+		{ "owner", required_argument, NULL, 'u' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "prometheus", no_argument, NULL, 'p' },
 		{ "watch", required_argument, NULL, 'w' },
@@ -209,17 +246,24 @@ main(int argc, char **argv)
 	};
 	enum format format = FORMAT_TABLE;
 	const char *conf = NULL;
-	char name[256] = "/pglease.main";
+	char name[256] = "/pglease.main", socket[256] = "";
+	uid_t owner = ident_broker_uid(), found;
 	double watch = 0;
 	int ch;
 
-	while ((ch = getopt_long(argc, argv, "c:n:jpw:Vh", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "c:n:u:jpw:Vh", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'c':
 			conf = optarg;
 			break;
 		case 'n':
 			snprintf(name, sizeof(name), "%s", optarg);
+			break;
+		case 'u':
+			if (ident_parse_uid(optarg, &owner) != 0) {
+				fprintf(stderr, "pglease-stat: --owner: no user \"%s\"\n", optarg);
+				return 1;
+			}
 			break;
 		case 'j':
 			format = FORMAT_JSON;
@@ -252,22 +296,23 @@ main(int argc, char **argv)
 		return 1;
 	}
 	if (conf != NULL) {
-		int nerrors;
-		struct config *cfg = config_load(conf, NULL, NULL, &nerrors);
-		if (cfg == NULL) {
-			fprintf(stderr, "pglease-stat: %s is not valid (%d errors; "
-				"pgleased -c %s --check-config lists them)\n", conf, nerrors, conf);
+		struct stat st;
+		if (read_config(conf, name, sizeof(name), socket, sizeof(socket)) != 0)
 			return 1;
-		}
-		snprintf(name, sizeof(name), "%s", cfg->broker.shm_name);
-		config_free(cfg);
+		/* The broker made its socket: a segment of the same user is its. */
+		if (owner == (uid_t)-1 && stat(socket, &st) == 0)
+			owner = st.st_uid;
 	}
 
 	for (;;) {
 		struct shm_snapshot snap;
 
-		if (shm_snapshot(name, &snap) != 0) {
-			if (errno == ENOENT)
+		if (shm_snapshot_owned(name, owner, &found, &snap) != 0) {
+			if (errno == EPERM)
+				fprintf(stderr, "pglease-stat: %s belongs to uid %u, not to root, you or "
+					"the broker's user: not trusted (--owner names the broker's "
+					"user)\n", name, (unsigned)found);
+			else if (errno == ENOENT)
 				fprintf(stderr, "pglease-stat: no shared memory segment %s: is pgleased "
 					"running (with this shm_name)?\n", name);
 			else if (errno == EPROTO)

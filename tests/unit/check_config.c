@@ -86,6 +86,13 @@ static const struct bad_case bad_cases[] = {
 	  "0123456789012345678901234567890123456789.sock\";\n};\n" POOL END, "2: broker.socket", "at most 107" },
 	{ "broker = {\n  socket_mode = 0660;\n};\n" POOL END, "2: broker.socket_mode", "octal strings: write \"0660\"" },
 	{ "broker = {\n  socket_mode = \"0999\";\n};\n" POOL END, "2: broker.socket_mode", "not an octal file mode" },
+	/* issue 9 item 4: a writable segment lets anyone take the broker's lock */
+	{ "broker = {\n  shm_mode = \"0660\";\n};\n" POOL END, "2: broker.shm_mode", "bits 0020, which are refused" },
+	{ "broker = {\n  shm_mode = \"0646\";\n};\n" POOL END, "2: broker.shm_mode", "bits 0002" },
+	{ "broker = {\n  shm_mode = \"07777\";\n};\n" POOL END, "2: broker.shm_mode", "bits 7022" },
+	{ "broker = {\n  shm_mode = \"04640\";\n};\n" POOL END, "2: broker.shm_mode", "setuid" },
+	{ "broker = {\n  socket_mode = \"0770\";\n};\n" POOL END, "2: broker.socket_mode", "bits 0110" },
+	{ "broker = {\n  socket_mode = \"01660\";\n};\n" POOL END, "2: broker.socket_mode", "sticky" },
 	{ "broker = {\n  shm_name = \"pglease\";\n};\n" POOL END, "2: broker.shm_name", "not a shared memory name" },
 	{ "broker = {\n  log_level = \"loud\";\n};\n" POOL END, "2: broker.log_level", "not one of" },
 	{ "broker = {\n  allowed_uids = [ \"no-such-user-here\" ];\n};\n" POOL END, "2: broker.allowed_uids", "no such user" },

@@ -644,6 +644,84 @@ START_TEST(test_state_names)
 }
 END_TEST
 
+/*
+ * Issue 9 item 4: a process that took the semaphore (any writer of the
+ * segment could) does not freeze the broker: updates go on, and say so.
+ */
+START_TEST(test_lock_taken_by_intruder)
+{
+	const char *name = unique_name();
+	struct shm s;
+
+	create_ok(&s, name, 0600, NSLOTS, 1);
+	ck_assert_int_eq(sem_wait(&s.hdr->lock), 0);	/* the intruder holds it */
+	alarm(5);					/* a blocked update fails the test */
+	for (int i = 0; i < 3; i++) {
+		shm_begin(&s);
+		s.pools[0].leases++;
+		shm_end(&s);
+	}
+	alarm(0);
+	ck_assert_uint_eq(s.pools[0].leases, 3);
+	ck_assert_uint_eq(atomic_load(&s.hdr->seq) % 2, 0);
+	ck_assert_int_ne(s.lock_warned_ms, 0);		/* said once, not thrice */
+	sem_post(&s.hdr->lock);				/* let go: taken normally again */
+	shm_begin(&s);
+	ck_assert(s.locked);
+	shm_end(&s);
+	shm_destroy(&s);
+}
+END_TEST
+
+/* Readers trust a segment of root, themselves, or the owner they name. */
+START_TEST(test_snapshot_owner)
+{
+	const char *name = unique_name();
+	struct shm s;
+	struct shm_snapshot snap;
+	uid_t found = 0;
+
+	ck_assert_msg(geteuid() == 0, "this test runs as root (as CI does), to chown a segment");
+	create_ok(&s, name, 0644, NSLOTS, 1);
+	ck_assert_int_eq(fchown(s.fd, 65534, 65534), 0);
+	/* root is trusted whatever the owner check; test as another user */
+	pid_t p = fork();
+	ck_assert_int_ge(p, 0);
+	if (p == 0) {
+		REQUIRE(setgid(1) == 0 && setuid(1) == 0, "setuid");
+		REQUIRE(shm_snapshot(name, &snap) == -1 && errno == EPERM, "a stranger's segment read");
+		REQUIRE(shm_snapshot_owned(name, 0, &found, &snap) == -1 && errno == EPERM &&
+			found == 65534, "found %u", (unsigned)found);
+		REQUIRE(shm_snapshot_owned(name, 65534, NULL, &snap) == 0, "named owner refused");
+		shm_snapshot_free(&snap);
+		_exit(0);
+	}
+	testutil_reap(p, "reader as uid 1");
+	shm_destroy(&s);
+}
+END_TEST
+
+/* A writer that leaves strings unterminated does not make readers overrun. */
+START_TEST(test_snapshot_strings_bounded)
+{
+	const char *name = unique_name();
+	struct shm s;
+	struct shm_snapshot snap;
+
+	create_ok(&s, name, 0600, NSLOTS, 1);
+	shm_begin(&s);
+	s.hdr->npools = 1;
+	memset(s.pools[0].name, 'p', sizeof(s.pools[0].name));
+	memset(s.hdr->socket, 's', sizeof(s.hdr->socket));
+	shm_end(&s);
+	ck_assert_int_eq(shm_snapshot(name, &snap), 0);
+	ck_assert_uint_eq(strlen(snap.pools[0].name), sizeof(snap.pools[0].name) - 1);
+	ck_assert_uint_eq(strlen(snap.hdr.socket), sizeof(snap.hdr.socket) - 1);
+	shm_snapshot_free(&snap);
+	shm_destroy(&s);
+}
+END_TEST
+
 static Suite *
 shm_suite(void)
 {
@@ -667,6 +745,9 @@ shm_suite(void)
 	tcase_add_test(tc, test_writer_never_lets_go);
 	tcase_add_test(tc, test_destroy_removes);
 	tcase_add_test(tc, test_state_names);
+	tcase_add_test(tc, test_lock_taken_by_intruder);
+	tcase_add_test(tc, test_snapshot_owner);
+	tcase_add_test(tc, test_snapshot_strings_bounded);
 	suite_add_tcase(s, tc);
 	return s;
 }
