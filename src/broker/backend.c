@@ -87,6 +87,17 @@ set_io(struct slot *slot, int fd, int events)
 	ev_io_start(loop, &slot->io);
 }
 
+/* After the n-th attempt to end a closing backend: the deadline, doubling, at most a minute. */
+static double
+closing_retry(const struct slot *slot)
+{
+	double t = deadline_of(slot);
+
+	for (int i = 1; i < slot->terminate_attempts && t < 60.0; i++)
+		t *= 2;
+	return t < 60.0 ? t : 60.0;
+}
+
 static void
 set_timer(struct slot *slot, double after)
 {
@@ -727,10 +738,28 @@ struct cancel_job {
 	struct cancel_job **prevp;
 };
 
+/*
+ * pg_terminate_backend() for a backend that did not end, when the pool has
+ * no idle connection to run it on: a connection of its own, opened in a
+ * helper thread (libpq blocks there), used once and closed.  The job owns
+ * copies of everything it needs; the slot may be gone before it is done.
+ */
+struct terminate_job {
+	struct pool *pool_ref;		/* told when done: the pool counts this connection */
+	struct terminate_job *next;
+	int pid;
+	char pool[CONFIG_POOL_NAME_MAX + 1];
+	const char *kw[CONNECT_PARAMS_MAX + 1];
+	const char *val[CONNECT_PARAMS_MAX + 1];
+	size_t strings_len;
+	char strings[];			/* what kw and val point to */
+};
+
 static struct {
 	pthread_mutex_t lock;
 	struct cancel_job *running;	/* in helper threads */
 	struct cancel_job *done;	/* finished, for the loop */
+	struct terminate_job *terminated; /* finished terminate helpers, for the loop */
 	bool closed;			/* the loop is gone: jobs free themselves */
 	struct ev_loop *loop;
 	ev_async async;
@@ -754,6 +783,8 @@ job_push(struct cancel_job **head, struct cancel_job *job)
 	*head = job;
 }
 
+static void terminated_done(struct terminate_job *list);
+
 static void
 cancels_done_cb(struct ev_loop *loop, ev_async *w, int revents)
 {
@@ -765,7 +796,10 @@ cancels_done_cb(struct ev_loop *loop, ev_async *w, int revents)
 	pthread_mutex_lock(&cancels.lock);
 	job = cancels.done;
 	cancels.done = NULL;
+	struct terminate_job *term = cancels.terminated;
+	cancels.terminated = NULL;
 	pthread_mutex_unlock(&cancels.lock);
+	terminated_done(term);
 	while (job != NULL) {
 		struct cancel_job *next = job->next;
 		struct slot *slot = job->slot;
@@ -804,6 +838,11 @@ backend_teardown(void)
 	while (cancels.done != NULL) {
 		struct cancel_job *job = cancels.done;
 		cancels.done = job->next;
+		free(job);
+	}
+	while (cancels.terminated != NULL) {
+		struct terminate_job *job = cancels.terminated;
+		cancels.terminated = job->next;
 		free(job);
 	}
 	pthread_mutex_unlock(&cancels.lock);
@@ -890,20 +929,18 @@ backend_cancel(struct slot *slot)
 	slot->cancel_in_flight = true;
 }
 
-/*
- * pg_terminate_backend() for a backend that did not end, when the pool has
- * no idle connection to run it on: a connection of its own, opened in a
- * helper thread (libpq blocks there), used once and closed.  The job owns
- * copies of everything it needs; the slot may be gone before it is done.
- */
-struct terminate_job {
-	int pid;
-	char pool[CONFIG_POOL_NAME_MAX + 1];
-	const char *kw[CONNECT_PARAMS_MAX + 1];
-	const char *val[CONNECT_PARAMS_MAX + 1];
-	size_t strings_len;
-	char strings[];			/* what kw and val point to */
-};
+/* In the loop: terminate helpers that finished give their room back. */
+static void
+terminated_done(struct terminate_job *list)
+{
+	while (list != NULL) {
+		struct terminate_job *next = list->next;
+		struct pool *p = list->pool_ref;
+		free(list);
+		pool_terminate_done(p);
+		list = next;
+	}
+}
 
 static void *
 terminate_thread(void *arg)
@@ -932,11 +969,19 @@ terminate_thread(void *arg)
 	PQfinish(conn);
 	/* The secret in job->strings goes before the memory does. */
 	explicit_bzero(job->strings, job->strings_len);
-	free(job);
+	pthread_mutex_lock(&cancels.lock);
+	if (cancels.closed) {
+		free(job);
+	} else {
+		job->next = cancels.terminated;
+		cancels.terminated = job;
+		ev_async_send(cancels.loop, &cancels.async);
+	}
+	pthread_mutex_unlock(&cancels.lock);
 	return NULL;
 }
 
-void
+int
 backend_terminate_apart(struct slot *victim)
 {
 	const struct pool_config *pc = victim->pool->cfg;
@@ -950,7 +995,7 @@ backend_terminate_apart(struct slot *victim)
 			   &why) != 0) {
 		log_warnx("cannot end backend_pid=%d of pool=%s: %s", victim->backend_pid,
 			  pc->name, why);
-		return;
+		return -1;
 	}
 	for (n = 0; kw[n] != NULL; n++)
 		;
@@ -971,8 +1016,9 @@ backend_terminate_apart(struct slot *victim)
 		PQconninfoFree(opts);
 		log_warnx("cannot end backend_pid=%d of pool=%s: out of memory",
 			  victim->backend_pid, pc->name);
-		return;
+		return -1;
 	}
+	job->pool_ref = victim->pool;
 	job->pid = victim->backend_pid;
 	job->strings_len = need;
 	snprintf(job->pool, sizeof(job->pool), "%s", pc->name);
@@ -991,10 +1037,11 @@ backend_terminate_apart(struct slot *victim)
 			  job->pool, strerror(rc));
 		explicit_bzero(job->strings, need);
 		free(job);
-		return;
+		return -1;
 	}
 	/* The slot waits for the end of stream while the helper connects and asks. */
 	set_timer(victim, 2.0 * connect_s + deadline_of(victim));
+	return 0;
 }
 
 static void
@@ -1020,7 +1067,7 @@ backend_close(struct slot *slot, enum slot_close_how how)
 {
 	backend_stop(slot);
 	slot->op = OP_NONE;
-	slot->terminate_sent = false;
+	slot->terminate_attempts = 0;
 	if (slot->conn == NULL || slot->fd < 0) {
 		backend_free(slot);
 		pool_slot_closed(slot);
@@ -1153,17 +1200,27 @@ slot_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 		exchange_end(slot, false, "the server did not answer in time");
 		break;
 	case SHM_SLOT_CLOSING:
-		if (!slot->terminate_sent) {
-			/* No end of stream: end the backend through another connection. */
-			slot->terminate_sent = true;
-			set_timer(slot, deadline_of(slot));
-			pool_slot_stuck(slot);
-		} else {
-			log_warnx("pool=%s slot=%u backend_pid=%d did not end; giving up on it",
-				  slot->pool->cfg->name, slot->index, slot->backend_pid);
+		if (slot->terminate_attempts > 0 && slot->pool->broker->stopping) {
+			log_warnx("pool=%s slot=%u backend_pid=%d did not end; the broker stops "
+				  "without it", slot->pool->cfg->name, slot->index, slot->backend_pid);
 			backend_free(slot);
 			pool_slot_closed(slot);
+			break;
 		}
+		/*
+		 * No end of stream: end the backend through another connection, and
+		 * again, less and less often, for as long as it lives.  The slot
+		 * stays taken meanwhile: the backend may still run, and a
+		 * replacement would put the pool above max_size.
+		 */
+		if (slot->terminate_attempts > 0)
+			log_warnx("pool=%s slot=%u backend_pid=%d still has not ended after %d "
+				  "attempts to terminate it; its slot stays taken",
+				  slot->pool->cfg->name, slot->index, slot->backend_pid,
+				  slot->terminate_attempts);
+		slot->terminate_attempts++;
+		set_timer(slot, closing_retry(slot));
+		pool_slot_stuck(slot);
 		break;
 	default:
 		break;

@@ -60,10 +60,10 @@ void backend_cancel(struct slot *slot);
 /*
  * Ends victim's backend with pg_terminate_backend() through a connection of
  * its own, opened and closed in a helper thread: for when the pool has no
- * idle connection to run it on.  Nothing comes back to the loop; the
- * backend's end of stream does.
+ * idle connection to run it on.  Returns 0 when the helper started; it ends
+ * in pool_terminate_done() (the victim's end of stream comes on its own).
  */
-void backend_terminate_apart(struct slot *victim);
+int backend_terminate_apart(struct slot *victim) __attribute__((warn_unused_result));
 
 /* Frees what libpq holds; the slot becomes EMPTY.  No I/O. */
 void backend_free(struct slot *slot);

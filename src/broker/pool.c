@@ -922,6 +922,19 @@ pool_slot_lost(struct slot *slot, const char *why)
 	slot_close(slot, SLOT_CLOSE_TERMINATE, "lost");
 }
 
+/* Whether every backend of the pool is one that would not end. */
+static bool
+all_stuck(const struct pool *p)
+{
+	for (int j = 0; j < p->nslots; j++) {
+		const struct slot *slot = p->slots[j];
+		if (slot->state != SHM_SLOT_EMPTY &&
+		    !(slot->state == SHM_SLOT_CLOSING && slot->terminate_attempts > 0))
+			return false;
+	}
+	return true;
+}
+
 void
 pool_slot_stuck(struct slot *victim)
 {
@@ -931,15 +944,55 @@ pool_slot_stuck(struct slot *victim)
 	log_warnx("backend did not end pool=%s slot=%u backend_pid=%d; terminating it",
 		  p->cfg->name, victim->index, victim->backend_pid);
 	if (slot == NULL) {
-		log_warnx("no idle connection of pool=%s to run pg_terminate_backend(%d) on: "
-			  "opening one for it", p->cfg->name, victim->backend_pid);
-		backend_terminate_apart(victim);
+		/*
+		 * A connection of its own, counted in the pool's size like any
+		 * other.  One at a time; with no room it waits (the victim asks
+		 * again), unless every backend of the pool is stuck: then nothing
+		 * would ever make room, and one goes above max_size.
+		 */
+		if (p->terminating > 0)
+			return;
+		bool room = p->size < p->cfg->max_size;
+		if (!room && !all_stuck(p)) {
+			log_warnx("no idle connection of pool=%s and no room below max_size=%d to "
+				  "run pg_terminate_backend(%d): waiting for one", p->cfg->name,
+				  p->cfg->max_size, victim->backend_pid);
+			return;
+		}
+		if (room)
+			log_warnx("no idle connection of pool=%s to run pg_terminate_backend(%d) "
+				  "on: opening one for it", p->cfg->name, victim->backend_pid);
+		else
+			log_warnx("every backend of pool=%s is stuck: opening one connection above "
+				  "max_size=%d to run pg_terminate_backend(%d)", p->cfg->name,
+				  p->cfg->max_size, victim->backend_pid);
+		if (backend_terminate_apart(victim) == 0) {
+			p->terminating++;
+			p->size++;
+			publish_pool(p);
+		}
 		return;
 	}
 	idle_remove(slot);
 	backend_stop(slot);
 	set_state(slot, SHM_SLOT_VALIDATING);
 	backend_terminate_other(slot, victim);
+}
+
+void
+pool_terminate_done(struct pool *p)
+{
+	struct broker *b = p->broker;
+
+	p->terminating--;
+	p->size--;
+	publish_pool(p);
+	if (b->stopping || b->draining)
+		broker_check_done(b);
+	else if (p->removed)
+		reap_pools_soon(b);
+	else
+		pool_fill(p);
 }
 
 void

@@ -63,7 +63,7 @@ struct slot {
 	uint64_t lease_count;
 	bool with_check_interval;	/* client_connection_check_interval sent */
 	bool recycle;			/* close rather than reuse when idle */
-	bool terminate_sent;		/* CLOSING: pg_terminate_backend asked */
+	int terminate_attempts;		/* CLOSING: pg_terminate_backend asked so often */
 	bool cancel_in_flight;		/* a helper thread is cancelling this backend */
 	uint64_t backend_gen;		/* bumped when the backend goes: cancels name it */
 	bool stalled;			/* RESETTING, not promptly: not counted as coming */
@@ -109,6 +109,7 @@ struct pool {
 	bool removed;			/* dropped by a reload: drains, then goes */
 	int size;			/* slots not EMPTY */
 	int connecting;
+	int terminating;		/* terminate helpers' own connections (in size) */
 	struct slot_list idle;
 	int nidle;
 	int nleased;
@@ -182,6 +183,9 @@ void pool_slot_lost(struct slot *slot, const char *why);	/* idle backend died */
 void pool_slot_closed(struct slot *slot);
 /* A closing backend did not end in time: have another connection terminate it. */
 void pool_slot_stuck(struct slot *slot);
+
+/* A terminate helper's connection is closed: its room is free again. */
+void pool_terminate_done(struct pool *p);
 
 /* A reset did not end promptly: the slot no longer counts as coming free. */
 void pool_slot_stalled(struct slot *slot);

@@ -226,6 +226,72 @@ START_TEST(test_reset_query_cannot_weaken)
 }
 END_TEST
 
+/*
+ * Issue 9 item 3: a backend that does not end (stopped, so it can take
+ * neither the cancel nor pg_terminate_backend) keeps its slot: the pool is
+ * not refilled while it may still run.  Every backend of this pool of one
+ * is stuck, so the one terminate connection goes above max_size (the case
+ * pgleased(8) documents).  Once the backend ends, the slot is refilled.
+ */
+START_TEST(test_stuck_backend_keeps_its_slot)
+{
+	int p[2];
+
+	ck_assert_msg(geteuid() == 0, "this test runs as root (as CI does), to stop a backend");
+	testbroker_start(&broker, NULL,
+			 "{ name = \"main\"; conninfo = \"$CONNINFO\"; min_size = 1; max_size = 1; "
+			 "connect_timeout = 1.0; connection_check_interval = 0; "
+			 "initial_backoff = 0.1; }", true);
+	ck_assert_int_eq(pipe(p), 0);
+	pid_t w = fork();
+	ck_assert_int_ge(w, 0);
+	if (w == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		pgl_client *c = pgl_open(broker.socket);
+		pgl_lease *l = pgl_acquire(c, NULL, -1);
+		REQUIRE(l != NULL, "acquire: %s", pgl_error(c));
+		int pid = pgl_backend_pid(l);
+		REQUIRE(write(p[1], &pid, sizeof(pid)) == sizeof(pid), "pipe");
+		for (;;)
+			pause();
+	}
+	close(p[1]);
+	int backend;
+	ck_assert_int_eq(read(p[0], &backend, sizeof(backend)), sizeof(backend));
+	close(p[0]);
+	ck_assert_int_eq(kill(backend, SIGSTOP), 0);
+	ck_assert_int_eq(kill(w, SIGKILL), 0);		/* orphaned: cancel, shut down */
+	int status;
+	ck_assert_int_eq(waitpid(w, &status, 0), w);
+
+	/* It is asked to end, more than once, and nothing replaces it meanwhile. */
+	int64_t deadline = clock_mono_ms() + 15000;
+	while (!testbroker_log_has(&broker, "still has not ended after")) {
+		long n = testutil_pool_backends();
+		ck_assert_msg(n <= 1, "%ld backends for a pool of 1: the slot was refilled", n);
+		ck_assert_msg(clock_mono_ms() < deadline, "no second attempt to end it");
+		usleep(50000);
+	}
+	ck_assert(testbroker_log_has(&broker, "every backend of pool=main is stuck"));
+	ck_assert_int_le(testutil_pool_backends(), 1);
+	pgl_pool_stats st = stats();
+	ck_assert_int_eq(st.size, 1);
+
+	ck_assert_int_eq(kill(backend, SIGCONT), 0);	/* the pending terminate lands */
+	char sql[128];
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM pg_stat_activity WHERE pid = %d", backend);
+	wait_sql(sql, 0, 10000);
+	ck_assert(testbroker_wait_idle(&broker, 0, 1, 10000));
+	pgl_client *c = pgl_open(broker.socket);
+	pgl_lease *l = pgl_acquire(c, NULL, 5000);
+	ck_assert_msg(l != NULL, "%s", pgl_error(c));
+	ck_assert_int_ne(pgl_backend_pid(l), backend);
+	ck_assert_int_eq(pgl_release(l), 0);
+	pgl_close(c);
+	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
 static Suite *
 capacity_suite(void)
 {
@@ -237,6 +303,7 @@ capacity_suite(void)
 	tcase_add_test(tc, test_release_with_uncancelable_query);
 	tcase_add_test(tc, test_burst_during_health_checks);
 	tcase_add_test(tc, test_reset_query_cannot_weaken);
+	tcase_add_test(tc, test_stuck_backend_keeps_its_slot);
 	suite_add_tcase(s, tc);
 	return s;
 }
