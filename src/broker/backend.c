@@ -274,6 +274,33 @@ backend_init(struct slot *slot)
 	slot->io_events = 0;
 }
 
+void
+backend_identity(const struct pool_config *pc, char *user, size_t ulen, char *db, size_t dlen)
+{
+	PQconninfoOption *given = PQconninfoParse(pc->conninfo, NULL);
+	PQconninfoOption *defaults = PQconndefaults();
+	const char *u = NULL, *d = NULL;
+
+	for (PQconninfoOption *o = given; o != NULL && o->keyword != NULL; o++) {
+		if (o->val != NULL && strcmp(o->keyword, "user") == 0)
+			u = o->val;
+		else if (o->val != NULL && strcmp(o->keyword, "dbname") == 0)
+			d = o->val;
+	}
+	/* libpq's defaults: environment, service file, the OS user */
+	for (PQconninfoOption *o = defaults; o != NULL && o->keyword != NULL; o++) {
+		if (u == NULL && o->val != NULL && strcmp(o->keyword, "user") == 0)
+			u = o->val;
+		else if (d == NULL && o->val != NULL && strcmp(o->keyword, "dbname") == 0)
+			d = o->val;
+	}
+	snprintf(user, ulen, "%s", u != NULL ? u : "");
+	/* a database named like a conninfo is not one we can match */
+	snprintf(db, dlen, "%s", d != NULL && strchr(d, '=') == NULL ? d : u != NULL ? u : "");
+	PQconninfoFree(given);
+	PQconninfoFree(defaults);
+}
+
 /* Room for the parameters of a backend connection, terminator included. */
 #define CONNECT_PARAMS_MAX 64
 

@@ -14,6 +14,14 @@
 void backend_setup(struct ev_loop *loop);
 void backend_teardown(void);
 
+/*
+ * The role and database a backend of pool pc will run as, as libpq will
+ * resolve them from the conninfo and the broker's environment (PGUSER,
+ * PGDATABASE, a service file, the OS user).  Empty strings when unknown.
+ */
+void backend_identity(const struct pool_config *pc, char *user, size_t ulen, char *db,
+		      size_t dlen);
+
 /* Prepares the slot's watchers; once, before anything else. */
 void backend_init(struct slot *slot);
 

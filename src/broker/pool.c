@@ -158,12 +158,30 @@ add_slots(struct pool *p, int n)
 	return 0;
 }
 
-/* The pool's record in shared memory: name and sizes. */
+/* The role and database of the pool's backends, for clients to match. */
+static void
+publish_identity(struct pool *p, const char *user, const char *db)
+{
+	struct shm_pool *sp = &p->broker->shm.pools[p->index];
+
+	if (strcmp(sp->user, user) == 0 && strcmp(sp->database, db) == 0)
+		return;
+	shm_begin(&p->broker->shm);
+	snprintf(sp->user, sizeof(sp->user), "%s", user);
+	snprintf(sp->database, sizeof(sp->database), "%s", db);
+	shm_end(&p->broker->shm);
+}
+
+/* The pool's record in shared memory: name, sizes, role and database. */
 static void
 publish_config(struct pool *p)
 {
 	struct shm_pool *sp = &p->broker->shm.pools[p->index];
+	char user[SHM_NAME_LEN], db[SHM_NAME_LEN];
 
+	/* As the conninfo says until a backend tells (pool_slot_connected). */
+	backend_identity(p->cfg, user, sizeof(user), db, sizeof(db));
+	publish_identity(p, user, db);
 	shm_begin(&p->broker->shm);
 	snprintf(sp->name, sizeof(sp->name), "%s", p->cfg->name);
 	sp->min_size = p->cfg->min_size;
@@ -471,6 +489,7 @@ pool_slot_connected(struct slot *slot, bool ok, const char *error)
 	shm_end(&b->shm);
 	log_debug("connected pool=%s slot=%u backend_pid=%d", p->cfg->name, slot->index,
 		  slot->backend_pid);
+	publish_identity(p, slot->user, slot->database);
 
 	/* Jittered, so that a pool opened at once is not recycled at once. */
 	slot->lifetime = p->cfg->max_lifetime > 0 ?

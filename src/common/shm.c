@@ -248,8 +248,11 @@ static void
 terminate_strings(struct shm_snapshot *out)
 {
 	out->hdr.socket[sizeof(out->hdr.socket) - 1] = '\0';
-	for (uint32_t i = 0; i < out->hdr.max_pools; i++)
+	for (uint32_t i = 0; i < out->hdr.max_pools; i++) {
 		out->pools[i].name[sizeof(out->pools[i].name) - 1] = '\0';
+		out->pools[i].user[sizeof(out->pools[i].user) - 1] = '\0';
+		out->pools[i].database[sizeof(out->pools[i].database) - 1] = '\0';
+	}
 }
 
 int

@@ -19,7 +19,7 @@
 #include <sys/types.h>
 
 #define SHM_MAGIC UINT64_C(0x31534c4541534c50)	/* "PLSAELS1" */
-#define SHM_LAYOUT_VERSION 2
+#define SHM_LAYOUT_VERSION 3
 #define SHM_MAX_POOLS 64
 #define SHM_MAX_SLOTS 1000000	/* config.c's bound on max_total_slots */
 #define SHM_NAME_LEN 64
@@ -39,6 +39,10 @@ enum shm_slot_state {
 
 struct shm_pool {
 	char name[SHM_NAME_LEN];
+	/* The role and database its backends run as (nothing secret): what a
+	 * client's connection parameters are matched against. */
+	char user[SHM_NAME_LEN];
+	char database[SHM_NAME_LEN];
 	int32_t min_size;
 	int32_t max_size;
 	uint32_t first_slot;		/* this pool's slot records */
