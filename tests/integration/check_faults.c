@@ -1,7 +1,10 @@
 /*
  * check_faults.c - the broker under faults: PostgreSQL down at start or
  * restarted, backends killed while idle, the broker itself restarted,
- * hostile clients, drain and stop, a second broker, denied users.
+ * hostile clients, drain and stop, a second broker, denied users, the
+ * default modes of socket and segment.
+ * The tests of users need root (CI runs the suite as root) and fail
+ * without it.
  */
 #include "autoconf.h"
 
@@ -19,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -369,10 +373,22 @@ START_TEST(test_second_broker_refused)
 }
 END_TEST
 
+/* --- who may use the broker ------------------------------------------------ */
+
+/* The tests below switch workers to other users: only root can. */
+static void
+require_root(void)
+{
+	ck_assert_msg(geteuid() == 0, "this test switches workers to other users and needs root "
+		      "(CI runs the suite as root); it cannot pass without");
+	/* mkdtemp made it 0700: others could not even reach a socket under it */
+	ck_assert_int_eq(chmod(testutil_tmpdir(), 0755), 0);
+}
+
 START_TEST(test_denied_user)
 {
 	/* A user other than the broker's: refused with PGL_EDENIED and a log line. */
-	ck_assert_int_eq(chmod(testutil_tmpdir(), 0755), 0);
+	require_root();
 	testbroker_start(&broker, "socket_mode = \"0666\"; socket_group = \"daemon\"; "
 			 "allowed_uids = [ 4242 ];", POOL(1, 1), true);
 	ck_assert_int_eq(chmod(broker.dir, 0755), 0);
@@ -383,19 +399,20 @@ START_TEST(test_denied_user)
 	struct group *daemon_group = getgrnam("daemon");
 	ck_assert_ptr_nonnull(daemon_group);
 	ck_assert_int_eq(sb.st_gid, daemon_group->gr_gid);
+	uid_t nobody = testutil_nobody_uid();
 	pid_t p = fork();
 	ck_assert_int_ge(p, 0);
 	if (p == 0) {
-		REQUIRE(setgid(65534) == 0 && setuid(65534) == 0, "setuid");
+		testutil_become(nobody, testutil_nobody_gid(), NULL, 0);
 		pgl_client *c = pgl_open(broker.socket);
 		REQUIRE(pgl_acquire(c, NULL, -1) == NULL, "nobody got a lease");
 		REQUIRE(pgl_errcode(c) == PGL_EDENIED, "code %d: %s", pgl_errcode(c), pgl_error(c));
 		_exit(0);
 	}
-	int status;
-	ck_assert_int_eq(waitpid(p, &status, 0), p);
-	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-	ck_assert(testbroker_log_has(&broker, "client denied uid=65534"));
+	testutil_reap(p, "a user not allowed");
+	char denied[64];
+	snprintf(denied, sizeof(denied), "client denied uid=%u", (unsigned)nobody);
+	ck_assert(testbroker_log_has(&broker, denied));
 	/* the broker's own user still gets in */
 	pgl_client *c = pgl_open(broker.socket);
 	pgl_lease *l = pgl_acquire(c, NULL, -1);
@@ -406,24 +423,115 @@ START_TEST(test_denied_user)
 }
 END_TEST
 
-/* A group in allowed_gids lets its members in (primary group or supplementary). */
+/*
+ * A group in allowed_gids lets its members in, as their primary group
+ * (loop 0) or a supplementary one (loop 1); a user of neither is refused.
+ */
 START_TEST(test_allowed_group)
 {
-	ck_assert_int_eq(chmod(testutil_tmpdir(), 0755), 0);
-	testbroker_start(&broker, "socket_mode = \"0666\"; allowed_gids = [ 65534 ];",
-			 POOL(1, 1), true);
+	require_root();
+	struct group *daemon_group = getgrnam("daemon");
+	ck_assert_ptr_nonnull(daemon_group);
+	gid_t allowed = testutil_nobody_gid(), other = daemon_group->gr_gid;
+	char extra[128];
+	snprintf(extra, sizeof(extra), "socket_mode = \"0666\"; allowed_gids = [ %u ];",
+		 (unsigned)allowed);
+	testbroker_start(&broker, extra, POOL(1, 1), true);
 	ck_assert_int_eq(chmod(broker.dir, 0755), 0);
 	pid_t p = fork();
 	ck_assert_int_ge(p, 0);
 	if (p == 0) {
-		REQUIRE(setgid(65534) == 0 && setuid(65534) == 0, "setuid");
+		if (_i == 0)
+			testutil_become(testutil_nobody_uid(), allowed, NULL, 0);
+		else
+			testutil_become(testutil_nobody_uid(), other, &allowed, 1);
 		pgl_client *c = pgl_open(broker.socket);
 		pgl_lease *l = pgl_acquire(c, NULL, -1);
-		REQUIRE(l != NULL, "nobody in group 65534 was refused: %s", pgl_error(c));
+		REQUIRE(l != NULL, "a member of group %u was refused: %s", (unsigned)allowed,
+			pgl_error(c));
 		REQUIRE(pgl_release(l) == 0, "%s", pgl_error(c));
 		_exit(0);
 	}
 	testutil_reap(p, "member of an allowed group");
+	p = fork();
+	ck_assert_int_ge(p, 0);
+	if (p == 0) {
+		testutil_become(testutil_nobody_uid(), other, NULL, 0);
+		pgl_client *c = pgl_open(broker.socket);
+		REQUIRE(pgl_acquire(c, NULL, -1) == NULL, "a user of no allowed group got a lease");
+		REQUIRE(pgl_errcode(c) == PGL_EDENIED, "code %d: %s", pgl_errcode(c), pgl_error(c));
+		_exit(0);
+	}
+	testutil_reap(p, "member of no allowed group");
+	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
+/*
+ * With socket_mode and shm_mode left to their defaults ("0660", "0640"), a
+ * user neither the broker's nor in its group can neither connect nor read
+ * the segment, while a member of its group can do both (and lease, its
+ * group being allowed), but never write the segment.
+ */
+START_TEST(test_default_modes)
+{
+	require_root();
+	gid_t group = getegid();	/* the broker's: the socket's and the segment's */
+	char extra[128];
+	snprintf(extra, sizeof(extra), "allowed_gids = [ %u ];", (unsigned)group);
+	testbroker_start_default_modes(&broker, extra, POOL(1, 1), true);
+	ck_assert_int_eq(chmod(broker.dir, 0755), 0);
+
+	struct stat sb;
+	ck_assert_int_eq(stat(broker.socket, &sb), 0);
+	ck_assert_int_eq(sb.st_mode & 07777, 0660);
+	ck_assert_int_eq(sb.st_gid, group);
+	int fd = shm_open(broker.shm, O_RDONLY, 0);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(fstat(fd, &sb), 0);
+	close(fd);
+	ck_assert_int_eq(sb.st_mode & 07777, 0640);
+	ck_assert_int_eq(sb.st_gid, group);
+
+	pid_t p = fork();
+	ck_assert_int_ge(p, 0);
+	if (p == 0) {
+		testutil_become(testutil_nobody_uid(), testutil_nobody_gid(), NULL, 0);
+		struct stat ssb;
+		/* it can reach the socket: only its mode keeps this user out */
+		REQUIRE(stat(broker.socket, &ssb) == 0, "stat %s: %s", broker.socket, strerror(errno));
+		REQUIRE(testutil_control_connect(broker.socket) < 0 && errno == EACCES,
+			"an outsider connected to %s (%s)", broker.socket, strerror(errno));
+		pgl_client *c = pgl_open(broker.socket);
+		REQUIRE(pgl_acquire(c, NULL, -1) == NULL, "an outsider got a lease");
+		REQUIRE(pgl_errcode(c) == PGL_EBROKER, "code %d: %s", pgl_errcode(c), pgl_error(c));
+		REQUIRE(shm_open(broker.shm, O_RDONLY, 0) < 0 && errno == EACCES,
+			"an outsider opened %s (%s)", broker.shm, strerror(errno));
+		pgl_pool_stats st;
+		REQUIRE(pgl_stats(broker.shm, &st, 1) == -1 && errno == EACCES,
+			"an outsider read %s (%s)", broker.shm, strerror(errno));
+		_exit(0);
+	}
+	testutil_reap(p, "a user of neither the broker's uid nor its group");
+
+	p = fork();
+	ck_assert_int_ge(p, 0);
+	if (p == 0) {
+		testutil_become(testutil_nobody_uid(), testutil_nobody_gid(), &group, 1);
+		pgl_client *c = pgl_open(broker.socket);
+		pgl_lease *l = pgl_acquire(c, NULL, -1);
+		REQUIRE(l != NULL, "a member of the broker's group: %s", pgl_error(c));
+		REQUIRE(pgl_release(l) == 0, "%s", pgl_error(c));
+		pgl_close(c);
+		pgl_pool_stats st;
+		REQUIRE(pgl_stats(broker.shm, &st, 1) == 1, "a member of the broker's group cannot "
+			"read %s: %s", broker.shm, strerror(errno));
+		REQUIRE(st.leases >= 1, "leases %llu", (unsigned long long)st.leases);
+		REQUIRE(shm_open(broker.shm, O_RDWR, 0) < 0 && errno == EACCES,
+			"a member of the broker's group may write %s", broker.shm);
+		_exit(0);
+	}
+	testutil_reap(p, "a member of the broker's group");
 	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
 }
 END_TEST
@@ -445,13 +553,9 @@ faults_suite(void)
 	tcase_add_test(tc, test_sigterm_drains);
 	tcase_add_test(tc, test_sigterm_timeout_and_sigint);
 	tcase_add_test(tc, test_second_broker_refused);
-	if (geteuid() == 0) {
-		tcase_add_test(tc, test_denied_user);
-		tcase_add_test(tc, test_allowed_group);
-	} else {
-		printf("check_faults: test_denied_user and test_allowed_group need root "
-		       "(a second user id); not run\n");
-	}
+	tcase_add_test(tc, test_denied_user);
+	tcase_add_loop_test(tc, test_allowed_group, 0, 2);
+	tcase_add_test(tc, test_default_modes);
 	suite_add_tcase(s, tc);
 	return s;
 }
