@@ -1,8 +1,8 @@
 /*
  * check_faults.c - the broker under faults: PostgreSQL down at start or
  * restarted, backends killed while idle, the broker itself restarted,
- * hostile clients, drain and stop, a second broker, denied users, the
- * default modes of socket and segment.
+ * hostile clients, drain and stop (also with acquires being validated), a
+ * second broker, denied users, the default modes of socket and segment.
  * The tests of users need root (CI runs the suite as root) and fail
  * without it.
  */
@@ -10,6 +10,7 @@
 
 #include "common/clock.h"
 #include "common/fdpass.h"
+#include "common/shm.h"
 #include "common/wire.h"
 #include "pglease.h"
 #include "testutil.h"
@@ -18,6 +19,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <libpq-fe.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -373,6 +375,78 @@ START_TEST(test_second_broker_refused)
 }
 END_TEST
 
+/*
+ * SIGTERM while acquires are being validated (validate_after = 0, a health
+ * query that waits for a lock the test holds) and more queue behind them:
+ * every one gets ERROR draining at once, and the broker exits without
+ * waiting for the checks to end.
+ */
+START_TEST(test_sigterm_while_validating)
+{
+	enum { WAITERS = 4, SIZE = 2 };
+	PGconn *lock = PQconnectdb("");
+	ck_assert_int_eq(PQstatus(lock), CONNECTION_OK);
+	PGresult *r = PQexec(lock, "SELECT pg_advisory_lock(4711)");
+	ck_assert_int_eq(PQresultStatus(r), PGRES_TUPLES_OK);
+	PQclear(r);
+
+	testbroker_start(&broker, NULL, "{ name = \"main\"; conninfo = \"$CONNINFO\"; min_size = 2; "
+			 "max_size = 2; validate_after = 0; acquire_timeout = 30.0; "
+			 "health_query = \"SELECT pg_advisory_xact_lock_shared(4711)\"; }", true);
+	pid_t w[WAITERS];
+	for (int i = 0; i < WAITERS; i++) {
+		w[i] = fork();
+		ck_assert_int_ge(w[i], 0);
+		if (w[i] == 0) {
+			pgl_client *c = pgl_open(broker.socket);
+			int64_t t0 = clock_mono_ms();
+			pgl_lease *l = pgl_acquire(c, NULL, -1);
+			REQUIRE(l == NULL, "waiter %d got a lease from a draining broker", i);
+			REQUIRE(pgl_errcode(c) == PGL_EDRAINING, "waiter %d: code %d: %s", i,
+				pgl_errcode(c), pgl_error(c));
+			REQUIRE(clock_mono_ms() - t0 < 20000, "waiter %d answered after %lld ms", i,
+				(long long)(clock_mono_ms() - t0));
+			pgl_close(c);
+			_exit(0);
+		}
+	}
+	/* two acquires wait on their checks, which wait on the lock; the others queue */
+	struct shm_snapshot snap;
+	int validating = 0, waiting = 0;
+	int64_t deadline = clock_mono_ms() + 15000;
+	for (;;) {
+		ck_assert_int_eq(shm_snapshot(broker.shm, &snap), 0);
+		validating = 0;
+		for (uint32_t i = 0; i < snap.hdr.nslots; i++)
+			validating += snap.slots[i].state == SHM_SLOT_VALIDATING;
+		waiting = snap.pools[0].waiting;
+		shm_snapshot_free(&snap);
+		if (validating == SIZE && waiting == WAITERS - SIZE)
+			break;
+		ck_assert_msg(clock_mono_ms() < deadline, "%d backends validating, %d acquires "
+			      "waiting", validating, waiting);
+		usleep(5000);
+	}
+	WAIT_UNTIL(testutil_sql_long("SELECT count(*) FROM pg_stat_activity WHERE "
+				     "application_name = 'pgleased' AND wait_event_type = 'Lock'")
+		   == SIZE, 10000, "the health checks do not wait on the lock");
+
+	ck_assert_int_eq(kill(broker.pid, SIGTERM), 0);
+	for (int i = 0; i < WAITERS; i++)
+		testutil_reap(w[i], "waiter during the drain");
+	ck_assert_int_eq(testbroker_wait_exit(&broker, 15000), 0);
+	ck_assert(testbroker_log_has(&broker, "draining: 0 leases out"));
+	/* the checks were cut, not waited for: the lock is still held */
+	WAIT_UNTIL(testutil_pool_backends() == 0, 10000, "%ld pool backends outlived the broker",
+		   testutil_pool_backends());
+	r = PQexec(lock, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted");
+	ck_assert_int_eq(PQresultStatus(r), PGRES_TUPLES_OK);
+	ck_assert_str_eq(PQgetvalue(r, 0, 0), "1");
+	PQclear(r);
+	PQfinish(lock);
+}
+END_TEST
+
 /* --- who may use the broker ------------------------------------------------ */
 
 /* The tests below switch workers to other users: only root can. */
@@ -553,6 +627,7 @@ faults_suite(void)
 	tcase_add_test(tc, test_sigterm_drains);
 	tcase_add_test(tc, test_sigterm_timeout_and_sigint);
 	tcase_add_test(tc, test_second_broker_refused);
+	tcase_add_test(tc, test_sigterm_while_validating);
 	tcase_add_test(tc, test_denied_user);
 	tcase_add_loop_test(tc, test_allowed_group, 0, 2);
 	tcase_add_test(tc, test_default_modes);
