@@ -10,8 +10,10 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <grp.h>
 #include <libpq-fe.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -155,6 +157,35 @@ testutil_reap(pid_t pid, const char *what)
 		      "%s (pid %d) failed: status 0x%x", what, (int)pid, status);
 }
 
+void
+testutil_become(uid_t uid, gid_t gid, const gid_t *groups, int ngroups)
+{
+	REQUIRE(setgroups((size_t)ngroups, groups) == 0, "setgroups: %s", strerror(errno));
+	REQUIRE(setgid(gid) == 0, "setgid %d: %s", (int)gid, strerror(errno));
+	REQUIRE(setuid(uid) == 0, "setuid %d: %s", (int)uid, strerror(errno));
+	REQUIRE(getuid() == uid && geteuid() == uid && getgid() == gid && getegid() == gid,
+		"still uid %d/%d gid %d/%d", (int)getuid(), (int)geteuid(), (int)getgid(),
+		(int)getegid());
+	gid_t now[8];
+	REQUIRE(getgroups(8, now) == ngroups, "supplementary groups left");
+}
+
+uid_t
+testutil_nobody_uid(void)
+{
+	struct passwd *pw = getpwnam("nobody");
+
+	return pw != NULL ? pw->pw_uid : 65534;
+}
+
+gid_t
+testutil_nobody_gid(void)
+{
+	struct passwd *pw = getpwnam("nobody");
+
+	return pw != NULL ? pw->pw_gid : 65534;
+}
+
 int
 testutil_run_suite(Suite *s)
 {
@@ -276,10 +307,11 @@ testbroker_write_config(const struct testbroker *b, const char *broker_extra, co
 		 getenv("PGHOST"), getenv("PGPORT"), getenv("PGUSER"), getenv("PGDATABASE"));
 	replace_all(body, sizeof(body), pools, "$CONNINFO", conninfo);
 	snprintf(text, sizeof(text),
-		 "broker = { socket = \"%s\"; shm_name = \"%s\"; shm_mode = \"0644\";\n"
+		 "broker = { socket = \"%s\"; shm_name = \"%s\"; %s\n"
 		 "  log_level = \"debug\"; %s };\n"
-		 "pools = ( %s );\n", b->socket, b->shm, broker_extra != NULL ? broker_extra : "",
-		 body);
+		 "pools = ( %s );\n", b->socket, b->shm,
+		 b->default_modes ? "" : "shm_mode = \"0644\";",
+		 broker_extra != NULL ? broker_extra : "", body);
 
 	/* Whole or not at all: a reload must never read half a file. */
 	char tmp[400];
@@ -291,13 +323,14 @@ testbroker_write_config(const struct testbroker *b, const char *broker_extra, co
 	ck_assert_int_eq(rename(tmp, b->conf), 0);
 }
 
-void
-testbroker_start(struct testbroker *b, const char *broker_extra, const char *pools,
-		 bool wait_ready)
+static void
+broker_start(struct testbroker *b, bool default_modes, const char *broker_extra,
+	     const char *pools, bool wait_ready)
 {
 	static int seq;
 
 	memset(b, 0, sizeof(*b));
+	b->default_modes = default_modes;
 	snprintf(b->dir, sizeof(b->dir), "%s/broker%d.%d", testutil_tmpdir(), (int)getpid(), ++seq);
 	ck_assert_int_eq(mkdir(b->dir, 0755), 0);
 	snprintf(b->conf, sizeof(b->conf), "%s/pglease.conf", b->dir);
@@ -310,6 +343,20 @@ testbroker_start(struct testbroker *b, const char *broker_extra, const char *poo
 }
 
 void
+testbroker_start(struct testbroker *b, const char *broker_extra, const char *pools,
+		 bool wait_ready)
+{
+	broker_start(b, false, broker_extra, pools, wait_ready);
+}
+
+void
+testbroker_start_default_modes(struct testbroker *b, const char *broker_extra,
+			       const char *pools, bool wait_ready)
+{
+	broker_start(b, true, broker_extra, pools, wait_ready);
+}
+
+void
 testbroker_restart(struct testbroker *b, bool wait_ready)
 {
 	broker_spawn(b);
@@ -318,6 +365,17 @@ testbroker_restart(struct testbroker *b, bool wait_ready)
 
 /* Every password the suites use: none may ever reach a broker's log. */
 static const char *const test_secrets[] = { "scram-Secret-42", "Sup3rSecret", "fuzzSecret9" };
+
+/* The broker has exited with status: no secret in its log; the status as testbroker_stop's. */
+static int
+broker_exited(struct testbroker *b, int status)
+{
+	b->pid = 0;
+	for (size_t i = 0; i < sizeof(test_secrets) / sizeof(test_secrets[0]); i++)
+		ck_assert_msg(!testbroker_log_has(b, test_secrets[i]),
+			      "a password reached the broker log %s", b->log);
+	return WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
+}
 
 int
 testbroker_stop(struct testbroker *b, int sig)
@@ -328,11 +386,24 @@ testbroker_stop(struct testbroker *b, int sig)
 		return -1;
 	kill(b->pid, sig);
 	ck_assert_int_eq(waitpid(b->pid, &status, 0), b->pid);
-	b->pid = 0;
-	for (size_t i = 0; i < sizeof(test_secrets) / sizeof(test_secrets[0]); i++)
-		ck_assert_msg(!testbroker_log_has(b, test_secrets[i]),
-			      "a password reached the broker log %s", b->log);
-	return WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
+	return broker_exited(b, status);
+}
+
+int
+testbroker_wait_exit(struct testbroker *b, int timeout_ms)
+{
+	int64_t deadline = clock_mono_ms() + timeout_ms;
+	int status;
+	pid_t r;
+
+	ck_assert_int_gt(b->pid, 0);
+	while ((r = waitpid(b->pid, &status, WNOHANG)) == 0) {
+		ck_assert_msg(clock_mono_ms() < deadline, "pgleased (pid %d) still runs after %d ms; "
+			      "see %s", (int)b->pid, timeout_ms, b->log);
+		usleep(5000);
+	}
+	ck_assert_int_eq(r, b->pid);
+	return broker_exited(b, status);
 }
 
 bool
@@ -348,6 +419,34 @@ testbroker_log_has(const struct testbroker *b, const char *text)
 		found = strstr(line, text) != NULL;
 	fclose(f);
 	return found;
+}
+
+int
+testbroker_log_count(const struct testbroker *b, const char *text)
+{
+	FILE *f = fopen(b->log, "r");
+	char line[4096];
+	int n = 0;
+
+	if (f == NULL)
+		return 0;
+	while (fgets(line, sizeof(line), f) != NULL)
+		n += strstr(line, text) != NULL;
+	fclose(f);
+	return n;
+}
+
+void
+testbroker_wait_log(const struct testbroker *b, const char *text, int count, int timeout_ms)
+{
+	int64_t deadline = clock_mono_ms() + timeout_ms;
+	int n;
+
+	while ((n = testbroker_log_count(b, text)) < count) {
+		ck_assert_msg(clock_mono_ms() < deadline, "after %d ms, %d line%s of %s with \"%s\", "
+			      "not %d", timeout_ms, n, n == 1 ? "" : "s", b->log, text, count);
+		usleep(5000);
+	}
 }
 
 bool

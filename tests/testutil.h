@@ -7,10 +7,13 @@
 
 #include <check.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <unistd.h>
 #include <stddef.h>
 #include <sys/types.h>
+
+#include "common/clock.h"
 
 /*
  * For integration suites, first thing in main(): unless the process already
@@ -49,6 +52,31 @@ int testutil_run(char *const argv[], char *out, size_t outlen);
 /* Waits for a forked worker; asserts that it exited 0. */
 void testutil_reap(pid_t pid, const char *what);
 
+/*
+ * Polls cond every 5 ms until it holds; fails the test with the message
+ * (printf arguments) when it still does not after timeout_ms.  For events
+ * that must come: a bound, never a guess of how long they take.
+ */
+#define WAIT_UNTIL(cond, timeout_ms, ...)                                     \
+	do {                                                                  \
+		int64_t wait_deadline_ = clock_mono_ms() + (timeout_ms);      \
+		while (!(cond)) {                                             \
+			ck_assert_msg(clock_mono_ms() < wait_deadline_, __VA_ARGS__); \
+			usleep(5000);                                         \
+		}                                                             \
+	} while (0)
+
+/*
+ * In a forked child of a root test process: becomes uid/gid with exactly
+ * the ngroups supplementary groups given (none when 0), so that no group of
+ * root's is left behind.  Exits 1 with a message when it cannot.
+ */
+void testutil_become(uid_t uid, gid_t gid, const gid_t *groups, int ngroups);
+
+/* The uid and gid of "nobody" (65534 where there is none). */
+uid_t testutil_nobody_uid(void);
+gid_t testutil_nobody_gid(void);
+
 /* Runs the suite in fork mode with Check's summary line; returns main()'s status. */
 int testutil_run_suite(Suite *s);
 
@@ -58,6 +86,7 @@ int testutil_run_suite(Suite *s);
 
 struct testbroker {
 	pid_t pid;
+	bool default_modes;	/* no shm_mode of the suites': the broker's defaults */
 	char dir[256];		/* holds config, socket, log */
 	char conf[300];
 	char socket[300];
@@ -75,6 +104,14 @@ struct testbroker {
 void testbroker_start(struct testbroker *b, const char *broker_extra, const char *pools,
 		      bool wait_ready);
 
+/*
+ * testbroker_start with neither shm_mode nor socket_mode in the file (unless
+ * broker_extra sets them): the broker's defaults apply.  testbroker_start
+ * sets shm_mode "0644", so that unprivileged readers may read the segment.
+ */
+void testbroker_start_default_modes(struct testbroker *b, const char *broker_extra,
+				    const char *pools, bool wait_ready);
+
 /* Rewrites the broker's config file (atomically) with the same template. */
 void testbroker_write_config(const struct testbroker *b, const char *broker_extra,
 			     const char *pools);
@@ -87,6 +124,23 @@ int testbroker_stop(struct testbroker *b, int sig);
 
 /* Whether the broker's log contains text. */
 bool testbroker_log_has(const struct testbroker *b, const char *text);
+
+/* How many lines of the broker's log contain text. */
+int testbroker_log_count(const struct testbroker *b, const char *text);
+
+/*
+ * Waits up to timeout_ms until at least count lines of the broker's log
+ * contain text (count them before the event to wait for the next one);
+ * fails the test, naming text, count and log, when they do not come.
+ */
+void testbroker_wait_log(const struct testbroker *b, const char *text, int count, int timeout_ms);
+
+/*
+ * Waits up to timeout_ms for the broker to exit (after a signal sent
+ * meanwhile); fails the test when it does not.  Returns the exit status
+ * as testbroker_stop does.
+ */
+int testbroker_wait_exit(struct testbroker *b, int timeout_ms);
 
 /* Waits up to timeout_ms for every pool to hold at least n idle backends. */
 bool testbroker_wait_idle(const struct testbroker *b, int pool, int n, int timeout_ms);

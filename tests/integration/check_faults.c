@@ -1,12 +1,16 @@
 /*
  * check_faults.c - the broker under faults: PostgreSQL down at start or
  * restarted, backends killed while idle, the broker itself restarted,
- * hostile clients, drain and stop, a second broker, denied users.
+ * hostile clients, drain and stop (also with acquires being validated), a
+ * second broker, denied users, the default modes of socket and segment.
+ * The tests of users need root (CI runs the suite as root) and fail
+ * without it.
  */
 #include "autoconf.h"
 
 #include "common/clock.h"
 #include "common/fdpass.h"
+#include "common/shm.h"
 #include "common/wire.h"
 #include "pglease.h"
 #include "testutil.h"
@@ -15,10 +19,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <libpq-fe.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -250,8 +256,8 @@ START_TEST(test_garbage_disconnects_only_its_sender)
 	l = pgl_acquire(good, NULL, -1);
 	ck_assert_msg(l != NULL, "%s", pgl_error(good));
 	ck_assert_int_eq(pgl_release(l), 0);
-	usleep(50000);
-	ck_assert_int_eq(testutil_count_fds(broker.pid), before);
+	WAIT_UNTIL(testutil_count_fds(broker.pid) == before, 10000, "broker fds %d, before %d",
+		   testutil_count_fds(broker.pid), before);
 	pgl_close(good);
 	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
 }
@@ -269,13 +275,17 @@ START_TEST(test_sigterm_drains)
 	ck_assert_ptr_nonnull(o);
 	ck_assert_int_eq(pgl_release(o), 0);
 	ck_assert_int_eq(kill(broker.pid, SIGTERM), 0);
-	usleep(100000);
+	/* draining: the log says so, then the socket goes */
+	testbroker_wait_log(&broker, "draining: ", 1, 10000);
+	WAIT_UNTIL(access(broker.socket, F_OK) != 0, 10000, "%s is still there after SIGTERM",
+		   broker.socket);
 
-	/* a connected client is refused at once; a new one cannot connect */
+	/* a connected client is refused at once (not after acquire_timeout, 5 s); a new one
+	 * cannot connect */
 	int64_t t0 = clock_mono_ms();
 	ck_assert_ptr_null(pgl_acquire(other, NULL, -1));
 	ck_assert_int_eq(pgl_errcode(other), PGL_EDRAINING);
-	ck_assert_int_lt(clock_mono_ms() - t0, 500);
+	ck_assert_int_lt(clock_mono_ms() - t0, 2500);
 	pgl_client *late = pgl_open(broker.socket);
 	ck_assert_ptr_null(pgl_acquire(late, NULL, -1));
 	ck_assert_int_eq(pgl_errcode(late), PGL_EBROKER);
@@ -300,26 +310,25 @@ END_TEST
 
 START_TEST(test_sigterm_timeout_and_sigint)
 {
-	/* shutdown_timeout cuts a lease that does not come back */
+	/* shutdown_timeout cuts a lease that does not come back (never, here) */
 	testbroker_start(&broker, "shutdown_timeout = 0.3;", POOL(1, 1), true);
 	pgl_client *c = pgl_open(broker.socket);
 	pgl_lease *l = pgl_acquire(c, NULL, -1);
 	ck_assert_ptr_nonnull(l);
-	int64_t t0 = clock_mono_ms();
-	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
-	ck_assert_int_lt(clock_mono_ms() - t0, 5000);
+	ck_assert_int_eq(kill(broker.pid, SIGTERM), 0);
+	ck_assert_int_eq(testbroker_wait_exit(&broker, 15000), 0);
 	ck_assert(testbroker_log_has(&broker, "shutdown_timeout reached"));
 	pgl_release(l);
 	pgl_close(c);
 
-	/* SIGINT: at once */
-	testbroker_start(&broker, NULL, POOL(1, 1), true);
+	/* SIGINT: at once, not after shutdown_timeout (an hour) */
+	testbroker_start(&broker, "shutdown_timeout = 3600.0;", POOL(1, 1), true);
 	c = pgl_open(broker.socket);
 	l = pgl_acquire(c, NULL, -1);
 	ck_assert_ptr_nonnull(l);
-	t0 = clock_mono_ms();
-	ck_assert_int_eq(testbroker_stop(&broker, SIGINT), 0);
-	ck_assert_int_lt(clock_mono_ms() - t0, 2000);
+	ck_assert_int_eq(kill(broker.pid, SIGINT), 0);
+	ck_assert_int_eq(testbroker_wait_exit(&broker, 15000), 0);
+	ck_assert(testbroker_log_has(&broker, "SIGINT: closing every connection now"));
 	pgl_release(l);
 	pgl_close(c);
 }
@@ -366,10 +375,94 @@ START_TEST(test_second_broker_refused)
 }
 END_TEST
 
+/*
+ * SIGTERM while acquires are being validated (validate_after = 0, a health
+ * query that waits for a lock the test holds) and more queue behind them:
+ * every one gets ERROR draining at once, and the broker exits without
+ * waiting for the checks to end.
+ */
+START_TEST(test_sigterm_while_validating)
+{
+	enum { WAITERS = 4, SIZE = 2 };
+	PGconn *lock = PQconnectdb("");
+	ck_assert_int_eq(PQstatus(lock), CONNECTION_OK);
+	PGresult *r = PQexec(lock, "SELECT pg_advisory_lock(4711)");
+	ck_assert_int_eq(PQresultStatus(r), PGRES_TUPLES_OK);
+	PQclear(r);
+
+	testbroker_start(&broker, NULL, "{ name = \"main\"; conninfo = \"$CONNINFO\"; min_size = 2; "
+			 "max_size = 2; validate_after = 0; acquire_timeout = 30.0; "
+			 "health_query = \"SELECT pg_advisory_xact_lock_shared(4711)\"; }", true);
+	pid_t w[WAITERS];
+	for (int i = 0; i < WAITERS; i++) {
+		w[i] = fork();
+		ck_assert_int_ge(w[i], 0);
+		if (w[i] == 0) {
+			pgl_client *c = pgl_open(broker.socket);
+			int64_t t0 = clock_mono_ms();
+			pgl_lease *l = pgl_acquire(c, NULL, -1);
+			REQUIRE(l == NULL, "waiter %d got a lease from a draining broker", i);
+			REQUIRE(pgl_errcode(c) == PGL_EDRAINING, "waiter %d: code %d: %s", i,
+				pgl_errcode(c), pgl_error(c));
+			REQUIRE(clock_mono_ms() - t0 < 20000, "waiter %d answered after %lld ms", i,
+				(long long)(clock_mono_ms() - t0));
+			pgl_close(c);
+			_exit(0);
+		}
+	}
+	/* two acquires wait on their checks, which wait on the lock; the others queue */
+	struct shm_snapshot snap;
+	int validating = 0, waiting = 0;
+	int64_t deadline = clock_mono_ms() + 15000;
+	for (;;) {
+		ck_assert_int_eq(shm_snapshot(broker.shm, &snap), 0);
+		validating = 0;
+		for (uint32_t i = 0; i < snap.hdr.nslots; i++)
+			validating += snap.slots[i].state == SHM_SLOT_VALIDATING;
+		waiting = snap.pools[0].waiting;
+		shm_snapshot_free(&snap);
+		if (validating == SIZE && waiting == WAITERS - SIZE)
+			break;
+		ck_assert_msg(clock_mono_ms() < deadline, "%d backends validating, %d acquires "
+			      "waiting", validating, waiting);
+		usleep(5000);
+	}
+	WAIT_UNTIL(testutil_sql_long("SELECT count(*) FROM pg_stat_activity WHERE "
+				     "application_name = 'pgleased' AND wait_event_type = 'Lock'")
+		   == SIZE, 10000, "the health checks do not wait on the lock");
+
+	ck_assert_int_eq(kill(broker.pid, SIGTERM), 0);
+	for (int i = 0; i < WAITERS; i++)
+		testutil_reap(w[i], "waiter during the drain");
+	ck_assert_int_eq(testbroker_wait_exit(&broker, 15000), 0);
+	ck_assert(testbroker_log_has(&broker, "draining: 0 leases out"));
+	/* the checks were cut, not waited for: the lock is still held */
+	WAIT_UNTIL(testutil_pool_backends() == 0, 10000, "%ld pool backends outlived the broker",
+		   testutil_pool_backends());
+	r = PQexec(lock, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted");
+	ck_assert_int_eq(PQresultStatus(r), PGRES_TUPLES_OK);
+	ck_assert_str_eq(PQgetvalue(r, 0, 0), "1");
+	PQclear(r);
+	PQfinish(lock);
+}
+END_TEST
+
+/* --- who may use the broker ------------------------------------------------ */
+
+/* The tests below switch workers to other users: only root can. */
+static void
+require_root(void)
+{
+	ck_assert_msg(geteuid() == 0, "this test switches workers to other users and needs root "
+		      "(CI runs the suite as root); it cannot pass without");
+	/* mkdtemp made it 0700: others could not even reach a socket under it */
+	ck_assert_int_eq(chmod(testutil_tmpdir(), 0755), 0);
+}
+
 START_TEST(test_denied_user)
 {
 	/* A user other than the broker's: refused with PGL_EDENIED and a log line. */
-	ck_assert_int_eq(chmod(testutil_tmpdir(), 0755), 0);
+	require_root();
 	testbroker_start(&broker, "socket_mode = \"0666\"; socket_group = \"daemon\"; "
 			 "allowed_uids = [ 4242 ];", POOL(1, 1), true);
 	ck_assert_int_eq(chmod(broker.dir, 0755), 0);
@@ -380,19 +473,20 @@ START_TEST(test_denied_user)
 	struct group *daemon_group = getgrnam("daemon");
 	ck_assert_ptr_nonnull(daemon_group);
 	ck_assert_int_eq(sb.st_gid, daemon_group->gr_gid);
+	uid_t nobody = testutil_nobody_uid();
 	pid_t p = fork();
 	ck_assert_int_ge(p, 0);
 	if (p == 0) {
-		REQUIRE(setgid(65534) == 0 && setuid(65534) == 0, "setuid");
+		testutil_become(nobody, testutil_nobody_gid(), NULL, 0);
 		pgl_client *c = pgl_open(broker.socket);
 		REQUIRE(pgl_acquire(c, NULL, -1) == NULL, "nobody got a lease");
 		REQUIRE(pgl_errcode(c) == PGL_EDENIED, "code %d: %s", pgl_errcode(c), pgl_error(c));
 		_exit(0);
 	}
-	int status;
-	ck_assert_int_eq(waitpid(p, &status, 0), p);
-	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-	ck_assert(testbroker_log_has(&broker, "client denied uid=65534"));
+	testutil_reap(p, "a user not allowed");
+	char denied[64];
+	snprintf(denied, sizeof(denied), "client denied uid=%u", (unsigned)nobody);
+	ck_assert(testbroker_log_has(&broker, denied));
 	/* a non-empty list replaces the default: the broker's own user is refused too */
 	pgl_client *c = pgl_open(broker.socket);
 	ck_assert_ptr_null(pgl_acquire(c, NULL, -1));
@@ -402,24 +496,115 @@ START_TEST(test_denied_user)
 }
 END_TEST
 
-/* A group in allowed_gids lets its members in (primary group or supplementary). */
+/*
+ * A group in allowed_gids lets its members in, as their primary group
+ * (loop 0) or a supplementary one (loop 1); a user of neither is refused.
+ */
 START_TEST(test_allowed_group)
 {
-	ck_assert_int_eq(chmod(testutil_tmpdir(), 0755), 0);
-	testbroker_start(&broker, "socket_mode = \"0666\"; allowed_gids = [ 65534 ];",
-			 POOL(1, 1), true);
+	require_root();
+	struct group *daemon_group = getgrnam("daemon");
+	ck_assert_ptr_nonnull(daemon_group);
+	gid_t allowed = testutil_nobody_gid(), other = daemon_group->gr_gid;
+	char extra[128];
+	snprintf(extra, sizeof(extra), "socket_mode = \"0666\"; allowed_gids = [ %u ];",
+		 (unsigned)allowed);
+	testbroker_start(&broker, extra, POOL(1, 1), true);
 	ck_assert_int_eq(chmod(broker.dir, 0755), 0);
 	pid_t p = fork();
 	ck_assert_int_ge(p, 0);
 	if (p == 0) {
-		REQUIRE(setgid(65534) == 0 && setuid(65534) == 0, "setuid");
+		if (_i == 0)
+			testutil_become(testutil_nobody_uid(), allowed, NULL, 0);
+		else
+			testutil_become(testutil_nobody_uid(), other, &allowed, 1);
 		pgl_client *c = pgl_open(broker.socket);
 		pgl_lease *l = pgl_acquire(c, NULL, -1);
-		REQUIRE(l != NULL, "nobody in group 65534 was refused: %s", pgl_error(c));
+		REQUIRE(l != NULL, "a member of group %u was refused: %s", (unsigned)allowed,
+			pgl_error(c));
 		REQUIRE(pgl_release(l) == 0, "%s", pgl_error(c));
 		_exit(0);
 	}
 	testutil_reap(p, "member of an allowed group");
+	p = fork();
+	ck_assert_int_ge(p, 0);
+	if (p == 0) {
+		testutil_become(testutil_nobody_uid(), other, NULL, 0);
+		pgl_client *c = pgl_open(broker.socket);
+		REQUIRE(pgl_acquire(c, NULL, -1) == NULL, "a user of no allowed group got a lease");
+		REQUIRE(pgl_errcode(c) == PGL_EDENIED, "code %d: %s", pgl_errcode(c), pgl_error(c));
+		_exit(0);
+	}
+	testutil_reap(p, "member of no allowed group");
+	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
+/*
+ * With socket_mode and shm_mode left to their defaults ("0660", "0640"), a
+ * user neither the broker's nor in its group can neither connect nor read
+ * the segment, while a member of its group can do both (and lease, its
+ * group being allowed), but never write the segment.
+ */
+START_TEST(test_default_modes)
+{
+	require_root();
+	gid_t group = getegid();	/* the broker's: the socket's and the segment's */
+	char extra[128];
+	snprintf(extra, sizeof(extra), "allowed_gids = [ %u ];", (unsigned)group);
+	testbroker_start_default_modes(&broker, extra, POOL(1, 1), true);
+	ck_assert_int_eq(chmod(broker.dir, 0755), 0);
+
+	struct stat sb;
+	ck_assert_int_eq(stat(broker.socket, &sb), 0);
+	ck_assert_int_eq(sb.st_mode & 07777, 0660);
+	ck_assert_int_eq(sb.st_gid, group);
+	int fd = shm_open(broker.shm, O_RDONLY, 0);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(fstat(fd, &sb), 0);
+	close(fd);
+	ck_assert_int_eq(sb.st_mode & 07777, 0640);
+	ck_assert_int_eq(sb.st_gid, group);
+
+	pid_t p = fork();
+	ck_assert_int_ge(p, 0);
+	if (p == 0) {
+		testutil_become(testutil_nobody_uid(), testutil_nobody_gid(), NULL, 0);
+		struct stat ssb;
+		/* it can reach the socket: only its mode keeps this user out */
+		REQUIRE(stat(broker.socket, &ssb) == 0, "stat %s: %s", broker.socket, strerror(errno));
+		REQUIRE(testutil_control_connect(broker.socket) < 0 && errno == EACCES,
+			"an outsider connected to %s (%s)", broker.socket, strerror(errno));
+		pgl_client *c = pgl_open(broker.socket);
+		REQUIRE(pgl_acquire(c, NULL, -1) == NULL, "an outsider got a lease");
+		REQUIRE(pgl_errcode(c) == PGL_EBROKER, "code %d: %s", pgl_errcode(c), pgl_error(c));
+		REQUIRE(shm_open(broker.shm, O_RDONLY, 0) < 0 && errno == EACCES,
+			"an outsider opened %s (%s)", broker.shm, strerror(errno));
+		pgl_pool_stats st;
+		REQUIRE(pgl_stats(broker.shm, &st, 1) == -1 && errno == EACCES,
+			"an outsider read %s (%s)", broker.shm, strerror(errno));
+		_exit(0);
+	}
+	testutil_reap(p, "a user of neither the broker's uid nor its group");
+
+	p = fork();
+	ck_assert_int_ge(p, 0);
+	if (p == 0) {
+		testutil_become(testutil_nobody_uid(), testutil_nobody_gid(), &group, 1);
+		pgl_client *c = pgl_open(broker.socket);
+		pgl_lease *l = pgl_acquire(c, NULL, -1);
+		REQUIRE(l != NULL, "a member of the broker's group: %s", pgl_error(c));
+		REQUIRE(pgl_release(l) == 0, "%s", pgl_error(c));
+		pgl_close(c);
+		pgl_pool_stats st;
+		REQUIRE(pgl_stats(broker.shm, &st, 1) == 1, "a member of the broker's group cannot "
+			"read %s: %s", broker.shm, strerror(errno));
+		REQUIRE(st.leases >= 1, "leases %llu", (unsigned long long)st.leases);
+		REQUIRE(shm_open(broker.shm, O_RDWR, 0) < 0 && errno == EACCES,
+			"a member of the broker's group may write %s", broker.shm);
+		_exit(0);
+	}
+	testutil_reap(p, "a member of the broker's group");
 	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
 }
 END_TEST
@@ -441,13 +626,10 @@ faults_suite(void)
 	tcase_add_test(tc, test_sigterm_drains);
 	tcase_add_test(tc, test_sigterm_timeout_and_sigint);
 	tcase_add_test(tc, test_second_broker_refused);
-	if (geteuid() == 0) {
-		tcase_add_test(tc, test_denied_user);
-		tcase_add_test(tc, test_allowed_group);
-	} else {
-		printf("check_faults: test_denied_user and test_allowed_group need root "
-		       "(a second user id); not run\n");
-	}
+	tcase_add_test(tc, test_sigterm_while_validating);
+	tcase_add_test(tc, test_denied_user);
+	tcase_add_loop_test(tc, test_allowed_group, 0, 2);
+	tcase_add_test(tc, test_default_modes);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -50,7 +50,9 @@ START_TEST(test_idle_timeout_shrinks)
 	}
 	usleep(600000);		/* and it stays at min_size */
 	ck_assert_int_eq(stats().size, 1);
-	ck_assert_int_eq(testutil_pool_backends(), 1);
+	/* a closed backend's process ends a little later */
+	WAIT_UNTIL(testutil_pool_backends() == 1, 10000, "the server has %ld pool backends",
+		   testutil_pool_backends());
 	ck_assert(testbroker_log_has(&broker, "idle_timeout"));
 	pgl_close(c);
 	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
@@ -97,9 +99,8 @@ START_TEST(test_max_lifetime_recycles)
 	int held_pid = pgl_backend_pid(held);
 	uint64_t connects = stats().connects;
 
-	usleep(1200000);
-	/* the idle one was replaced meanwhile; the leased one is replaced on release */
-	ck_assert_uint_ge(stats().connects, connects + 1);
+	/* the idle one is replaced meanwhile; the leased one is replaced on release */
+	WAIT_UNTIL(stats().connects >= connects + 1, 10000, "the idle backend was not recycled");
 	ck_assert_int_eq(pgl_release(held), 0);
 	int64_t deadline = clock_mono_ms() + 5000;
 	for (;;) {
@@ -126,15 +127,25 @@ START_TEST(test_health_check_interval)
 {
 	char out[64];
 
-	ck_assert(testutil_sql("CREATE TABLE bg_checks (at timestamptz)", out, sizeof(out)));
+	ck_assert(testutil_sql("CREATE TABLE bg_checks (at timestamptz, pid int)", out, sizeof(out)));
 	testbroker_start(&broker, NULL, "{ name = \"main\"; conninfo = \"$CONNINFO\"; min_size = 2; "
 			 "max_size = 2; health_check_interval = 0.2; validate_after = 60; "
-			 "health_query = \"INSERT INTO bg_checks VALUES (now())\"; }", true);
-	usleep(1500000);
-	/* two idle backends, checked about every 0.2 s each, with no client at all */
-	long n = testutil_sql_long("SELECT count(*) FROM bg_checks");
-	ck_assert_msg(n >= 6 && n <= 30, "%ld background checks in 1.5 s", n);
-	ck_assert_int_eq(stats().idle, 2);
+			 "health_query = \"INSERT INTO bg_checks VALUES (clock_timestamp(), "
+			 "pg_backend_pid())\"; }", true);
+	uint64_t connects = stats().connects;
+	/* two idle backends, each checked again and again, with no client at all */
+	WAIT_UNTIL(testutil_sql_long("SELECT count(*) FROM (SELECT pid FROM bg_checks GROUP BY pid "
+				     "HAVING count(*) >= 3) t") == 2, 15000,
+		   "not both backends were checked 3 times: %ld checks",
+		   testutil_sql_long("SELECT count(*) FROM bg_checks"));
+	/* ...but never sooner than health_check_interval after the last check */
+	ck_assert(testutil_sql("SELECT coalesce(min(gap), 1) FROM (SELECT extract(epoch FROM at - "
+			       "lag(at) OVER (PARTITION BY pid ORDER BY at)) AS gap FROM bg_checks) t",
+			       out, sizeof(out)));
+	ck_assert_msg(atof(out) >= 0.19, "a backend was checked again after %s s (interval 0.2 s)",
+		      out);
+	ck_assert_int_eq(stats().size, 2);
+	ck_assert_uint_eq(stats().connects, connects);
 	ck_assert_uint_eq(stats().health_check_failures, 0);
 	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
 }
@@ -147,12 +158,14 @@ START_TEST(test_lease_timeout_warn)
 	pgl_client *c = pgl_open(broker.socket);
 	pgl_lease *l = pgl_acquire(c, NULL, -1);
 	ck_assert_ptr_nonnull(l);
-	usleep(800000);
+	WAIT_UNTIL(stats().lease_timeouts >= 1, 10000, "no lease timeout counted");
+	/* said once, not on every tick (one per 0.075 s here) */
+	usleep(500000);
+	ck_assert_uint_eq(stats().lease_timeouts, 1);
 
 	char out[32], st;
 	ck_assert(testutil_raw_query(pgl_fd(l), "SELECT 'still mine'", out, sizeof(out), &st));
 	ck_assert_str_eq(out, "still mine");
-	ck_assert_uint_eq(stats().lease_timeouts, 1);	/* said once, not every tick */
 	char holder[64];
 	snprintf(holder, sizeof(holder), "holder_pid=%d", (int)getpid());
 	ck_assert(testbroker_log_has(&broker, "lease held past lease_timeout"));
@@ -177,16 +190,18 @@ START_TEST(test_lease_timeout_terminate)
 	int pid = pgl_backend_pid(l);
 	ck_assert(testutil_raw_query(pgl_fd(l), "BEGIN; INSERT INTO cut VALUES (1)", out,
 				     sizeof(out), &st));
-	usleep(1000000);
+	char sql[96];
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM pg_stat_activity WHERE pid = %d", pid);
+	WAIT_UNTIL(stats().lease_timeouts == 1 && testutil_sql_long(sql) == 0, 10000,
+		   "the overdue lease was not cut: %llu lease timeouts, backend %d %s",
+		   (unsigned long long)stats().lease_timeouts, pid,
+		   testutil_sql_long(sql) == 0 ? "gone" : "alive");
 
 	/* the holder's next use fails cleanly; its release does no harm */
 	ck_assert(!testutil_raw_query(pgl_fd(l), "SELECT 1", out, sizeof(out), &st));
 	ck_assert_int_eq(pgl_release(l), 0);
 	ck_assert_uint_eq(stats().lease_timeouts, 1);
 	ck_assert_int_eq(testutil_sql_long("SELECT count(*) FROM cut"), 0);
-	char sql[96];
-	snprintf(sql, sizeof(sql), "SELECT count(*) FROM pg_stat_activity WHERE pid = %d", pid);
-	ck_assert_int_eq(testutil_sql_long(sql), 0);
 
 	/* and the pool serves again, with a new backend */
 	l = pgl_acquire(c, NULL, 5000);

@@ -385,8 +385,9 @@ START_TEST(test_uncancelable_backend_terminated)
 		pgl_client *c = pgl_open(broker.socket);
 		pgl_lease *l = pgl_acquire(c, NULL, -1);
 		REQUIRE(l != NULL, "acquire: %s", pgl_error(c));
+		/* the inner loop never leaves the block that traps the cancel */
 		REQUIRE(testutil_raw_send(pgl_fd(l),
-					  "DO $$ BEGIN LOOP BEGIN PERFORM pg_sleep(0.05); "
+					  "DO $$ BEGIN LOOP BEGIN LOOP PERFORM pg_sleep(0.05); END LOOP; "
 					  "EXCEPTION WHEN query_canceled THEN NULL; END; END LOOP; END $$"),
 			"send");
 		int pid = pgl_backend_pid(l);
@@ -399,9 +400,14 @@ START_TEST(test_uncancelable_backend_terminated)
 	ck_assert_int_eq(read(p[0], &backend, sizeof(backend)), sizeof(backend));
 	close(p[0]);
 	char sql[160];
+	/*
+	 * The trap is set once the loop sleeps: a cancel that came while the
+	 * block was still being compiled would end the query, and the backend
+	 * with it, and there would be nothing stuck to terminate.
+	 */
 	snprintf(sql, sizeof(sql), "SELECT count(*) FROM pg_stat_activity WHERE pid = %d AND "
-		 "query LIKE 'DO %%'", backend);
-	int64_t deadline = clock_mono_ms() + 5000;
+		 "query LIKE 'DO %%' AND wait_event = 'PgSleep'", backend);
+	int64_t deadline = clock_mono_ms() + 10000;
 	while (testutil_sql_long(sql) != 1) {	/* the loop runs */
 		ck_assert_msg(clock_mono_ms() < deadline, "the trapping query never started");
 		usleep(10000);
@@ -419,7 +425,7 @@ START_TEST(test_uncancelable_backend_terminated)
 	ck_assert_uint_eq(st.orphaned_leases, 1);
 	char want[80];
 	snprintf(want, sizeof(want), "backend_pid=%d; terminating it", backend);
-	ck_assert(testbroker_log_has(&broker, want));
+	ck_assert_msg(testbroker_log_has(&broker, want), "no \"%s\" in %s", want, broker.log);
 	/* a pool of one has no idle connection, and no room: one goes above max_size */
 	snprintf(want, sizeof(want), "above max_size=1 to run pg_terminate_backend(%d)", backend);
 	ck_assert_int_eq(testbroker_log_has(&broker, want), _i == 1);

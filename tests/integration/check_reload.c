@@ -1,7 +1,9 @@
 /*
  * check_reload.c - SIGHUP: a valid file applies in place (sizes, settings,
- * pools added and removed, a changed conninfo recycles backends); an
- * invalid one changes nothing and every error is logged with FILE:LINE.
+ * pools added and removed, a changed conninfo recycles backends), also
+ * with leases out, which run to their release untouched (a removed pool's
+ * lease_timeout still cuts them); an invalid one changes nothing and every
+ * error is logged with FILE:LINE.
  */
 #include "autoconf.h"
 
@@ -14,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static struct testbroker broker;
@@ -22,16 +25,70 @@ static struct testbroker broker;
 	"{ name = \"" name "\"; conninfo = \"$CONNINFO\"; min_size = " #min "; max_size = " #max \
 	"; " extra " }"
 
-/* Sends SIGHUP and waits for the broker to say it is done with it. */
+/* Lines that end the handling of a SIGHUP, whatever its outcome. */
+static int
+reload_outcomes(void)
+{
+	return testbroker_log_count(&broker, "reloaded /") +
+	       testbroker_log_count(&broker, "the running configuration stays") +
+	       testbroker_log_count(&broker, "reload: the broker is stopping");
+}
+
+/*
+ * Sends SIGHUP and waits for the broker to be done with this one (the
+ * log lines are counted: an earlier reload's do not answer); its outcome
+ * must be a new line with expect.
+ */
 static void
 hup(const char *expect)
 {
+	int before = testbroker_log_count(&broker, expect), ended = reload_outcomes();
+
 	ck_assert_int_eq(kill(broker.pid, SIGHUP), 0);
-	int64_t deadline = clock_mono_ms() + 5000;
-	while (!testbroker_log_has(&broker, expect)) {
-		ck_assert_msg(clock_mono_ms() < deadline, "no \"%s\" in %s", expect, broker.log);
-		usleep(10000);
-	}
+	WAIT_UNTIL(reload_outcomes() > ended, 10000, "SIGHUP not handled within 10 s; see %s",
+		   broker.log);
+	ck_assert_msg(testbroker_log_count(&broker, expect) > before,
+		      "the reload did not end with \"%s\"; see %s", expect, broker.log);
+}
+
+static pgl_pool_stats
+stats_of(const char *name)
+{
+	pgl_pool_stats st[8];
+	int n = pgl_stats(broker.shm, st, 8);
+
+	ck_assert_int_ge(n, 0);
+	for (int i = 0; i < n; i++)
+		if (strcmp(st[i].name, name) == 0)
+			return st[i];
+	ck_abort_msg("no pool %s in %s", name, broker.shm);
+}
+
+static long
+backend_alive(int pid)
+{
+	char sql[96];
+
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM pg_stat_activity WHERE pid = %d", pid);
+	return testutil_sql_long(sql);
+}
+
+static void
+exec_sql(const char *sql)
+{
+	char out[256];
+
+	ck_assert_msg(testutil_sql(sql, out, sizeof(out)), "%s: %s", sql, out);
+}
+
+/* Runs sql on a held lease; it must succeed and leave the status given. */
+static void
+raw_ok(pgl_lease *l, const char *sql, char status)
+{
+	char out[256], st;
+
+	ck_assert_msg(testutil_raw_query(pgl_fd(l), sql, out, sizeof(out), &st), "%s: %s", sql, out);
+	ck_assert_msg(st == status, "%s: status %c, not %c", sql, st, status);
 }
 
 static int
@@ -64,7 +121,7 @@ START_TEST(test_sizes_change_in_place)
 
 	testbroker_write_config(&broker, "max_leases_per_client = 8;",
 				POOL("main", 1, 4, "acquire_timeout = 2.0;"));
-	hup("reloaded");
+	hup("reloaded /");
 	l[2] = pgl_acquire(c, NULL, -1);
 	l[3] = pgl_acquire(c, NULL, -1);
 	ck_assert_msg(l[2] != NULL && l[3] != NULL, "%s", pgl_error(c));
@@ -78,12 +135,11 @@ START_TEST(test_sizes_change_in_place)
 	/* and down again: the pool sheds to the new max_size */
 	testbroker_write_config(&broker, NULL, POOL("main", 1, 1, ""));
 	hup("reloaded /");
-	int64_t deadline = clock_mono_ms() + 5000;
-	while (find_pool("main", &st), st.size > 1) {
-		ck_assert_msg(clock_mono_ms() < deadline, "still %d backends", st.size);
-		usleep(20000);
-	}
-	ck_assert_int_le(testutil_pool_backends(), 1);
+	WAIT_UNTIL(stats_of("main").size <= 1, 10000, "still %d backends", stats_of("main").size);
+	ck_assert_int_eq(stats_of("main").max_size, 1);
+	/* a backend's process ends a little after the broker closed it */
+	WAIT_UNTIL(testutil_pool_backends() <= 1, 10000, "the server still has %ld pool backends",
+		   testutil_pool_backends());
 	pgl_close(c);
 	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
 }
@@ -126,7 +182,7 @@ START_TEST(test_pools_added_and_removed)
 	int held_pid = pgl_backend_pid(held);
 
 	testbroker_write_config(&broker, NULL, POOL("b", 1, 1, "") "," POOL("c", 1, 2, ""));
-	hup("reloaded");
+	hup("reloaded /");
 	ck_assert(testbroker_log_has(&broker, "pool a is removed by the reload"));
 
 	ck_assert_ptr_null(pgl_acquire(c, "a", -1));
@@ -166,14 +222,10 @@ START_TEST(test_conninfo_change_recycles)
 	snprintf(pools, sizeof(pools), "{ name = \"main\"; conninfo = \"$CONNINFO "
 		 "application_name=renamed\"; min_size = 2; max_size = 2; }");
 	testbroker_write_config(&broker, NULL, pools);
-	hup("reloaded");
-	int64_t deadline = clock_mono_ms() + 5000;
-	while (testutil_sql_long("SELECT count(*) FROM pg_stat_activity "
-				 "WHERE application_name = 'renamed'") != 2) {
-		ck_assert_msg(clock_mono_ms() < deadline, "backends were not replaced");
-		usleep(20000);
-	}
-	ck_assert_int_eq(testutil_pool_backends(), 0);
+	hup("reloaded /");
+	WAIT_UNTIL(testutil_sql_long("SELECT count(*) FROM pg_stat_activity "
+				     "WHERE application_name = 'renamed'") == 2 &&
+		   testutil_pool_backends() == 0, 10000, "backends were not replaced");
 	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
 }
 END_TEST
@@ -189,7 +241,7 @@ START_TEST(test_restart_only_settings_kept)
 	FILE *f = fopen(broker.conf, "w");
 	fputs(conf, f);
 	fclose(f);
-	hup("reloaded");
+	hup("reloaded /");
 	ck_assert(testbroker_log_has(&broker, "socket, socket_mode and socket_group change only with a restart"));
 	ck_assert(testbroker_log_has(&broker, "shm_name and shm_mode change only with a restart"));
 	pgl_client *c = pgl_open(broker.socket);
@@ -218,6 +270,167 @@ START_TEST(test_too_big_for_the_segment)
 }
 END_TEST
 
+/*
+ * max_size lowered below the leases out: nothing is cut.  Each holder
+ * finishes its transaction and gives back without an error, a waiter is
+ * served once the pool is under its new size, and the pool ends at it.
+ */
+START_TEST(test_max_size_lowered_with_leases_out)
+{
+	enum { HELD = 4 };
+	char sql[128];
+
+	exec_sql("CREATE TABLE shrink (x int)");
+	testbroker_start(&broker, NULL, POOL("main", 1, 4, "acquire_timeout = 10.0;"), true);
+	pgl_client *c = pgl_open(broker.socket);
+	pgl_lease *l[HELD];
+	for (int i = 0; i < HELD; i++) {
+		l[i] = pgl_acquire(c, NULL, -1);
+		ck_assert_msg(l[i] != NULL, "%s", pgl_error(c));
+		snprintf(sql, sizeof(sql), "BEGIN; INSERT INTO shrink VALUES (%d)", i);
+		raw_ok(l[i], sql, 'T');
+	}
+
+	testbroker_write_config(&broker, NULL, POOL("main", 1, 2, "acquire_timeout = 10.0;"));
+	hup("reloaded /");
+	pgl_pool_stats st = stats_of("main");
+	ck_assert_int_eq(st.max_size, 2);
+	ck_assert_int_eq(st.leased, HELD);
+
+	/* someone else waits meanwhile */
+	pid_t w = fork();
+	ck_assert_int_ge(w, 0);
+	if (w == 0) {
+		pgl_client *wc = pgl_open(broker.socket);
+		pgl_lease *wl = pgl_acquire(wc, NULL, 10000);
+		REQUIRE(wl != NULL, "the waiter: %s", pgl_error(wc));
+		char out[16], wst;
+		REQUIRE(testutil_raw_query(pgl_fd(wl), "SELECT count(*) FROM shrink", out,
+					   sizeof(out), &wst), "the waiter's query: %s", out);
+		/* served after a holder's release, so after its commit: whole transactions only */
+		REQUIRE(atoi(out) >= 2 && atoi(out) % 2 == 0, "the waiter sees %s rows", out);
+		REQUIRE(pgl_release(wl) == 0, "the waiter's release: %s", pgl_error(wc));
+		pgl_close(wc);
+		_exit(0);
+	}
+	WAIT_UNTIL(stats_of("main").waiting == 1, 10000, "the waiter was not queued");
+
+	/* the holders carry on as if nothing happened, and give back cleanly */
+	for (int i = 0; i < HELD; i++) {
+		snprintf(sql, sizeof(sql), "INSERT INTO shrink VALUES (%d); COMMIT", 10 + i);
+		raw_ok(l[i], sql, 'I');
+		ck_assert_int_eq(pgl_release(l[i]), 0);
+	}
+	testutil_reap(w, "waiter");
+	ck_assert_int_eq(testutil_sql_long("SELECT count(*) FROM shrink"), 2 * HELD);
+
+	WAIT_UNTIL((st = stats_of("main")).size == 2 && st.idle == 2 && st.leased == 0, 10000,
+		   "pool not down to 2 idle backends: size %d idle %d leased %d", st.size, st.idle,
+		   st.leased);
+	WAIT_UNTIL(testutil_pool_backends() == 2, 10000, "the server has %ld pool backends",
+		   testutil_pool_backends());
+	ck_assert_uint_eq(st.orphaned_leases, 0);
+	ck_assert_uint_eq(st.reset_failures, 0);
+	ck_assert_uint_eq(st.leases, HELD + 1);
+	pgl_close(c);
+	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
+/*
+ * A conninfo changed while leases are out: the holders keep their backends
+ * to the end (a transaction open across the reload commits), then every
+ * backend is replaced by one with the new settings.
+ */
+START_TEST(test_conninfo_changed_with_leases_out)
+{
+	char out[64];
+
+	exec_sql("CREATE TABLE moved (x int)");
+	testbroker_start(&broker, NULL, POOL("main", 2, 2, ""), true);
+	pgl_client *c = pgl_open(broker.socket);
+	pgl_lease *a = pgl_acquire(c, NULL, -1), *b = pgl_acquire(c, NULL, -1);
+	ck_assert_ptr_nonnull(a);
+	ck_assert_ptr_nonnull(b);
+	int pid_a = pgl_backend_pid(a), pid_b = pgl_backend_pid(b);
+	raw_ok(a, "BEGIN; INSERT INTO moved VALUES (1)", 'T');
+
+	testbroker_write_config(&broker, NULL, "{ name = \"main\"; conninfo = \"$CONNINFO "
+				"application_name=renamed\"; min_size = 2; max_size = 2; }");
+	hup("reloaded /");
+	ck_assert(testbroker_log_has(&broker, "connection settings changed"));
+
+	raw_ok(a, "INSERT INTO moved VALUES (2); COMMIT", 'I');
+	char st;
+	ck_assert(testutil_raw_query(pgl_fd(b), "SELECT current_setting('application_name')", out,
+				     sizeof(out), &st));
+	ck_assert_str_eq(out, "pgleased");	/* still the backend it was given */
+	ck_assert_int_eq(pgl_release(a), 0);
+	ck_assert_int_eq(pgl_release(b), 0);
+
+	WAIT_UNTIL(testutil_sql_long("SELECT count(*) FROM pg_stat_activity "
+				     "WHERE application_name = 'renamed'") == 2 &&
+		   testutil_pool_backends() == 0, 10000, "the backends were not replaced");
+	ck_assert_int_eq(backend_alive(pid_a), 0);
+	ck_assert_int_eq(backend_alive(pid_b), 0);
+	ck_assert_int_eq(testutil_sql_long("SELECT count(*) FROM moved"), 2);
+	pgl_lease *l = pgl_acquire(c, NULL, -1);
+	ck_assert_msg(l != NULL, "%s", pgl_error(c));
+	ck_assert(testutil_raw_query(pgl_fd(l), "SELECT current_setting('application_name')", out,
+				     sizeof(out), &st));
+	ck_assert_str_eq(out, "renamed");
+	ck_assert_int_eq(pgl_release(l), 0);
+	pgl_pool_stats ps = stats_of("main");
+	ck_assert_uint_eq(ps.orphaned_leases, 0);
+	ck_assert_uint_eq(ps.reset_failures, 0);
+	pgl_close(c);
+	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
+/*
+ * A pool removed by a reload still enforces its lease_timeout (action
+ * terminate) on the lease it drains: the backend is cut, the open
+ * transaction rolled back, the holder's next use fails cleanly, and the
+ * pool goes once empty.
+ */
+START_TEST(test_lease_timeout_on_removed_pool)
+{
+	char out[128], st;
+
+	exec_sql("CREATE TABLE overdue (x int)");
+	testbroker_start(&broker, NULL, POOL("a", 1, 1, "lease_timeout = 0.5; "
+					     "lease_timeout_action = \"terminate\";") ","
+			 POOL("b", 1, 1, ""), true);
+	pgl_client *c = pgl_open(broker.socket);
+	pgl_lease *held = pgl_acquire(c, "a", -1);
+	ck_assert_ptr_nonnull(held);
+	int pid = pgl_backend_pid(held);
+	raw_ok(held, "BEGIN; INSERT INTO overdue VALUES (1)", 'T');
+
+	testbroker_write_config(&broker, NULL, POOL("b", 1, 1, ""));
+	hup("reloaded /");
+	ck_assert(testbroker_log_has(&broker, "pool a is removed by the reload"));
+
+	testbroker_wait_log(&broker, "lease held past lease_timeout pool=a", 1, 10000);
+	WAIT_UNTIL(backend_alive(pid) == 0, 10000, "backend %d of the removed pool outlived its "
+		   "lease_timeout", pid);
+	ck_assert(!testutil_raw_query(pgl_fd(held), "SELECT 1", out, sizeof(out), &st));
+	ck_assert_int_eq(pgl_release(held), 0);
+	ck_assert_int_eq(testutil_sql_long("SELECT count(*) FROM overdue"), 0);
+	pgl_pool_stats ps;
+	WAIT_UNTIL(!find_pool("a", &ps), 10000, "pool a is still in %s", broker.shm);
+	ck_assert(testbroker_log_has(&broker, "pool a removed"));
+	ck_assert(testbroker_log_has(&broker, "terminating it"));
+
+	pgl_lease *l = pgl_acquire(c, "b", 5000);
+	ck_assert_msg(l != NULL, "%s", pgl_error(c));
+	ck_assert_int_eq(pgl_release(l), 0);
+	pgl_close(c);
+	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
 static Suite *
 reload_suite(void)
 {
@@ -231,6 +444,9 @@ reload_suite(void)
 	tcase_add_test(tc, test_conninfo_change_recycles);
 	tcase_add_test(tc, test_restart_only_settings_kept);
 	tcase_add_test(tc, test_too_big_for_the_segment);
+	tcase_add_test(tc, test_max_size_lowered_with_leases_out);
+	tcase_add_test(tc, test_conninfo_changed_with_leases_out);
+	tcase_add_test(tc, test_lease_timeout_on_removed_pool);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -473,7 +473,9 @@ START_TEST(test_late_cancel_spares_next_holder)
 		ck_assert_str_eq(value(c1, "SELECT 1"), "1");
 		(void)c2;
 		ck_assert_int_eq(write(go[1], "g", 1), 1);
-		usleep(20000);			/* the next holder is queued */
+		pgl_pool_stats st;		/* the next holder is queued */
+		WAIT_UNTIL(pgl_stats(broker.shm, &st, 1) == 1 && st.waiting == 1, 10000,
+			   "round %d: the next holder is not queued", i);
 		ck_assert_int_eq(pgl_cancel(l1), 0);
 		ck_assert_int_eq(pgl_release(l1), 0);	/* to the queued next holder */
 		char b;
@@ -489,9 +491,14 @@ END_TEST
 /*
  * A CANCEL naming a lease this client does not hold does nothing: here
  * another client's, whose id a raw connection reads from shared memory.
+ * The query waits on a lock the test holds, so it still runs when the
+ * broker handles the CANCEL (a request answered after it on the same
+ * connection says when); then our own cancel, through the same broker,
+ * must land faster than the time the foreign one was given.
  */
 START_TEST(test_foreign_cancel_ignored)
 {
+	const int64_t window_ms = 500;
 	pgl_lease *l;
 	PGconn *c = lease(&l);
 	struct shm_snapshot snap;
@@ -503,6 +510,14 @@ START_TEST(test_foreign_cancel_ignored)
 			lease_id = snap.slots[i].lease_id;
 	shm_snapshot_free(&snap);
 	ck_assert_uint_ne(lease_id, 0);
+
+	PGconn *d = direct();
+	value(d, "SELECT pg_advisory_lock(4242)");
+	ck_assert_int_eq(PQsendQuery(c, "SELECT pg_advisory_lock(4242)"), 1);
+	char waits[160];
+	snprintf(waits, sizeof(waits), "SELECT count(*) FROM pg_stat_activity WHERE pid = %d AND "
+		 "wait_event_type = 'Lock'", PQbackendPID(c));
+	WAIT_UNTIL(testutil_sql_long(waits) == 1, 10000, "the query does not wait on the lock");
 
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
 	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
@@ -516,17 +531,49 @@ START_TEST(test_foreign_cancel_ignored)
 	ck_assert_int_eq(fdpass_send(fd, buf, n, -1), (ssize_t)n);
 	ck_assert_int_gt(recv(fd, buf, sizeof(buf), 0), 0);	/* WELCOME */
 
-	ck_assert_int_eq(PQsendQuery(c, "SELECT count(*) FROM pg_sleep(0.6)"), 1);
-	usleep(100000);
 	m = (struct wire_msg){ .h = { .type = PGL_MSG_LEASE_CANCEL, .request_id = 2 } };
 	m.u.cancel.lease_id = lease_id;
 	n = wire_encode(&m, buf, sizeof(buf));
 	ck_assert_int_eq(fdpass_send(fd, buf, n, -1), (ssize_t)n);
+	/* answered once the broker has handled the CANCEL before it */
+	m = (struct wire_msg){ .h = { .type = PGL_MSG_LEASE_ACQUIRE, .request_id = 3 } };
+	snprintf(m.u.acquire.pool, sizeof(m.u.acquire.pool), "no such pool");
+	n = wire_encode(&m, buf, sizeof(buf));
+	ck_assert_int_eq(fdpass_send(fd, buf, n, -1), (ssize_t)n);
+	ssize_t got = recv(fd, buf, sizeof(buf), 0);
+	ck_assert_int_gt(got, 0);
+	struct wire_msg answer;
+	const char *why;
+	ck_assert_int_eq(wire_decode(buf, (size_t)got, &answer, &why), 0);
+	ck_assert_int_eq(answer.h.type, PGL_MSG_SESSION_ERROR);
+	ck_assert_uint_eq(answer.h.request_id, 3);
+	ck_assert_int_eq(answer.u.error.code, PGL_ENOPOOL);
+	int64_t handled = clock_mono_ms();
+
+	/* the query still waits: nothing reached it */
+	while (clock_mono_ms() - handled < window_ms) {
+		ck_assert_int_eq(PQconsumeInput(c), 1);
+		ck_assert_msg(PQisBusy(c), "the query ended after a foreign CANCEL: %s",
+			      PQerrorMessage(c));
+		usleep(10000);
+	}
+	ck_assert_int_eq(testutil_sql_long(waits), 1);
+
+	/* our own cancel, as a foreign one would have been sent, lands within the window */
+	int64_t t0 = clock_mono_ms();
+	ck_assert_int_eq(pgl_cancel(l), 0);
 	PGresult *r = PQgetResult(c);
-	ck_assert_msg(PQresultStatus(r) == PGRES_TUPLES_OK, "%s", PQresultErrorMessage(r));
+	int64_t took = clock_mono_ms() - t0;
+	ck_assert_int_eq(PQresultStatus(r), PGRES_FATAL_ERROR);
+	ck_assert_str_eq(PQresultErrorField(r, PG_DIAG_SQLSTATE), "57014");
 	PQclear(r);
 	ck_assert_ptr_null(PQgetResult(c));
+	ck_assert_msg(took < window_ms, "a cancel took %lld ms to land: the %lld ms given to the "
+		      "foreign one prove nothing", (long long)took, (long long)window_ms);
 	close(fd);
+	value(d, "SELECT pg_advisory_unlock(4242)");
+	PQfinish(d);
+	ck_assert_str_eq(value(c, "SELECT 'still usable'"), "still usable");
 	ck_assert_int_eq(pgl_release(l), 0);
 }
 END_TEST
