@@ -320,8 +320,21 @@ shm_snapshot_owned(const char *name, uid_t owner, uid_t *found_owner, struct shm
 		goto out;
 	}
 
+	/*
+	 * An update takes microseconds.  Give up after about a second without a
+	 * clean copy (counted in time: on a loaded machine each yield may cost a
+	 * whole time slice).
+	 */
 	errno = EAGAIN;
-	for (int tries = 0; tries < 100000; tries++) {
+	int64_t give_up = 0;
+	for (int tries = 0;; tries++) {
+		if (tries > 0 && (tries & 63) == 0) {
+			int64_t now = realtime_ms();
+			if (give_up == 0)
+				give_up = now + 1000;
+			else if (now >= give_up)
+				break;
+		}
 		uint32_t before = atomic_load_explicit(&h->seq, memory_order_acquire);
 		if (before & 1) {
 			sched_yield();
