@@ -599,3 +599,93 @@ testutil_describe_fds(pid_t pid, char *buf, size_t len)
 	closedir(d);
 	return buf;
 }
+
+/* --- a hostile broker ----------------------------------------------------- */
+
+#include "common/fdpass.h"
+
+pid_t
+testutil_hostile_broker(const char *path, uint16_t version, uint32_t acquire_timeout_ms,
+			void (*script)(int conn, void *arg), void *arg)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	int lfd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	pid_t parent = getpid();
+
+	ck_assert_int_ge(lfd, 0);
+	ck_assert_uint_lt(strlen(path), sizeof(sun.sun_path));
+	memcpy(sun.sun_path, path, strlen(path) + 1);
+	unlink(path);
+	ck_assert_msg(bind(lfd, (struct sockaddr *)&sun, sizeof(sun)) == 0, "bind %s: %s", path,
+		      strerror(errno));
+	ck_assert_int_eq(listen(lfd, 8), 0);
+
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid > 0) {
+		close(lfd);
+		return pid;
+	}
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() != parent)
+		_exit(1);
+	int conn = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+	REQUIRE(conn >= 0, "hostile broker: accept: %s", strerror(errno));
+	close(lfd);
+
+	struct wire_msg m;
+	uint8_t buf[WIRE_MESSAGE_MAX];
+	REQUIRE(testutil_wire_recv(conn, &m, buf, sizeof(buf), NULL, 10000) &&
+		m.h.type == PGL_MSG_SESSION_HELLO, "hostile broker: no HELLO");
+	struct wire_msg w = { .h = { .type = PGL_MSG_SESSION_WELCOME,
+				     .request_id = m.h.request_id } };
+	w.u.welcome.version = version;
+	w.u.welcome.broker_pid = (uint32_t)getpid();
+	w.u.welcome.incarnation = 0x7e57;
+	w.u.welcome.acquire_timeout_ms = acquire_timeout_ms;
+	snprintf(w.u.welcome.shm_name, sizeof(w.u.welcome.shm_name), "/pglease.hostile");
+	REQUIRE(testutil_wire_send_fd(conn, &w, -1), "hostile broker: WELCOME not sent");
+	script(conn, arg);
+	_exit(0);
+}
+
+bool
+testutil_wire_recv(int fd, struct wire_msg *m, uint8_t *buf, size_t cap, int *pass_fd,
+		   int timeout_ms)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	const char *why;
+
+	if (pass_fd != NULL)
+		*pass_fd = -1;
+	if (poll(&p, 1, timeout_ms) != 1)
+		return false;
+	ssize_t n = fdpass_recv(fd, buf, cap, pass_fd);
+	return n > 0 && wire_decode(buf, (size_t)n, m, &why) == 0;
+}
+
+bool
+testutil_wire_send_fd(int fd, const struct wire_msg *m, int pass_fd)
+{
+	uint8_t buf[WIRE_MESSAGE_MAX];
+	size_t n = wire_encode(m, buf, sizeof(buf));
+
+	return n > 0 && fdpass_send(fd, buf, n, pass_fd) == (ssize_t)n;
+}
+
+void
+testutil_wait_eof(int fd, int timeout_ms)
+{
+	int64_t deadline = clock_mono_ms() + timeout_ms;
+	uint8_t buf[WIRE_MESSAGE_MAX];
+
+	for (;;) {
+		int64_t left = deadline - clock_mono_ms();
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		if (left <= 0 || poll(&p, 1, (int)left) != 1)
+			return;
+		ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+			return;
+	}
+}

@@ -131,3 +131,27 @@ int testutil_count_fds(pid_t pid);
 
 /* "fd=target ..." for each open descriptor of pid, for a failure message. */
 const char *testutil_describe_fds(pid_t pid, char *buf, size_t len);
+
+/* --- a hostile broker: a listener that answers as a test scripts it --- */
+
+#include <stdint.h>
+
+/*
+ * Listens on path as pgleased does (SOCK_SEQPACKET) and forks a process
+ * that accepts one client, answers its HELLO with a WELCOME of version
+ * (acquire_timeout_ms when version >= 2), then runs script(conn, arg) and
+ * exits 0 (a failed REQUIRE in it exits 1).  Returns that process's pid,
+ * for testutil_reap().  It dies with the test process.
+ */
+pid_t testutil_hostile_broker(const char *path, uint16_t version, uint32_t acquire_timeout_ms,
+			      void (*script)(int conn, void *arg), void *arg);
+
+/* Receives one message on fd within timeout_ms into m (buf holds it); *pass_fd gets an attached fd. */
+bool testutil_wire_recv(int fd, struct wire_msg *m, uint8_t *buf, size_t cap, int *pass_fd,
+			int timeout_ms);
+
+/* Sends m with pass_fd attached (-1: none); false when it did not go. */
+bool testutil_wire_send_fd(int fd, const struct wire_msg *m, int pass_fd);
+
+/* Waits until fd's peer closes (or timeout_ms passes), discarding what arrives. */
+void testutil_wait_eof(int fd, int timeout_ms);

@@ -316,6 +316,12 @@ client_wait(pgl_client *c, uint64_t id, int64_t deadline_ms, struct wire_msg *m,
 			client_disconnect(c);
 			return client_fail(c, PGL_EPROTO, "malformed message from the broker: %s", why);
 		}
+		/* Only a GRANT carries a descriptor: any other one is closed here. */
+		if (m->h.type != PGL_MSG_LEASE_GRANT) {
+			if (got >= 0)
+				close(got);
+			got = -1;
+		}
 		if (m->h.request_id == id || (m->h.type == PGL_MSG_SESSION_ERROR &&
 					      m->h.request_id == 0)) {
 			if (fd != NULL)
@@ -327,8 +333,6 @@ client_wait(pgl_client *c, uint64_t id, int64_t deadline_ms, struct wire_msg *m,
 		/* An answer to an abandoned request, or an ERROR about a RELEASE. */
 		if (m->h.type == PGL_MSG_LEASE_GRANT)
 			release_stray(c, m, got);
-		else if (got >= 0)
-			close(got);
 	}
 }
 

@@ -7,6 +7,7 @@
 
 #include "common/clock.h"
 #include "common/shm.h"
+#include "common/wire.h"
 #include "pglease.h"
 #include "testutil.h"
 
@@ -566,6 +567,87 @@ START_TEST(test_grant_fd_dropped)
 }
 END_TEST
 
+/* --- a hostile broker ------------------------------------------------------ */
+
+/* A socket path for a hostile broker of this test. */
+static const char *
+hostile_path(void)
+{
+	static char path[256];
+
+	snprintf(path, sizeof(path), "%s/hostile.%d.sock", testutil_tmpdir(), (int)getpid());
+	return path;
+}
+
+/* Reads the next ACQUIRE; its request id. */
+static uint64_t
+expect_acquire(int conn)
+{
+	struct wire_msg m;
+	uint8_t buf[WIRE_MESSAGE_MAX];
+
+	REQUIRE(testutil_wire_recv(conn, &m, buf, sizeof(buf), NULL, 10000), "no request");
+	REQUIRE(m.h.type == PGL_MSG_LEASE_ACQUIRE, "%s instead of ACQUIRE",
+		wire_type_name(m.h.type));
+	return m.h.request_id;
+}
+
+static void
+send_error(int conn, uint64_t id, const char *text, int fd)
+{
+	struct wire_msg e = { .h = { .type = PGL_MSG_SESSION_ERROR, .request_id = id } };
+
+	e.u.error.code = PGL_ETIMEOUT;
+	snprintf(e.u.error.message, sizeof(e.u.error.message), "%s", text);
+	REQUIRE(testutil_wire_send_fd(conn, &e, fd), "ERROR not sent");
+}
+
+/* Answers ACQUIREs with ERRORs: plain, with a descriptor, then a session ERROR with one. */
+static void
+errors_with_fds(int conn, void *arg)
+{
+	int p[2];
+
+	(void)arg;
+	REQUIRE(pipe2(p, O_CLOEXEC) == 0, "pipe");
+	send_error(conn, expect_acquire(conn), "plain", -1);
+	send_error(conn, expect_acquire(conn), "with a descriptor", p[0]);
+	/* an answer to no request, with a descriptor, before the real one */
+	send_error(conn, 4242, "stray", p[0]);
+	send_error(conn, expect_acquire(conn), "the real one", -1);
+	(void)expect_acquire(conn);
+	send_error(conn, 0, "session over, with a descriptor", p[0]);
+	testutil_wait_eof(conn, 10000);
+}
+
+/* A descriptor attached to anything but a GRANT is closed, never kept. */
+START_TEST(test_error_with_fd_closed)
+{
+	pid_t hb = testutil_hostile_broker(hostile_path(), WIRE_VERSION_MAX, 1000,
+					   errors_with_fds, NULL);
+	pgl_client *c = pgl_open(hostile_path());
+
+	ck_assert_ptr_null(pgl_acquire(c, NULL, 1000));
+	ck_assert_msg(strcmp(pgl_error(c), "plain") == 0, "%s", pgl_error(c));
+	int before = testutil_count_fds(0);
+	ck_assert_ptr_null(pgl_acquire(c, NULL, 1000));
+	ck_assert_int_eq(pgl_errcode(c), PGL_ETIMEOUT);
+	ck_assert_str_eq(pgl_error(c), "with a descriptor");
+	ck_assert_ptr_null(pgl_acquire(c, NULL, 1000));
+	ck_assert_str_eq(pgl_error(c), "the real one");
+	char fds[1024];
+	ck_assert_msg(testutil_count_fds(0) == before, "%d descriptors, %d before: %s",
+		      testutil_count_fds(0), before, testutil_describe_fds(getpid(), fds, sizeof(fds)));
+	/* a session ERROR ends the connection: its descriptor goes too */
+	ck_assert_ptr_null(pgl_acquire(c, NULL, 1000));
+	ck_assert_str_eq(pgl_error(c), "session over, with a descriptor");
+	ck_assert_msg(testutil_count_fds(0) == before - 1, "%d descriptors, %d before: %s",
+		      testutil_count_fds(0), before, testutil_describe_fds(getpid(), fds, sizeof(fds)));
+	pgl_close(c);
+	testutil_reap(hb, "hostile broker");
+}
+END_TEST
+
 static Suite *
 lease_suite(void)
 {
@@ -583,6 +665,12 @@ lease_suite(void)
 	tcase_add_test(tc, test_validation);
 	tcase_add_test(tc, test_multi_host_conninfo);
 	tcase_add_test(tc, test_grant_fd_dropped);
+	suite_add_tcase(s, tc);
+
+	/* Brokers that misbehave on purpose; no PostgreSQL needed. */
+	tc = tcase_create("hostile");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_error_with_fd_closed);
 	suite_add_tcase(s, tc);
 	return s;
 }
