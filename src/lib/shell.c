@@ -15,6 +15,7 @@
 #include "common/fdpass.h"
 #include "lib/client.h"
 #include "lib/shell.h"
+#include "lib/startup.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -180,23 +181,15 @@ write_full(int fd, const void *buf, size_t len, int64_t deadline)
 	return true;
 }
 
-static void
-put32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
-
 /*
  * Accepts libpq's connection (from this process only), reads its startup
  * message and answers as the backend did: AuthenticationOk, the backend's
  * parameters, its pid with a worthless cancel key (cancels go through the
- * broker), ReadyForQuery.  Returns the accepted socket, or -1 with why set.
+ * broker), ReadyForQuery.  Returns the accepted socket, or -1 with why set
+ * (and code, when not PGL_EINVAL).
  */
 static int
-answer_startup(pgl_lease *l, int listener, int64_t deadline, const char **why)
+answer_startup(pgl_lease *l, int listener, int64_t deadline, const char **why, int *code)
 {
 	int peer;
 
@@ -237,41 +230,16 @@ answer_startup(pgl_lease *l, int listener, int64_t deadline, const char **why)
 		goto fail;
 	}
 
-	uint8_t out[WIRE_PARAMS_MAX + 256];
-	size_t n = 0;
-	if ((proto & 0xffff) != 0) {
-		/* NegotiateProtocolVersion: 3.0 and nothing else */
-		out[n++] = 'v';
-		put32(out + n, 12);
-		put32(out + n + 4, 0);
-		put32(out + n + 8, 0);
-		n += 12;
+	/* The GRANT's parameters are the broker's word: bounded, or refused. */
+	uint8_t out[STARTUP_REPLY_MAX];
+	size_t n = startup_reply(out, sizeof(out), l->params, l->params_len,
+				 (uint32_t)l->backend_pid, (proto & 0xffff) != 0);
+	if (n == 0) {
+		*why = "the broker's GRANT carries more server parameters than a startup "
+		       "reply holds";
+		*code = PGL_EPROTO;
+		goto fail;
 	}
-	out[n++] = 'R';
-	put32(out + n, 8);
-	put32(out + n + 4, 0);
-	n += 8;
-	for (size_t i = 0; i < l->params_len;) {
-		const char *name = l->params + i;
-		size_t nl = strlen(name) + 1;
-		const char *value = name + nl;
-		size_t vl = strlen(value) + 1;
-		out[n++] = 'S';
-		put32(out + n, (uint32_t)(4 + nl + vl));
-		memcpy(out + n + 4, name, nl);
-		memcpy(out + n + 4 + nl, value, vl);
-		n += 4 + nl + vl;
-		i += nl + vl;
-	}
-	out[n++] = 'K';
-	put32(out + n, 12);
-	put32(out + n + 4, (uint32_t)l->backend_pid);
-	put32(out + n + 8, 0);
-	n += 12;
-	out[n++] = 'Z';
-	put32(out + n, 5);
-	out[n + 4] = 'I';
-	n += 5;
 	if (!write_full(peer, out, n, deadline)) {
 		*why = "cannot answer libpq's startup";
 		goto fail;
@@ -495,9 +463,10 @@ pgl_conn(pgl_lease *l)
 			return shell_fail(c, conn, listener, peer, PGL_EINVAL,
 					  "libpq refused the shell connection", PQerrorMessage(conn));
 		if (st == PGRES_POLLING_READING && peer < 0) {
-			peer = answer_startup(l, listener, deadline, &why);
+			int code = PGL_EINVAL;
+			peer = answer_startup(l, listener, deadline, &why, &code);
 			if (peer < 0)
-				return shell_fail(c, conn, listener, -1, PGL_EINVAL,
+				return shell_fail(c, conn, listener, -1, code,
 						  "the shell handshake failed", why);
 		}
 		if (!wait_fd(PQsocket(conn), st == PGRES_POLLING_READING ? POLLIN : POLLOUT, deadline))

@@ -736,6 +736,65 @@ START_TEST(test_server_offers_tls)
 }
 END_TEST
 
+/* --- a hostile broker ------------------------------------------------------ */
+
+/*
+ * Answers one ACQUIRE with a GRANT whose parameter block is the largest a
+ * GRANT may carry, made of one-letter parameters: 3 bytes each in the GRANT,
+ * 8 in the startup reply the shell writes from them.
+ */
+static void
+grant_tiny_params(int conn, void *arg)
+{
+	static char params[WIRE_PARAMS_MAX];
+	struct wire_msg m;
+	uint8_t buf[WIRE_MESSAGE_MAX];
+	int sv[2];
+
+	(void)arg;
+	REQUIRE(testutil_wire_recv(conn, &m, buf, sizeof(buf), NULL, 10000) &&
+		m.h.type == PGL_MSG_LEASE_ACQUIRE, "no ACQUIRE");
+	size_t n = 0;
+	while (n + 3 <= sizeof(params)) {
+		memcpy(params + n, "a\0", 3);
+		n += 3;
+	}
+	struct wire_msg g = { .h = { .type = PGL_MSG_LEASE_GRANT, .request_id = m.h.request_id } };
+	g.u.grant.lease_id = (uint64_t)0x7e57 << 32 | 1;
+	g.u.grant.backend_pid = 4242;
+	snprintf(g.u.grant.user, sizeof(g.u.grant.user), "postgres");
+	snprintf(g.u.grant.database, sizeof(g.u.grant.database), "postgres");
+	g.u.grant.params = params;
+	g.u.grant.params_len = (uint16_t)n;
+	REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0, "socketpair");
+	REQUIRE(testutil_wire_send_fd(conn, &g, sv[0]), "GRANT not sent");
+	/* the lease comes back */
+	REQUIRE(testutil_wire_recv(conn, &m, buf, sizeof(buf), NULL, 10000) &&
+		m.h.type == PGL_MSG_LEASE_RELEASE && m.u.release.lease_id == g.u.grant.lease_id,
+		"no RELEASE of the lease");
+	testutil_wait_eof(conn, 10000);
+}
+
+/* A GRANT's parameters cannot overflow the shell's startup reply: pgl_conn refuses it. */
+START_TEST(test_grant_params_overflow_refused)
+{
+	char path[256];
+
+	snprintf(path, sizeof(path), "%s/hostile.%d.sock", testutil_tmpdir(), (int)getpid());
+	pid_t hb = testutil_hostile_broker(path, WIRE_VERSION_MAX, 1000, grant_tiny_params, NULL);
+	pgl_client *c = pgl_open(path);
+	pgl_lease *l = pgl_acquire(c, NULL, 1000);
+	ck_assert_msg(l != NULL, "%s", pgl_error(c));
+	ck_assert_ptr_null(pgl_conn(l));
+	ck_assert_int_eq(pgl_errcode(c), PGL_EPROTO);
+	ck_assert_msg(strstr(pgl_error(c), "more server parameters than a startup reply holds") !=
+		      NULL, "%s", pgl_error(c));
+	ck_assert_int_eq(pgl_release(l), 0);
+	pgl_close(c);
+	testutil_reap(hb, "hostile broker");
+}
+END_TEST
+
 static Suite *
 shell_suite(void)
 {
@@ -767,6 +826,12 @@ shell_suite(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_scram_over_tcp);
 	tcase_add_test(tc, test_server_offers_tls);
+	suite_add_tcase(s, tc);
+
+	/* Brokers that misbehave on purpose. */
+	tc = tcase_create("hostile");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_grant_params_overflow_refused);
 	suite_add_tcase(s, tc);
 	return s;
 }
