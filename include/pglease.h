@@ -45,15 +45,18 @@ enum {
 	PGL_EDRAINING = 6,	/* the broker is shutting down */
 	PGL_EPROTO = 7,		/* malformed message or protocol mismatch */
 	PGL_ESTALE = 8,		/* lease of a broker that has restarted */
-	PGL_EBROKER = 9,	/* cannot reach the broker, or it went away */
+	PGL_EBROKER = 9,	/* cannot reach the broker, it went away, or its
+				 * socket is held by a user not trusted (below) */
 	PGL_EINVAL = 10,	/* bad argument */
 	PGL_ENOMEM = 11,	/* out of memory */
 };
 
 /*
  * A client of the broker listening on socket_path (NULL: $PGLEASE_SOCKET,
- * then /run/pglease/pglease.sock).  Connects on first use.  NULL only when
- * out of memory.
+ * then /run/pglease/pglease.sock).  Connects on first use, and only to a
+ * broker running as root, as this process's user, or as the user
+ * $PGLEASE_BROKER_UID names (a number or a name; SO_PEERCRED tells).  NULL
+ * only when out of memory.
  */
 pgl_client *pgl_open(const char *socket_path);
 

@@ -689,3 +689,47 @@ testutil_wait_eof(int fd, int timeout_ms)
 			return;
 	}
 }
+
+/* --- a broker of another user ------------------------------------------- */
+
+#include <grp.h>
+
+void
+testbroker_start_as(struct testbroker *b, uid_t uid, gid_t gid, const char *broker_extra,
+		    const char *pools, bool wait_ready)
+{
+	static int seq;
+	pid_t parent = getpid();
+
+	memset(b, 0, sizeof(*b));
+	ck_assert_int_eq(chmod(testutil_tmpdir(), 0711), 0);
+	snprintf(b->dir, sizeof(b->dir), "%s/broker-as%u.%d.%d", testutil_tmpdir(), (unsigned)uid,
+		 (int)getpid(), ++seq);
+	ck_assert_int_eq(mkdir(b->dir, 0755), 0);
+	ck_assert_int_eq(chown(b->dir, uid, gid), 0);
+	snprintf(b->conf, sizeof(b->conf), "%s/pglease.conf", b->dir);
+	snprintf(b->socket, sizeof(b->socket), "%s/pgl.sock", b->dir);
+	snprintf(b->log, sizeof(b->log), "%s/pgleased.log", b->dir);
+	snprintf(b->shm, sizeof(b->shm), "/pglease.test.as%u.%d.%d", (unsigned)uid, (int)getpid(),
+		 seq);
+	testbroker_write_config(b, broker_extra, pools);
+
+	b->pid = fork();
+	ck_assert_int_ge(b->pid, 0);
+	if (b->pid == 0) {
+		int fd = open(b->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+		if (setgroups(0, NULL) != 0 || setgid(gid) != 0 || setuid(uid) != 0)
+			_exit(126);
+		/* after setuid, which clears it: gone with the test */
+		prctl(PR_SET_PDEATHSIG, SIGINT);
+		if (getppid() != parent)
+			_exit(1);
+		if (fd >= 0) {
+			dup2(fd, STDOUT_FILENO);
+			dup2(fd, STDERR_FILENO);
+		}
+		execl(TOP_BUILDDIR "/pgleased", "pgleased", "-c", b->conf, (char *)NULL);
+		_exit(127);
+	}
+	broker_wait(b, wait_ready);
+}

@@ -155,3 +155,11 @@ bool testutil_wire_send_fd(int fd, const struct wire_msg *m, int pass_fd);
 
 /* Waits until fd's peer closes (or timeout_ms passes), discarding what arrives. */
 void testutil_wait_eof(int fd, int timeout_ms);
+
+/*
+ * testbroker_start() for a broker that runs as uid:gid (the test runs as
+ * root): its directory is theirs, and the test's temporary directory is
+ * opened for traversal (0711) so that they can reach it.
+ */
+void testbroker_start_as(struct testbroker *b, uid_t uid, gid_t gid, const char *broker_extra,
+			 const char *pools, bool wait_ready);

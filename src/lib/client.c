@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -184,6 +185,49 @@ client_send(pgl_client *c, const struct wire_msg *m)
 	return fdpass_send(c->fd, buf, len, -1) < 0 ? -1 : 0;
 }
 
+/*
+ * Whether the broker whose socket is held by uid may be trusted with this
+ * process's requests (and trusted to hand it descriptors and parameters):
+ * root, this process's own user, or the user $PGLEASE_BROKER_UID names, a
+ * number or a user name.  0, or -1 with the client's error set.
+ */
+static int
+check_broker_uid(pgl_client *c, uid_t uid)
+{
+	const char *env = getenv("PGLEASE_BROKER_UID");
+
+	if (uid == 0 || uid == geteuid() || uid == getuid())
+		return 0;
+	if (env != NULL && env[0] != '\0') {
+		uid_t named;
+		char *end;
+		errno = 0;
+		unsigned long n = strtoul(env, &end, 10);
+		if (env[0] >= '0' && env[0] <= '9' && *end == '\0') {
+			if (errno != 0 || n != (uid_t)n || (uid_t)n == (uid_t)-1)
+				return client_fail(c, PGL_EINVAL, "PGLEASE_BROKER_UID=%s is not a "
+						   "user id", env);
+			named = (uid_t)n;
+		} else {
+			struct passwd pw, *pwp = NULL;
+			char buf[4096];
+			int rc = getpwnam_r(env, &pw, buf, sizeof(buf), &pwp);
+			if (pwp == NULL)
+				return client_fail(c, PGL_EINVAL, "PGLEASE_BROKER_UID=%s names no "
+						   "user%s%s", env, rc != 0 ? ": " : "",
+						   rc != 0 ? strerror(rc) : "");
+			named = pwp->pw_uid;
+		}
+		if (uid == named)
+			return 0;
+	}
+	return client_fail(c, PGL_EBROKER, "refusing the broker at %s: its socket is held by "
+			   "uid %u, which is neither root, this process's uid %u, nor "
+			   "PGLEASE_BROKER_UID%s%s", c->path, (unsigned)uid, (unsigned)geteuid(),
+			   env != NULL && env[0] != '\0' ? "=" : " (unset)",
+			   env != NULL && env[0] != '\0' ? env : "");
+}
+
 static int
 client_connect(pgl_client *c)
 {
@@ -205,6 +249,20 @@ client_connect(pgl_client *c)
 		client_disconnect(c);
 		return client_fail(c, PGL_EBROKER, "cannot connect to the broker at %s: %s",
 				   c->path, strerror(saved));
+	}
+
+	/* Nothing is said to, or taken from, a listener of the wrong user. */
+	struct ucred cred;
+	socklen_t credlen = sizeof(cred);
+	if (getsockopt(c->fd, SOL_SOCKET, SO_PEERCRED, &cred, &credlen) != 0) {
+		int saved = errno;
+		client_disconnect(c);
+		return client_fail(c, PGL_EBROKER, "cannot tell who holds the broker socket %s: %s",
+				   c->path, strerror(saved));
+	}
+	if (check_broker_uid(c, cred.uid) != 0) {
+		client_disconnect(c);
+		return -1;
 	}
 
 	struct wire_msg m = { .h = { .type = PGL_MSG_SESSION_HELLO,

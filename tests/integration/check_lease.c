@@ -648,6 +648,70 @@ START_TEST(test_error_with_fd_closed)
 }
 END_TEST
 
+/* --- the broker's identity ------------------------------------------------- */
+
+/*
+ * A broker socket held by a stranger (here "nobody", as a squatter on a
+ * broker's path would be): the library says nothing to it and refuses it,
+ * naming the socket and the uid, unless PGLEASE_BROKER_UID names that user
+ * (by number or by name) or it is the client's own.
+ */
+START_TEST(test_broker_of_a_stranger)
+{
+	struct testbroker nb;
+	const uid_t nobody = 65534;
+
+	ck_assert_msg(geteuid() == 0, "this test starts a broker as another user: run as root");
+	unsetenv("PGLEASE_BROKER_UID");
+	testbroker_start_as(&nb, nobody, nobody, "allowed_uids = [ 0 ];",
+			    "{ name = \"main\"; conninfo = \"$CONNINFO\"; min_size = 0; max_size = 1; }",
+			    true);
+	pgl_client *c = pgl_open(nb.socket);
+	ck_assert_ptr_null(pgl_acquire(c, NULL, 0));
+	ck_assert_int_eq(pgl_errcode(c), PGL_EBROKER);
+	ck_assert_msg(strstr(pgl_error(c), nb.socket) != NULL && strstr(pgl_error(c), "uid 65534") !=
+		      NULL, "%s", pgl_error(c));
+
+	/* named by the application: trusted (the pool cannot reach the server as nobody) */
+	static const char *const names[] = { "65534", "nobody" };
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		ck_assert_int_eq(setenv("PGLEASE_BROKER_UID", names[i], 1), 0);
+		pgl_client *named = pgl_open(nb.socket);
+		pgl_lease *l = pgl_acquire(named, NULL, 0);
+		ck_assert_msg(l != NULL || pgl_errcode(named) == PGL_ETIMEOUT ||
+			      pgl_errcode(named) == PGL_EUNAVAILABLE, "PGLEASE_BROKER_UID=%s: %d %s",
+			      names[i], pgl_errcode(named), pgl_error(named));
+		if (l != NULL)
+			ck_assert_int_eq(pgl_release(l), 0);
+		pgl_close(named);
+	}
+	ck_assert_int_eq(setenv("PGLEASE_BROKER_UID", "no-such-user-here", 1), 0);
+	pgl_client *bad = pgl_open(nb.socket);
+	ck_assert_ptr_null(pgl_acquire(bad, NULL, 0));
+	ck_assert_int_eq(pgl_errcode(bad), PGL_EINVAL);
+	ck_assert_msg(strstr(pgl_error(bad), "PGLEASE_BROKER_UID=no-such-user-here") != NULL, "%s",
+		      pgl_error(bad));
+	pgl_close(bad);
+	unsetenv("PGLEASE_BROKER_UID");
+
+	/* the broker's own user needs no naming */
+	pid_t p = fork();
+	ck_assert_int_ge(p, 0);
+	if (p == 0) {
+		REQUIRE(setgid(nobody) == 0 && setuid(nobody) == 0, "setuid nobody");
+		pgl_client *own = pgl_open(nb.socket);
+		pgl_lease *l = pgl_acquire(own, NULL, 0);
+		REQUIRE(l != NULL || pgl_errcode(own) == PGL_ETIMEOUT ||
+			pgl_errcode(own) == PGL_EUNAVAILABLE, "as nobody: %d %s", pgl_errcode(own),
+			pgl_error(own));
+		_exit(0);
+	}
+	testutil_reap(p, "client as nobody");
+	pgl_close(c);
+	ck_assert_int_eq(testbroker_stop(&nb, SIGTERM), 0);
+}
+END_TEST
+
 static Suite *
 lease_suite(void)
 {
@@ -671,6 +735,11 @@ lease_suite(void)
 	tc = tcase_create("hostile");
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_error_with_fd_closed);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("peer");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_broker_of_a_stranger);
 	suite_add_tcase(s, tc);
 	return s;
 }
