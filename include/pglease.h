@@ -103,7 +103,9 @@ PGconn *pgl_conn(pgl_lease *l);
  * Cancels the query running on the lease's backend: one message to the
  * broker, no waiting, async-signal-safe (call it from a SIGINT or SIGALRM
  * handler).  The broker acts only while the lease is live and this
- * client's.  0 when the request was sent, -1 otherwise; errno is preserved.
+ * client's.  0 when the request was sent; -1 otherwise: the broker's queue
+ * is full (it does not read), or the connection the lease came on is gone
+ * or being replaced.  errno is preserved.
  */
 int pgl_cancel(pgl_lease *l);
 
@@ -117,9 +119,12 @@ int pgl_backend_pid(const pgl_lease *l);
  * Gives the backend back: the broker rolls back what is left open, resets
  * the session and lends it again.  With a shell, its libpq state decides:
  * idle is returned as clean, an open or failed transaction is rolled back,
- * and a query, COPY, pipeline or unread results get the backend replaced.  The lease is freed and its socket closed
- * whatever the outcome.  -1 with PGL_ESTALE when the broker restarted since
- * the lease was granted (the backend then ends).
+ * and a query, COPY, pipeline or unread results get the backend replaced.
+ * The lease is freed and its socket closed whatever the outcome.  Never
+ * waits: -1 with PGL_ESTALE when the broker restarted or the connection the
+ * lease came on was closed since (the backend then ends), with PGL_EBROKER
+ * when the broker does not read its socket (the connection is then closed,
+ * and the broker takes this process's leases back as orphans).
  */
 int pgl_release(pgl_lease *l);
 

@@ -16,9 +16,11 @@
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #define DEFAULT_SOCKET "/run/pglease/pglease.sock"
@@ -70,6 +72,7 @@ atfork_child(void)
 	self = getpid();
 	pthread_mutex_init(&clients_lock, NULL);
 	for (pgl_client *c = clients; c != NULL; c = c->next) {
+		c->ready = 0;
 		if (c->fd >= 0) {
 			close(c->fd);
 			c->fd = -1;
@@ -167,13 +170,16 @@ pgl_close(pgl_client *c)
 void
 client_disconnect(pgl_client *c)
 {
+	/* Not ready first: a signal handler must never send on a closed or reused number. */
+	c->ready = 0;
+	atomic_signal_fence(memory_order_seq_cst);
 	if (c->fd >= 0 && c->pid == self)
 		close(c->fd);
 	c->fd = -1;
 }
 
 int
-client_send(pgl_client *c, const struct wire_msg *m)
+client_send(pgl_client *c, const struct wire_msg *m, int64_t deadline_ms)
 {
 	uint8_t buf[WIRE_MESSAGE_MAX];
 	size_t len = wire_encode(m, buf, sizeof(buf));
@@ -182,7 +188,19 @@ client_send(pgl_client *c, const struct wire_msg *m)
 		errno = EINVAL;
 		return -1;
 	}
-	return fdpass_send(c->fd, buf, len, -1) < 0 ? -1 : 0;
+	for (;;) {
+		if (fdpass_send_nowait(c->fd, buf, len, -1) >= 0)
+			return 0;
+		if (errno != EAGAIN || deadline_ms < 0)
+			return -1;
+		/* A broker busy for a moment: wait for room, never past the deadline. */
+		int64_t left = deadline_ms - clock_mono_ms();
+		struct pollfd pfd = { .fd = c->fd, .events = POLLOUT };
+		if (left <= 0 || (poll(&pfd, 1, left > 1000 ? 1000 : (int)left) < 0 && errno != EINTR)) {
+			errno = EAGAIN;
+			return -1;
+		}
+	}
 }
 
 /*
@@ -228,27 +246,50 @@ check_broker_uid(pgl_client *c, uid_t uid)
 			   env != NULL && env[0] != '\0' ? env : "");
 }
 
+/*
+ * Connects without blocking: a broker whose listen queue is full (stopped,
+ * say) makes a blocking connect() wait for ever, so the attempt is repeated
+ * until deadline_ms instead.
+ */
+static int
+connect_until(int fd, const struct sockaddr_un *sun, int64_t deadline_ms)
+{
+	for (;;) {
+		if (connect(fd, (const struct sockaddr *)sun, sizeof(*sun)) == 0 || errno == EISCONN)
+			return 0;
+		if (errno != EAGAIN && errno != EINTR)
+			return -1;
+		int64_t left = deadline_ms - clock_mono_ms();
+		if (left <= 0) {
+			errno = ETIMEDOUT;
+			return -1;
+		}
+		struct timespec ts = { .tv_nsec = (left > 10 ? 10 : left) * 1000000L };
+		nanosleep(&ts, NULL);
+	}
+}
+
 static int
 client_connect(pgl_client *c)
 {
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	int64_t deadline = clock_mono_ms() + HELLO_TIMEOUT_MS;
 
 	if (strlen(c->path) >= sizeof(sun.sun_path))
 		return client_fail(c, PGL_EINVAL, "broker socket path too long: %s", c->path);
 	memcpy(sun.sun_path, c->path, strlen(c->path) + 1);
-	c->fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	/* Non-blocking for good: no call of the library waits on it unbounded. */
+	c->ready = 0;
+	c->fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (c->fd < 0)
 		return client_fail(c, PGL_EBROKER, "socket: %s", strerror(errno));
 	c->pid = self;
-	int rc;
-	do
-		rc = connect(c->fd, (struct sockaddr *)&sun, sizeof(sun));
-	while (rc != 0 && errno == EINTR);
-	if (rc != 0) {
+	if (connect_until(c->fd, &sun, deadline) != 0) {
 		int saved = errno;
 		client_disconnect(c);
 		return client_fail(c, PGL_EBROKER, "cannot connect to the broker at %s: %s",
-				   c->path, strerror(saved));
+				   c->path, saved == ETIMEDOUT ? "it accepts no connection (its "
+				   "listen queue stays full)" : strerror(saved));
 	}
 
 	/* Nothing is said to, or taken from, a listener of the wrong user. */
@@ -270,7 +311,7 @@ client_connect(pgl_client *c)
 	m.u.hello.version_min = WIRE_VERSION_MIN;
 	m.u.hello.version_max = WIRE_VERSION_MAX;
 	m.u.hello.pid = (uint32_t)self;
-	if (client_send(c, &m) != 0) {
+	if (client_send(c, &m, deadline) != 0) {
 		int saved = errno;
 		/* A broker that refused us at once has said why before closing. */
 		ssize_t n = fdpass_recv(c->fd, c->buf, sizeof(c->buf), NULL);
@@ -284,7 +325,7 @@ client_connect(pgl_client *c)
 		return client_fail(c, PGL_EBROKER, "cannot talk to the broker at %s: %s",
 				   c->path, strerror(saved));
 	}
-	if (client_wait(c, m.h.request_id, clock_mono_ms() + HELLO_TIMEOUT_MS, &m, NULL) != 0) {
+	if (client_wait(c, m.h.request_id, deadline, &m, NULL) != 0) {
 		client_disconnect(c);
 		return -1;
 	}
@@ -299,14 +340,20 @@ client_connect(pgl_client *c)
 				   c->path, wire_type_name(m.h.type));
 	}
 	c->incarnation = m.u.welcome.incarnation;
+	c->conn_gen++;
+	/* Last: from here a signal handler may send on fd (pgl_cancel). */
+	atomic_signal_fence(memory_order_seq_cst);
+	c->ready = 1;
 	return 0;
 }
 
 int
 client_ensure(pgl_client *c)
 {
-	if (c->fd >= 0 && c->pid != self)
+	if (c->fd >= 0 && c->pid != self) {
+		c->ready = 0;
 		c->fd = -1;	/* the parent's: never ours to use or close */
+	}
 	if (c->fd >= 0)
 		return 0;
 	return client_connect(c);
@@ -321,7 +368,7 @@ release_stray(pgl_client *c, const struct wire_msg *m, int fd)
 
 	r.u.release.lease_id = m->u.grant.lease_id;
 	r.u.release.state = WIRE_RELEASE_CLEAN;
-	(void)client_send(c, &r);
+	(void)client_send(c, &r, -1);
 	if (fd >= 0)
 		close(fd);
 }
@@ -342,17 +389,14 @@ client_wait(pgl_client *c, uint64_t id, int64_t deadline_ms, struct wire_msg *m,
 			timeout = left > 60000 ? 60000 : (int)left;
 		}
 
-		/* Without a deadline the (blocking) receive itself waits: one call. */
-		if (deadline_ms >= 0) {
-			struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
-			int rc = poll(&pfd, 1, timeout);
-			if (rc < 0 && errno == EINTR)
-				continue;
-			if (rc < 0)
-				return client_fail(c, PGL_EBROKER, "poll: %s", strerror(errno));
-			if (rc == 0)
-				continue;
-		}
+		struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
+		int rc = poll(&pfd, 1, timeout);
+		if (rc < 0 && errno == EINTR)
+			continue;
+		if (rc < 0)
+			return client_fail(c, PGL_EBROKER, "poll: %s", strerror(errno));
+		if (rc == 0)
+			continue;
 
 		int got = -1;
 		ssize_t n = fdpass_recv(c->fd, c->buf, sizeof(c->buf), &got);

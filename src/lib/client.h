@@ -8,6 +8,7 @@
 #include "pglease.h"
 
 #include <libpq-fe.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -16,6 +17,7 @@
 struct pgl_lease {
 	pgl_client *client;
 	uint64_t lease_id;
+	uint32_t conn_gen;		/* the client's connection it was granted on */
 	uint32_t slot;
 	int fd;
 	int backend_pid;
@@ -41,8 +43,14 @@ struct shell_entry {
 
 struct pgl_client {
 	char *path;
-	int fd;				/* control socket, -1 when not connected */
+	int fd;				/* control socket, non-blocking; -1: none */
+	/*
+	 * fd has had its WELCOME: requests may go on it.  A signal handler
+	 * (pgl_cancel) reads it, so it is set last and cleared first.
+	 */
+	volatile sig_atomic_t ready;
 	pid_t pid;			/* the process that opened fd */
+	uint32_t conn_gen;		/* counts connections: fd is the conn_gen-th */
 	uint32_t incarnation;		/* of the broker fd is connected to */
 	uint64_t next_request;
 	pgl_lease *held;
@@ -74,8 +82,12 @@ int client_ensure(pgl_client *c);
 /* Drops the control connection (the broker orphans what this process holds on it). */
 void client_disconnect(pgl_client *c);
 
-/* Sends m on the control connection; -1 with errno on failure. */
-int client_send(pgl_client *c, const struct wire_msg *m);
+/*
+ * Sends m on the control connection, waiting for room until deadline_ms
+ * (CLOCK_MONOTONIC ms; -1: not at all).  Never blocks past it: -1 with
+ * EAGAIN when the broker's queue stayed full, or errno of the send.
+ */
+int client_send(pgl_client *c, const struct wire_msg *m, int64_t deadline_ms);
 
 /*
  * Waits for the answer to request id (a GRANT, WELCOME or ERROR) until

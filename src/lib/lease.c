@@ -44,23 +44,24 @@ pgl_acquire(pgl_client *c, const char *pool, int timeout_ms)
 	memcpy(m.u.acquire.pool, pool, strlen(pool) + 1);
 	m.u.acquire.timeout_ms = timeout_ms;
 
+	int64_t deadline = timeout_ms < 0 ? -1 : clock_mono_ms() + timeout_ms + GRACE_MS;
+
 	/* A broker that restarted shows as a dead connection: reconnect once. */
 	for (int attempt = 0;; attempt++) {
 		if (client_ensure(c) != 0)
 			return NULL;
 		m.h.request_id = ++c->next_request;
-		if (client_send(c, &m) == 0)
+		if (client_send(c, &m, deadline) == 0)
 			break;
 		int saved = errno;
 		client_disconnect(c);
 		if (attempt > 0 || (saved != EPIPE && saved != ECONNRESET && saved != ENOTCONN)) {
 			client_fail(c, PGL_EBROKER, "cannot send to the broker at %s: %s", c->path,
-				    strerror(saved));
+				    saved == EAGAIN ? "it does not read its socket" : strerror(saved));
 			return NULL;
 		}
 	}
 
-	int64_t deadline = timeout_ms < 0 ? -1 : clock_mono_ms() + timeout_ms + GRACE_MS;
 	uint64_t id = m.h.request_id;
 	if (client_wait(c, id, deadline, &m, &fd) != 0)
 		return NULL;
@@ -85,7 +86,8 @@ pgl_acquire(pgl_client *c, const char *pool, int timeout_ms)
 					     .request_id = ++c->next_request } };
 		r.u.release.lease_id = m.u.grant.lease_id;
 		r.u.release.state = WIRE_RELEASE_CLEAN;
-		(void)client_send(c, &r);
+		if (client_send(c, &r, -1) != 0)
+			client_disconnect(c);	/* the broker takes it back as an orphan */
 		if (dropped)
 			client_fail(c, PGL_EBROKER, "the GRANT's file descriptor could not be "
 				    "received: too many open files in this process, or a security "
@@ -102,12 +104,14 @@ pgl_acquire(pgl_client *c, const char *pool, int timeout_ms)
 					     .request_id = ++c->next_request } };
 		r.u.release.lease_id = m.u.grant.lease_id;
 		r.u.release.state = WIRE_RELEASE_CLEAN;
-		(void)client_send(c, &r);
+		if (client_send(c, &r, -1) != 0)
+			client_disconnect(c);	/* the broker takes it back as an orphan */
 		close(fd);
 		client_fail(c, PGL_ENOMEM, "out of memory");
 		return NULL;
 	}
 	l->lease_id = m.u.grant.lease_id;
+	l->conn_gen = c->conn_gen;
 	l->slot = m.u.grant.slot;
 	l->backend_pid = (int)m.u.grant.backend_pid;
 	l->fd = fd;
@@ -131,21 +135,33 @@ give_back(pgl_lease *l, int state)
 	if (l->inert) {
 		rc = client_fail(c, PGL_ESTALE, "this lease was inherited across fork(); "
 				 "it belongs to the parent process");
-	} else if (c->fd < 0 || c->pid != client_pid() ||
-		   wire_lease_incarnation(l->lease_id) != c->incarnation) {
+	} else if (wire_lease_incarnation(l->lease_id) != c->incarnation) {
 		rc = client_fail(c, PGL_ESTALE, "the broker restarted since this lease was "
 				 "granted; its backend is closed");
+	} else if (c->fd < 0 || c->pid != client_pid() || !c->ready ||
+		   l->conn_gen != c->conn_gen) {
+		rc = client_fail(c, PGL_ESTALE, "the connection to the broker this lease was "
+				 "granted on is closed, and the broker took the lease back with "
+				 "it; its backend is closed");
 	} else {
 		struct wire_msg m = { .h = { .type = PGL_MSG_LEASE_RELEASE,
 					     .request_id = ++c->next_request } };
 		m.u.release.lease_id = l->lease_id;
 		m.u.release.state = (uint8_t)state;
-		if (client_send(c, &m) != 0) {
+		/* Never waits: this may run in an exit handler, or with a broker stopped. */
+		if (client_send(c, &m, -1) != 0) {
 			int saved = errno;
 			client_disconnect(c);
-			rc = client_fail(c, saved == EPIPE || saved == ECONNRESET ? PGL_ESTALE :
-					 PGL_EBROKER, "the broker went away before the lease was "
-					 "released (%s); its backend is closed", strerror(saved));
+			if (saved == EAGAIN)
+				rc = client_fail(c, PGL_EBROKER, "the broker at %s does not read its "
+						 "socket: the connection was closed instead of "
+						 "waiting, and the broker takes this process's "
+						 "leases back as orphans", c->path);
+			else
+				rc = client_fail(c, saved == EPIPE || saved == ECONNRESET ?
+						 PGL_ESTALE : PGL_EBROKER, "the broker went away "
+						 "before the lease was released (%s); its backend is "
+						 "closed", strerror(saved));
 		}
 	}
 	/* Closing our copy ends the backend when the broker's copy is gone. */

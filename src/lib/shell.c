@@ -22,6 +22,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <pwd.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -548,16 +549,26 @@ pgl_cancel(pgl_lease *l)
 	int saved = errno;
 	int rc = -1;
 
-	/* Async-signal-safe: no locks, no allocation, one send, no waiting. */
-	if (l != NULL && !l->inert && l->client->fd >= 0 && l->client->pid == client_pid()) {
-		struct wire_msg m = { .h = { .type = PGL_MSG_LEASE_CANCEL } };
-		uint8_t buf[WIRE_HEADER_SIZE + 16];
-		size_t len;
+	/*
+	 * Async-signal-safe: no locks, no allocation, one send that never
+	 * waits (a full socket is a failure), and only on the connection the
+	 * lease came on, once it has said WELCOME: a handler that interrupts a
+	 * reconnect must not put a CANCEL before the HELLO.
+	 */
+	pgl_client *c = l != NULL ? l->client : NULL;
+	if (c != NULL && !l->inert && c->ready) {
+		atomic_signal_fence(memory_order_seq_cst);
+		int fd = c->fd;
+		if (fd >= 0 && c->pid == client_pid() && l->conn_gen == c->conn_gen) {
+			struct wire_msg m = { .h = { .type = PGL_MSG_LEASE_CANCEL } };
+			uint8_t buf[WIRE_HEADER_SIZE + 16];
+			size_t len;
 
-		m.u.cancel.lease_id = l->lease_id;
-		len = wire_encode(&m, buf, sizeof(buf));
-		if (len > 0 && fdpass_send(l->client->fd, buf, len, -1) == (ssize_t)len)
-			rc = 0;
+			m.u.cancel.lease_id = l->lease_id;
+			len = wire_encode(&m, buf, sizeof(buf));
+			if (len > 0 && fdpass_send_nowait(fd, buf, len, -1) == (ssize_t)len)
+				rc = 0;
+		}
 	}
 	errno = saved;
 	return rc;

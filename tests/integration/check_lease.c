@@ -19,6 +19,7 @@
 #include <string.h>
 #include <fcntl.h>
 #include <sys/resource.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -712,6 +713,192 @@ START_TEST(test_broker_of_a_stranger)
 }
 END_TEST
 
+/* --- a broker that stops reading ------------------------------------------ */
+
+/*
+ * A guard process that resumes the broker (SIGCONT) when the pipe it is
+ * given closes: at the end of the test, or when a failure ends the test
+ * process while the broker is stopped.  Returns the pipe's write end.
+ */
+static int
+resume_at_end(pid_t broker_pid, pid_t *guard)
+{
+	int p[2];
+
+	ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+	*guard = fork();
+	ck_assert_int_ge(*guard, 0);
+	if (*guard == 0) {
+		char b;
+		close(p[1]);
+		while (read(p[0], &b, 1) > 0)
+			;
+		kill(broker_pid, SIGCONT);
+		_exit(0);
+	}
+	close(p[0]);
+	return p[1];
+}
+
+/* Waits up to timeout_ms for pid to exit; false (and kills it) when it does not. */
+static bool
+exits_within(pid_t pid, int timeout_ms, int *status)
+{
+	int64_t deadline = clock_mono_ms() + timeout_ms;
+
+	for (;;) {
+		pid_t r = waitpid(pid, status, WNOHANG);
+		if (r == pid)
+			return true;
+		if (clock_mono_ms() > deadline) {
+			kill(pid, SIGKILL);
+			waitpid(pid, status, 0);
+			return false;
+		}
+		usleep(5000);
+	}
+}
+
+/*
+ * A broker that reads nothing (stopped): pgl_cancel fails once its
+ * connection is full instead of blocking (it may run in a signal handler),
+ * pgl_release closes the connection instead of waiting for room (the broker
+ * takes the leases back as orphans), and so does the exit handler.
+ */
+START_TEST(test_stopped_broker_never_blocks)
+{
+	int leased[2], go[2];
+
+	testbroker_start(&broker, NULL, POOL(3, 3), true);
+	ck_assert_int_eq(pipe2(leased, O_CLOEXEC), 0);
+	ck_assert_int_eq(pipe2(go, O_CLOEXEC), 0);
+	pid_t w = fork();
+	ck_assert_int_ge(w, 0);
+	if (w == 0) {
+		pgl_client *wc = pgl_open(broker.socket);
+		pgl_lease *wl = pgl_acquire(wc, NULL, -1);
+		REQUIRE(wl != NULL, "%s", pgl_error(wc));
+		char b = 'l';
+		REQUIRE(write(leased[1], &b, 1) == 1 && read(go[0], &b, 1) == 1, "pipe");
+		int n = 0;
+		while (pgl_cancel(wl) == 0)
+			REQUIRE(++n < 1000000, "a million CANCELs and still room");
+		exit(0);	/* the atexit handler releases wl: it must not wait */
+	}
+	char b;
+	ck_assert_int_eq(read(leased[0], &b, 1), 1);
+
+	pgl_client *c = pgl_open(broker.socket);
+	pgl_lease *a = pgl_acquire(c, NULL, -1), *l = pgl_acquire(c, NULL, -1);
+	ck_assert_ptr_nonnull(a);
+	ck_assert_ptr_nonnull(l);
+	pid_t guard;
+	int resume = resume_at_end(broker.pid, &guard);
+	ck_assert_int_eq(kill(broker.pid, SIGSTOP), 0);
+
+	int64_t t0 = clock_mono_ms();
+	int sent = 0;
+	errno = 4242;
+	while (pgl_cancel(a) == 0)
+		ck_assert_int_lt(++sent, 1000000);
+	ck_assert_int_eq(errno, 4242);
+	ck_assert_int_gt(sent, 0);
+	ck_assert_int_eq(pgl_release(l), -1);
+	ck_assert_int_eq(pgl_errcode(c), PGL_EBROKER);
+	ck_assert_msg(strstr(pgl_error(c), "does not read its socket") != NULL, "%s", pgl_error(c));
+	ck_assert_int_eq(pgl_release(a), -1);	/* its connection is gone */
+	ck_assert_int_eq(pgl_errcode(c), PGL_ESTALE);
+	ck_assert_int_lt(clock_mono_ms() - t0, 5000);
+
+	int status;
+	ck_assert_int_eq(write(go[1], "g", 1), 1);
+	ck_assert_msg(exits_within(w, 10000, &status), "exit() waited on a full connection");
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "worker status 0x%x", status);
+
+	/* resumed, the broker takes every lease back and serves again */
+	close(resume);
+	testutil_reap(guard, "guard");
+	pgl_pool_stats st;
+	stats_settled(&st);
+	ck_assert_uint_eq(st.orphaned_leases, 3);
+	ck_assert(testbroker_wait_idle(&broker, 0, 3, 10000));
+	l = pgl_acquire(c, NULL, -1);
+	ck_assert_msg(l != NULL, "%s", pgl_error(c));
+	ck_assert_int_eq(pgl_release(l), 0);
+	pgl_close(c);
+	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
+static pgl_lease *cancel_me;
+static volatile sig_atomic_t cancel_rc = 1;
+static int alarm_note = -1;
+
+static void
+cancel_on_alarm(int sig)
+{
+	(void)sig;
+	cancel_rc = pgl_cancel(cancel_me);
+	if (write(alarm_note, "a", 1) != 1)
+		_exit(3);
+}
+
+/*
+ * A signal handler that cancels while the library reconnects (the broker
+ * restarted; the new one has not said WELCOME yet): nothing is sent on the
+ * new connection, which may not even have said HELLO, and the old lease is
+ * not the new connection's to cancel.
+ */
+START_TEST(test_cancel_during_reconnect)
+{
+	int leased[2], go[2], note[2];
+
+	testbroker_start(&broker, NULL, POOL(1, 2), true);
+	ck_assert_int_eq(pipe2(leased, O_CLOEXEC), 0);
+	ck_assert_int_eq(pipe2(go, O_CLOEXEC), 0);
+	ck_assert_int_eq(pipe2(note, O_CLOEXEC), 0);
+	pid_t w = fork();
+	ck_assert_int_ge(w, 0);
+	if (w == 0) {
+		pgl_client *wc = pgl_open(broker.socket);
+		cancel_me = pgl_acquire(wc, NULL, -1);
+		REQUIRE(cancel_me != NULL, "%s", pgl_error(wc));
+		char b = 'l';
+		REQUIRE(write(leased[1], &b, 1) == 1 && read(go[0], &b, 1) == 1, "pipe");
+		alarm_note = note[1];
+		struct sigaction sa = { .sa_handler = cancel_on_alarm };
+		sigemptyset(&sa.sa_mask);
+		REQUIRE(sigaction(SIGALRM, &sa, NULL) == 0, "sigaction");
+		struct itimerval t = { .it_value = { .tv_usec = 200000 } };
+		REQUIRE(setitimer(ITIMER_REAL, &t, NULL) == 0, "setitimer");
+		/* reconnects to the new broker, stopped before its WELCOME */
+		pgl_lease *l = pgl_acquire(wc, NULL, 10000);
+		REQUIRE(l != NULL, "acquire after the restart: %s", pgl_error(wc));
+		REQUIRE(cancel_rc == -1, "pgl_cancel during the reconnect returned %d",
+			(int)cancel_rc);
+		REQUIRE(pgl_cancel(cancel_me) == -1, "a lease of the old broker was cancelled");
+		REQUIRE(pgl_release(cancel_me) == -1 && pgl_errcode(wc) == PGL_ESTALE, "%s",
+			pgl_error(wc));
+		REQUIRE(pgl_release(l) == 0, "%s", pgl_error(wc));
+		_exit(0);
+	}
+	char b;
+	ck_assert_int_eq(read(leased[0], &b, 1), 1);
+	ck_assert_int_eq(testbroker_stop(&broker, SIGKILL), 128 + SIGKILL);
+	testbroker_restart(&broker, true);
+	pid_t guard;
+	int resume = resume_at_end(broker.pid, &guard);
+	ck_assert_int_eq(kill(broker.pid, SIGSTOP), 0);
+	ck_assert_int_eq(write(go[1], "g", 1), 1);
+	ck_assert_int_eq(read(note[0], &b, 1), 1);	/* the handler ran */
+	close(resume);
+	testutil_reap(guard, "guard");
+	testutil_reap(w, "worker");
+	ck_assert(!testbroker_log_has(&broker, "protocol error"));
+	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
 static Suite *
 lease_suite(void)
 {
@@ -740,6 +927,12 @@ lease_suite(void)
 	tc = tcase_create("peer");
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_broker_of_a_stranger);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("stuck");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_stopped_broker_never_blocks);
+	tcase_add_test(tc, test_cancel_during_reconnect);
 	suite_add_tcase(s, tc);
 	return s;
 }
