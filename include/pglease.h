@@ -37,7 +37,8 @@ typedef struct pg_conn PGconn;		/* as <libpq-fe.h> declares it */
 /* Error codes of pgl_errcode(); also carried by the broker's ERROR message. */
 enum {
 	PGL_OK = 0,
-	PGL_ETIMEOUT = 1,	/* no backend became free in time */
+	PGL_ETIMEOUT = 1,	/* no backend became free in time, or the
+				 * broker did not answer in time */
 	PGL_EUNAVAILABLE = 2,	/* the pool cannot connect to PostgreSQL */
 	PGL_ENOPOOL = 3,	/* no pool of that name */
 	PGL_EDENIED = 4,	/* this user may not use the broker */
@@ -66,9 +67,11 @@ void pgl_close(pgl_client *c);
 /*
  * Leases a backend of pool (NULL: the broker's first pool).  timeout_ms: -1
  * the pool's acquire_timeout, 0 only a backend idle right now, > 0 that many
- * milliseconds; the broker keeps the time.  NULL on failure (pgl_errcode:
- * PGL_ETIMEOUT, PGL_EUNAVAILABLE, PGL_ENOPOOL, PGL_EDENIED, PGL_ELIMIT,
- * PGL_EDRAINING, PGL_EBROKER, ...).
+ * milliseconds; the broker keeps the time.  The call never waits longer
+ * than that bound (for -1, the one the broker announced; 60 s for a broker
+ * of protocol version 1) plus 2 s for a broker that does not answer.  NULL
+ * on failure (pgl_errcode: PGL_ETIMEOUT, PGL_EUNAVAILABLE, PGL_ENOPOOL,
+ * PGL_EDENIED, PGL_ELIMIT, PGL_EDRAINING, PGL_EBROKER, ...).
  */
 pgl_lease *pgl_acquire(pgl_client *c, const char *pool, int timeout_ms);
 

@@ -176,6 +176,7 @@ client_disconnect(pgl_client *c)
 	if (c->fd >= 0 && c->pid == self)
 		close(c->fd);
 	c->fd = -1;
+	c->nabandoned = 0;	/* the broker forgets them with the connection */
 }
 
 int
@@ -327,6 +328,10 @@ client_connect(pgl_client *c)
 	}
 	if (client_wait(c, m.h.request_id, deadline, &m, NULL) != 0) {
 		client_disconnect(c);
+		if (c->errcode == PGL_ETIMEOUT)
+			return client_fail(c, PGL_EBROKER, "the broker at %s did not answer HELLO "
+					   "within %d ms: it is stopped or overloaded", c->path,
+					   HELLO_TIMEOUT_MS);
 		return -1;
 	}
 	if (m.h.type == PGL_MSG_SESSION_ERROR) {
@@ -340,6 +345,8 @@ client_connect(pgl_client *c)
 				   c->path, wire_type_name(m.h.type));
 	}
 	c->incarnation = m.u.welcome.incarnation;
+	c->version = m.u.welcome.version;
+	c->acquire_timeout_ms = m.u.welcome.acquire_timeout_ms;
 	c->conn_gen++;
 	/* Last: from here a signal handler may send on fd (pgl_cancel). */
 	atomic_signal_fence(memory_order_seq_cst);
@@ -359,38 +366,131 @@ client_ensure(pgl_client *c)
 	return client_connect(c);
 }
 
-/* A GRANT nobody waits for any more: give it straight back. */
-static void
-release_stray(pgl_client *c, const struct wire_msg *m, int fd)
+/* --- answers ------------------------------------------------------------- */
+
+/*
+ * Receives one message, if one is queued, into m (*got: its descriptor,
+ * closed already unless it came with a GRANT).  1 when one came, 0 when
+ * none was queued, -1 with the client's error set and the connection
+ * closed when the stream ended or broke.
+ */
+static int
+recv_one(pgl_client *c, struct wire_msg *m, int *got)
 {
+	ssize_t n;
+
+	do
+		n = fdpass_recv(c->fd, c->buf, sizeof(c->buf), got);
+	while (n < 0 && errno == EINTR);
+	if (n < 0 && errno == EAGAIN)
+		return 0;
+	if (n <= 0) {
+		int saved = n < 0 ? errno : 0;
+		client_disconnect(c);
+		if (saved == EPROTO || saved == EMSGSIZE)
+			return client_fail(c, PGL_EPROTO, "malformed message from the broker at %s",
+					   c->path);
+		return client_fail(c, PGL_EBROKER, "the broker at %s closed the connection%s%s",
+				   c->path, saved ? ": " : "", saved ? strerror(saved) : "");
+	}
+
+	const char *why;
+	if (wire_decode(c->buf, (size_t)n, m, &why) != 0) {
+		if (*got >= 0)
+			close(*got);
+		client_disconnect(c);
+		return client_fail(c, PGL_EPROTO, "malformed message from the broker at %s: %s",
+				   c->path, why);
+	}
+	/* Only a GRANT carries a descriptor: any other one is closed here. */
+	if (m->h.type != PGL_MSG_LEASE_GRANT) {
+		if (*got >= 0)
+			close(*got);
+		*got = -1;
+	}
+	return 1;
+}
+
+void
+client_abandon(pgl_client *c, uint64_t id)
+{
+	if (c->nabandoned == ABANDONED_MAX) {
+		/* The oldest is forgotten; its GRANT is still given back when read. */
+		memmove(c->abandoned, c->abandoned + 1, (ABANDONED_MAX - 1) * sizeof(c->abandoned[0]));
+		c->nabandoned--;
+	}
+	c->abandoned[c->nabandoned++] = id;
+}
+
+/* The answer to request id came: it is no longer awaited by anyone. */
+static void
+answered(pgl_client *c, uint64_t id)
+{
+	for (int i = 0; i < c->nabandoned; i++)
+		if (c->abandoned[i] == id) {
+			c->abandoned[i] = c->abandoned[--c->nabandoned];
+			return;
+		}
+}
+
+/*
+ * A message nobody waits for: the answer to an abandoned ACQUIRE, whose
+ * GRANT is given straight back (RELEASE, descriptor closed), or an ERROR
+ * about a RELEASE.  -1 with the connection closed when the RELEASE could
+ * not go (the broker then takes the lease back as an orphan).
+ */
+static int
+unawaited(pgl_client *c, const struct wire_msg *m, int fd)
+{
+	if (m->h.type == PGL_MSG_SESSION_ERROR && m->h.request_id == 0) {
+		/* The broker says why it ends the session: nothing more to wait for. */
+		client_disconnect(c);
+		return client_fail(c, m->u.error.code, "%s", m->u.error.message);
+	}
+	answered(c, m->h.request_id);
+	if (m->h.type != PGL_MSG_LEASE_GRANT)
+		return 0;
+
 	struct wire_msg r = { .h = { .type = PGL_MSG_LEASE_RELEASE,
 				     .request_id = ++c->next_request } };
-
 	r.u.release.lease_id = m->u.grant.lease_id;
 	r.u.release.state = WIRE_RELEASE_CLEAN;
-	(void)client_send(c, &r, -1);
 	if (fd >= 0)
 		close(fd);
+	if (client_send(c, &r, -1) != 0) {
+		int saved = errno;
+		client_disconnect(c);
+		return client_fail(c, PGL_EBROKER, "cannot give a late GRANT back to the broker "
+				   "at %s (%s): the connection was closed, and the broker takes "
+				   "its leases back as orphans", c->path, saved == EAGAIN ?
+				   "it does not read its socket" : strerror(saved));
+	}
+	return 0;
+}
+
+void
+client_drain(pgl_client *c)
+{
+	struct wire_msg m;
+	int got;
+
+	while (c->nabandoned > 0 && c->fd >= 0 && c->ready && c->pid == self &&
+	       recv_one(c, &m, &got) > 0)
+		if (unawaited(c, &m, got) != 0)
+			return;
 }
 
 int
 client_wait(pgl_client *c, uint64_t id, int64_t deadline_ms, struct wire_msg *m, int *fd)
 {
 	for (;;) {
-		int timeout = -1;
-		if (deadline_ms >= 0) {
-			int64_t left = deadline_ms - clock_mono_ms();
-			if (left <= 0) {
-				/* Abandoned, not dropped: the connection carries this
-				 * process's other leases; a late GRANT is given back. */
-				return client_fail(c, PGL_EBROKER, "the broker at %s did not answer "
-						   "in time", c->path);
-			}
-			timeout = left > 60000 ? 60000 : (int)left;
-		}
+		int64_t left = deadline_ms - clock_mono_ms();
+		if (left <= 0)
+			return client_fail(c, PGL_ETIMEOUT, "the broker at %s did not answer in "
+					   "time", c->path);
 
 		struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
-		int rc = poll(&pfd, 1, timeout);
+		int rc = poll(&pfd, 1, left > 60000 ? 60000 : (int)left);
 		if (rc < 0 && errno == EINTR)
 			continue;
 		if (rc < 0)
@@ -398,32 +498,12 @@ client_wait(pgl_client *c, uint64_t id, int64_t deadline_ms, struct wire_msg *m,
 		if (rc == 0)
 			continue;
 
-		int got = -1;
-		ssize_t n = fdpass_recv(c->fd, c->buf, sizeof(c->buf), &got);
-		if (n < 0 && (errno == EINTR || errno == EAGAIN))
+		int got;
+		rc = recv_one(c, m, &got);
+		if (rc < 0)
+			return -1;
+		if (rc == 0)
 			continue;
-		if (n <= 0) {
-			int saved = n < 0 ? errno : 0;
-			client_disconnect(c);
-			if (saved == EPROTO || saved == EMSGSIZE)
-				return client_fail(c, PGL_EPROTO, "malformed message from the broker");
-			return client_fail(c, PGL_EBROKER, "the broker at %s closed the connection%s%s",
-					   c->path, saved ? ": " : "", saved ? strerror(saved) : "");
-		}
-
-		const char *why;
-		if (wire_decode(c->buf, (size_t)n, m, &why) != 0) {
-			if (got >= 0)
-				close(got);
-			client_disconnect(c);
-			return client_fail(c, PGL_EPROTO, "malformed message from the broker: %s", why);
-		}
-		/* Only a GRANT carries a descriptor: any other one is closed here. */
-		if (m->h.type != PGL_MSG_LEASE_GRANT) {
-			if (got >= 0)
-				close(got);
-			got = -1;
-		}
 		if (m->h.request_id == id || (m->h.type == PGL_MSG_SESSION_ERROR &&
 					      m->h.request_id == 0)) {
 			if (fd != NULL)
@@ -432,9 +512,8 @@ client_wait(pgl_client *c, uint64_t id, int64_t deadline_ms, struct wire_msg *m,
 				close(got);
 			return 0;
 		}
-		/* An answer to an abandoned request, or an ERROR about a RELEASE. */
-		if (m->h.type == PGL_MSG_LEASE_GRANT)
-			release_stray(c, m, got);
+		if (unawaited(c, m, got) != 0)
+			return -1;
 	}
 }
 

@@ -30,6 +30,9 @@ struct pgl_lease {
 	char params[WIRE_PARAMS_MAX];
 };
 
+/* Abandoned ACQUIREs a client remembers (see client_abandon()). */
+#define ABANDONED_MAX 8
+
 /* A released shell kept for the backend it was built on (see shell.c). */
 #define SHELL_CACHE 8
 struct shell_entry {
@@ -52,7 +55,12 @@ struct pgl_client {
 	pid_t pid;			/* the process that opened fd */
 	uint32_t conn_gen;		/* counts connections: fd is the conn_gen-th */
 	uint32_t incarnation;		/* of the broker fd is connected to */
+	uint16_t version;		/* of the protocol, as WELCOME chose it */
+	uint32_t acquire_timeout_ms;	/* WELCOME's longest wait for timeout -1 (2 on) */
 	uint64_t next_request;
+	/* ACQUIREs given up on whose answer has not been read yet */
+	uint64_t abandoned[ABANDONED_MAX];
+	int nabandoned;
 	pgl_lease *held;
 	pgl_lease *spare;		/* released leases, reused without malloc */
 	pgl_client *next, *prev;	/* every client of the process */
@@ -91,11 +99,28 @@ int client_send(pgl_client *c, const struct wire_msg *m, int64_t deadline_ms);
 
 /*
  * Waits for the answer to request id (a GRANT, WELCOME or ERROR) until
- * deadline_ms (CLOCK_MONOTONIC ms, -1 none), releasing stray GRANTs of
- * abandoned requests.  *fd gets a GRANT's descriptor.  Returns 0, or -1 with
- * the client's error set.
+ * deadline_ms (CLOCK_MONOTONIC ms), giving back the GRANTs of abandoned
+ * requests as they come.  *fd gets a GRANT's descriptor (any other is
+ * closed).  Returns 0, or -1 with the client's error set: PGL_ETIMEOUT when
+ * the deadline passed (the connection stays).
  */
 int client_wait(pgl_client *c, uint64_t id, int64_t deadline_ms, struct wire_msg *m, int *fd);
+
+/*
+ * Notes that nobody waits for the answer to request id any more (its
+ * deadline passed): client_drain() gives its GRANT back as soon as it can
+ * be read.
+ */
+void client_abandon(pgl_client *c, uint64_t id);
+
+/*
+ * Reads, without waiting, what has arrived for abandoned requests and
+ * gives their GRANTs straight back, so a late GRANT is not left leased
+ * until the process next waits for an answer.  Every call of the library
+ * that uses the connection calls it first (not pgl_cancel: signal handlers
+ * do not read).
+ */
+void client_drain(pgl_client *c);
 
 /* Lease bookkeeping: link a new lease to its client, unlink one. */
 pgl_lease *client_lease_new(pgl_client *c);

@@ -17,8 +17,36 @@
 #include <string.h>
 #include <unistd.h>
 
-/* How long past the broker's own timeout the library waits for its answer. */
-#define GRACE_MS 5000
+/*
+ * How long past the broker's own timeout the library waits for its answer
+ * before it calls the broker stuck (stopped, wedged) and gives up: a live
+ * broker answers every ACQUIRE within its timeout.
+ */
+#define GRACE_MS 2000
+
+/*
+ * The longest wait of timeout -1 the library assumes from a broker of
+ * protocol version 1, which does not announce its acquire_timeout (the
+ * default is 5 s).
+ */
+#define V1_DEFAULT_WAIT_MS 60000
+
+/*
+ * When the library stops waiting for the answer to an ACQUIRE with
+ * timeout_ms, sent now: always a finite time.  The broker keeps the time;
+ * this only bounds the wait for a broker that does not answer at all.
+ */
+static int64_t
+acquire_deadline(const pgl_client *c, int timeout_ms, int64_t *wait_ms)
+{
+	if (timeout_ms >= 0)
+		*wait_ms = timeout_ms;
+	else if (c->version >= 2)
+		*wait_ms = c->acquire_timeout_ms;
+	else
+		*wait_ms = V1_DEFAULT_WAIT_MS;
+	return clock_mono_ms() + *wait_ms + GRACE_MS;
+}
 
 pgl_lease *
 pgl_acquire(pgl_client *c, const char *pool, int timeout_ms)
@@ -44,16 +72,20 @@ pgl_acquire(pgl_client *c, const char *pool, int timeout_ms)
 	memcpy(m.u.acquire.pool, pool, strlen(pool) + 1);
 	m.u.acquire.timeout_ms = timeout_ms;
 
-	int64_t deadline = timeout_ms < 0 ? -1 : clock_mono_ms() + timeout_ms + GRACE_MS;
+	int64_t deadline, wait_ms;
 
 	/* A broker that restarted shows as a dead connection: reconnect once. */
 	for (int attempt = 0;; attempt++) {
 		if (client_ensure(c) != 0)
 			return NULL;
+		client_drain(c);	/* late GRANTs go back first */
+		c->errcode = PGL_OK;
+		c->error[0] = '\0';
+		deadline = acquire_deadline(c, timeout_ms, &wait_ms);
 		m.h.request_id = ++c->next_request;
-		if (client_send(c, &m, deadline) == 0)
+		if (c->fd >= 0 && client_send(c, &m, deadline) == 0)
 			break;
-		int saved = errno;
+		int saved = c->fd >= 0 ? errno : EPIPE;
 		client_disconnect(c);
 		if (attempt > 0 || (saved != EPIPE && saved != ECONNRESET && saved != ENOTCONN)) {
 			client_fail(c, PGL_EBROKER, "cannot send to the broker at %s: %s", c->path,
@@ -63,8 +95,18 @@ pgl_acquire(pgl_client *c, const char *pool, int timeout_ms)
 	}
 
 	uint64_t id = m.h.request_id;
-	if (client_wait(c, id, deadline, &m, &fd) != 0)
+	if (client_wait(c, id, deadline, &m, &fd) != 0) {
+		if (c->errcode == PGL_ETIMEOUT) {
+			/* Abandoned, not dropped: the connection carries this process's
+			 * other leases.  A late GRANT is given back as soon as it is read. */
+			client_abandon(c, id);
+			client_fail(c, PGL_ETIMEOUT, "the broker at %s did not answer within %lld "
+				    "ms (a wait of %lld ms plus %d ms of grace): it is stopped, "
+				    "stuck or overloaded", c->path, (long long)(wait_ms + GRACE_MS),
+				    (long long)wait_ms, GRACE_MS);
+		}
 		return NULL;
+	}
 	if (m.h.type == PGL_MSG_SESSION_ERROR) {
 		client_fail(c, m.u.error.code, "%s", m.u.error.message);
 		if (m.h.request_id == 0)
@@ -132,6 +174,7 @@ give_back(pgl_lease *l, int state)
 
 	/* The shell lets go of the backend before the broker may reset it. */
 	shell_detach(l, state);
+	client_drain(c);	/* late GRANTs go back now, not at the next wait */
 	if (l->inert) {
 		rc = client_fail(c, PGL_ESTALE, "this lease was inherited across fork(); "
 				 "it belongs to the parent process");

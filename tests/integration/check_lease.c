@@ -621,6 +621,42 @@ errors_with_fds(int conn, void *arg)
 	testutil_wait_eof(conn, 10000);
 }
 
+/* Answers the first ACQUIRE after 2.5 s with a GRANT, then takes the RELEASE. */
+static void
+grant_late(int conn, void *arg)
+{
+	int p[2];
+
+	(void)arg;
+	uint64_t id = expect_acquire(conn);
+	usleep(2500000);
+	REQUIRE(pipe2(p, O_CLOEXEC) == 0, "pipe");
+	struct wire_msg g = { .h = { .type = PGL_MSG_LEASE_GRANT, .request_id = id } };
+	g.u.grant.lease_id = (uint64_t)0x7e57 << 32 | 1;
+	g.u.grant.backend_pid = 4242;
+	REQUIRE(testutil_wire_send_fd(conn, &g, p[0]), "GRANT not sent");
+	testutil_wait_eof(conn, 10000);
+}
+
+/*
+ * A broker of protocol version 1 announces no bound for timeout -1: the
+ * library assumes a long one (60 s), so a GRANT after 2.5 s, later than
+ * the grace alone, is still taken.
+ */
+START_TEST(test_version1_broker_waited_for)
+{
+	pid_t hb = testutil_hostile_broker(hostile_path(), 1, 0, grant_late, NULL);
+	pgl_client *c = pgl_open(hostile_path());
+	pgl_lease *l = pgl_acquire(c, NULL, -1);
+
+	ck_assert_msg(l != NULL, "%s", pgl_error(c));
+	ck_assert_int_eq(pgl_backend_pid(l), 4242);
+	ck_assert_int_eq(pgl_release(l), 0);
+	pgl_close(c);
+	testutil_reap(hb, "hostile broker");
+}
+END_TEST
+
 /* A descriptor attached to anything but a GRANT is closed, never kept. */
 START_TEST(test_error_with_fd_closed)
 {
@@ -830,6 +866,73 @@ START_TEST(test_stopped_broker_never_blocks)
 }
 END_TEST
 
+/* Waits until pool 0 counts n leases out. */
+static void
+wait_leased(int n)
+{
+	int64_t deadline = clock_mono_ms() + 10000;
+	pgl_pool_stats st;
+
+	for (;;) {
+		ck_assert_int_ge(pgl_stats(broker.shm, &st, 1), 1);
+		if (st.leased == n)
+			return;
+		ck_assert_msg(clock_mono_ms() < deadline, "%d leases out, not %d", st.leased, n);
+		usleep(2000);
+	}
+}
+
+/*
+ * A broker that is alive but answers nothing (stopped): an acquire gives up
+ * after the broker's own bound plus a grace of 2 s, with -1 too (WELCOME
+ * said 1 s), and says why.  The GRANT that comes once the broker resumes
+ * is given back at the library's next call of any kind (here a release),
+ * not kept leased until the process next waits for an answer.
+ */
+START_TEST(test_stopped_broker_deadline)
+{
+	testbroker_start(&broker, NULL, "{ name = \"main\"; conninfo = \"$CONNINFO\"; "
+			 "min_size = 2; max_size = 2; acquire_timeout = 1.0; }", true);
+	pgl_client *c = pgl_open(broker.socket);
+	pgl_lease *held = pgl_acquire(c, NULL, -1);
+	ck_assert_ptr_nonnull(held);
+	pid_t guard;
+	int resume = resume_at_end(broker.pid, &guard);
+	ck_assert_int_eq(kill(broker.pid, SIGSTOP), 0);
+
+	int64_t t0 = clock_mono_ms();
+	ck_assert_ptr_null(pgl_acquire(c, NULL, -1));
+	int64_t waited = clock_mono_ms() - t0;
+	ck_assert_int_eq(pgl_errcode(c), PGL_ETIMEOUT);
+	ck_assert_msg(strstr(pgl_error(c), "did not answer within 3000 ms") != NULL, "%s",
+		      pgl_error(c));
+	ck_assert_msg(waited >= 3000 && waited < 4500, "-1 gave up after %lld ms",
+		      (long long)waited);
+	t0 = clock_mono_ms();
+	ck_assert_ptr_null(pgl_acquire(c, NULL, 0));
+	waited = clock_mono_ms() - t0;
+	ck_assert_int_eq(pgl_errcode(c), PGL_ETIMEOUT);
+	ck_assert_msg(waited >= 2000 && waited < 3500, "0 gave up after %lld ms", (long long)waited);
+
+	/* resumed: the -1 is granted (nobody waits for it), the 0 refused */
+	ck_assert_int_eq(kill(broker.pid, SIGCONT), 0);
+	wait_leased(2);
+	ck_assert_int_eq(pgl_release(held), 0);
+	pgl_pool_stats st;
+	stats_settled(&st);	/* the late GRANT went back with that release */
+	ck_assert_uint_eq(st.orphaned_leases, 0);
+
+	/* and the connection serves on */
+	pgl_lease *l = pgl_acquire(c, NULL, -1);
+	ck_assert_msg(l != NULL, "%s", pgl_error(c));
+	ck_assert_int_eq(pgl_release(l), 0);
+	close(resume);
+	testutil_reap(guard, "guard");
+	pgl_close(c);
+	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
 static pgl_lease *cancel_me;
 static volatile sig_atomic_t cancel_rc = 1;
 static int alarm_note = -1;
@@ -922,6 +1025,7 @@ lease_suite(void)
 	tc = tcase_create("hostile");
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_error_with_fd_closed);
+	tcase_add_test(tc, test_version1_broker_waited_for);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("peer");
@@ -932,6 +1036,7 @@ lease_suite(void)
 	tc = tcase_create("stuck");
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_stopped_broker_never_blocks);
+	tcase_add_test(tc, test_stopped_broker_deadline);
 	tcase_add_test(tc, test_cancel_during_reconnect);
 	suite_add_tcase(s, tc);
 	return s;
