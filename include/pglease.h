@@ -12,7 +12,9 @@
  *	pgl_release(l);
  *
  * Errors are returned, never printed: a function fails with -1 or NULL, and
- * pgl_errcode() / pgl_error() tell why.  No call exits or aborts.
+ * pgl_errcode() / pgl_error() tell why.  No call exits or aborts, except in
+ * a library built with -DPGLEASE_DEBUG, where using a lease after its
+ * pgl_release()/pgl_discard() aborts (otherwise: -1 with PGL_EINVAL).
  *
  * Processes: a client opens its control connection lazily and reopens it in
  * a forked child.  In the child, inherited leases are inert: their sockets

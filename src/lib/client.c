@@ -19,6 +19,7 @@
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -161,6 +162,7 @@ pgl_close(pgl_client *c)
 	while (c->spare != NULL) {
 		pgl_lease *l = c->spare;
 		c->spare = l->next;
+		l->magic = 0;
 		free(l);
 	}
 	free(c->path);
@@ -520,15 +522,22 @@ client_wait(pgl_client *c, uint64_t id, int64_t deadline_ms, struct wire_msg *m,
 pgl_lease *
 client_lease_new(pgl_client *c)
 {
-	pgl_lease *l = c->spare;
+	pgl_lease *l;
 
-	if (l != NULL)
+	if (c->nspare > SPARE_QUARANTINE) {
+		l = c->spare;
 		c->spare = l->next;
-	else if ((l = malloc(sizeof(*l))) == NULL)
+		if (c->spare == NULL)
+			c->spare_tail = NULL;
+		c->nspare--;
+	} else if ((l = malloc(sizeof(*l))) == NULL) {
 		return NULL;
+	}
+	l->magic = LEASE_LIVE;
 	l->client = c;
 	l->fd = -1;
 	l->inert = false;
+	l->shell = NULL;
 	l->prev = NULL;
 	l->next = c->held;
 	if (c->held != NULL)
@@ -548,8 +557,55 @@ client_lease_free(pgl_lease *l)
 		c->held = l->next;
 	if (l->next != NULL)
 		l->next->prev = l->prev;
-	l->next = c->spare;
-	c->spare = l;
+	l->magic = LEASE_FREED;
+	l->fd = -1;
+	l->shell = NULL;
+	l->prev = l->next = NULL;
+	if (c->spare_tail != NULL)
+		c->spare_tail->next = l;
+	else
+		c->spare = l;
+	c->spare_tail = l;
+	c->nspare++;
+}
+
+#ifdef PGLEASE_DEBUG
+/* The debug build's answer to a misuse: say it on stderr and abort.  Async-signal-safe. */
+static void
+misuse_abort(const char *what, const char *why)
+{
+#define PIECE(s, n) { .iov_base = (void *)(uintptr_t)(s), .iov_len = (n) }
+	static const char head[] = "libpglease: ", sep[] = ": ",
+		tail[] = " (built with PGLEASE_DEBUG: aborting)\n";
+	struct iovec iov[] = {
+		PIECE(head, sizeof(head) - 1), PIECE(what, strlen(what)),
+		PIECE(sep, sizeof(sep) - 1), PIECE(why, strlen(why)),
+		PIECE(tail, sizeof(tail) - 1),
+	};
+#undef PIECE
+	ssize_t rc = writev(STDERR_FILENO, iov, sizeof(iov) / sizeof(iov[0]));
+	(void)rc;
+	abort();
+}
+#endif
+
+bool
+client_lease_ok(const pgl_lease *l, const char *what, bool signal_safe)
+{
+	if (l == NULL)
+		return false;
+	if (l->magic == LEASE_LIVE)
+		return true;
+	const char *why = l->magic == LEASE_FREED ?
+			  "the lease was released or discarded already" :
+			  "this is not a lease (or one freed by pgl_close)";
+#ifdef PGLEASE_DEBUG
+	misuse_abort(what, why);
+#endif
+	if (l->magic == LEASE_FREED && !signal_safe)
+		client_fail(l->client, PGL_EINVAL, "%s: %s; a lease is not to be used after "
+			    "pgl_release() or pgl_discard()", what, why);
+	return false;
 }
 
 const char *

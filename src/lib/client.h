@@ -14,7 +14,19 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+/* pgl_lease.magic: a lease in use, and one released (poisoned, kept for reuse). */
+#define LEASE_LIVE 0x4c495645u		/* "LIVE" */
+#define LEASE_FREED 0x46524545u		/* "FREE" */
+
+/*
+ * Released lease objects wait in the client's spare list, oldest first,
+ * and are reused only once more than this many wait: a second release of
+ * a pointer just released finds it poisoned instead of lent again.
+ */
+#define SPARE_QUARANTINE 4
+
 struct pgl_lease {
+	uint32_t magic;			/* LEASE_LIVE, or LEASE_FREED once given back */
 	pgl_client *client;
 	uint64_t lease_id;
 	uint32_t conn_gen;		/* the client's connection it was granted on */
@@ -62,7 +74,8 @@ struct pgl_client {
 	uint64_t abandoned[ABANDONED_MAX];
 	int nabandoned;
 	pgl_lease *held;
-	pgl_lease *spare;		/* released leases, reused without malloc */
+	pgl_lease *spare, *spare_tail;	/* released leases, oldest first, reused */
+	int nspare;
 	pgl_client *next, *prev;	/* every client of the process */
 	struct shell_entry shells[SHELL_CACHE];
 	uint64_t shell_clock;
@@ -122,8 +135,20 @@ void client_abandon(pgl_client *c, uint64_t id);
  */
 void client_drain(pgl_client *c);
 
-/* Lease bookkeeping: link a new lease to its client, unlink one. */
+/*
+ * Lease bookkeeping: link a new lease (LEASE_LIVE) to its client; unlink
+ * one, poison it (LEASE_FREED, no fd, no shell) and keep it for reuse.
+ */
 pgl_lease *client_lease_new(pgl_client *c);
 void client_lease_free(pgl_lease *l);
+
+/*
+ * Whether l is a lease in use.  Otherwise a misuse of the API (a lease
+ * used after pgl_release() or pgl_discard()): false, with the client's
+ * error set when l is recognisably a released lease (never from a signal
+ * handler: signal_safe).  Built with PGLEASE_DEBUG, a misuse writes a line
+ * to stderr and aborts instead.
+ */
+bool client_lease_ok(const pgl_lease *l, const char *what, bool signal_safe);
 
 #endif

@@ -217,7 +217,7 @@ give_back(pgl_lease *l, int state)
 int
 pgl_release(pgl_lease *l)
 {
-	if (l == NULL)
+	if (!client_lease_ok(l, "pgl_release", false))
 		return -1;
 	/* A raw-fd lease: the library cannot see the stream; a shell can. */
 	return give_back(l, l->shell != NULL && !l->inert ? shell_release_state(l) :
@@ -227,7 +227,7 @@ pgl_release(pgl_lease *l)
 int
 pgl_discard(pgl_lease *l)
 {
-	if (l == NULL)
+	if (!client_lease_ok(l, "pgl_discard", false))
 		return -1;
 	return give_back(l, WIRE_RELEASE_BROKEN);
 }
@@ -235,13 +235,13 @@ pgl_discard(pgl_lease *l)
 int
 pgl_fd(const pgl_lease *l)
 {
-	return l != NULL ? l->fd : -1;
+	return client_lease_ok(l, "pgl_fd", false) ? l->fd : -1;
 }
 
 const char *
 pgl_param(const pgl_lease *l, const char *name)
 {
-	if (l == NULL || name == NULL)
+	if (!client_lease_ok(l, "pgl_param", false) || name == NULL)
 		return NULL;
 	return wire_param(l->params, l->params_len, name);
 }
@@ -249,5 +249,5 @@ pgl_param(const pgl_lease *l, const char *name)
 int
 pgl_backend_pid(const pgl_lease *l)
 {
-	return l != NULL ? l->backend_pid : 0;
+	return client_lease_ok(l, "pgl_backend_pid", false) ? l->backend_pid : 0;
 }

@@ -354,7 +354,7 @@ shell_cache_free(pgl_client *c)
 PGconn *
 pgl_conn(pgl_lease *l)
 {
-	if (l == NULL)
+	if (!client_lease_ok(l, "pgl_conn", false))
 		return NULL;
 	if (l->shell != NULL)
 		return l->shell;
@@ -555,7 +555,7 @@ pgl_cancel(pgl_lease *l)
 	 * lease came on, once it has said WELCOME: a handler that interrupts a
 	 * reconnect must not put a CANCEL before the HELLO.
 	 */
-	pgl_client *c = l != NULL ? l->client : NULL;
+	pgl_client *c = client_lease_ok(l, "pgl_cancel", true) ? l->client : NULL;
 	if (c != NULL && !l->inert && c->ready) {
 		atomic_signal_fence(memory_order_seq_cst);
 		int fd = c->fd;
