@@ -510,6 +510,26 @@ shell_release_state(pgl_lease *l)
 	}
 }
 
+/*
+ * Whether a PGEventProc is registered on conn.  libpq has no getter, and
+ * no way to unregister one; but an empty result copies the connection's
+ * events, and PQresultMemorySize() counts what the copy took, without any
+ * event being fired.  Out of memory, or a libpq that allocates more for
+ * some other reason, answers yes: the shell is then only not reused.
+ */
+static bool
+has_event_procs(PGconn *conn)
+{
+	PGresult *bare = PQmakeEmptyPGresult(NULL, PGRES_EMPTY_QUERY);
+	PGresult *mine = PQmakeEmptyPGresult(conn, PGRES_EMPTY_QUERY);
+	bool yes = bare == NULL || mine == NULL ||
+		   PQresultMemorySize(mine) != PQresultMemorySize(bare);
+
+	PQclear(bare);
+	PQclear(mine);
+	return yes;
+}
+
 void
 shell_detach(pgl_lease *l, int state)
 {
@@ -527,20 +547,31 @@ shell_detach(pgl_lease *l, int state)
 		return;
 	}
 	/*
-	 * An idle shell is as good as new for this backend: keep it, unless
-	 * the user changed it in ways the next lease must not inherit (notice
-	 * hooks whose argument may be gone, non-blocking mode).  Pending
-	 * notifications were for this holder: dropped.
+	 * What libpq lets a holder set and set back is set back, kept or not
+	 * (a trace stops here: a finished shell's Terminate is not written to
+	 * the holder's file).  Pending notifications were for this holder.
+	 * Single-row mode needs nothing: it lasts one query, and a shell
+	 * released with a query in flight is not kept.
 	 */
+	PQuntrace(conn);
+	PQsetErrorVerbosity(conn, PQERRORS_DEFAULT);
+	PQsetErrorContextVisibility(conn, PQSHOW_CONTEXT_ERRORS);
 	PGnotify *n;
 	while ((n = PQnotifies(conn)) != NULL)
 		PQfreemem(n);
+	/*
+	 * An idle shell is as good as new for this backend: keep it, unless
+	 * the holder changed what cannot be set back or seen (notice hooks or
+	 * event procs whose argument may be gone, non-blocking mode) or the
+	 * holder's last error still shows in PQerrorMessage.
+	 */
 	if (state == WIRE_RELEASE_CLEAN && !l->inert && !PQisnonblocking(conn) &&
 	    PQsetNoticeProcessor(conn, NULL, NULL) == default_processor &&
-	    PQsetNoticeReceiver(conn, NULL, NULL) == default_receiver)
+	    PQsetNoticeReceiver(conn, NULL, NULL) == default_receiver &&
+	    !has_event_procs(conn) && PQerrorMessage(conn)[0] == '\0')
 		cache_put(l, conn);
 	else
-		PQfinish(conn);
+		PQfinish(conn);	/* event procs hear PGEVT_CONNDESTROY, as from PQfinish */
 }
 
 int
