@@ -19,7 +19,8 @@
  * Processes: a client opens its control connection lazily and reopens it in
  * a forked child.  In the child, inherited leases are inert: their sockets
  * are replaced by /dev/null, so that a child can neither talk to a backend
- * that the parent gives back nor keep it alive.  At exit(), leases still held
+ * that the parent gives back nor keep it alive, whatever another thread was
+ * doing when it forked.  At exit(), leases still held
  * are released.  A pgl_client is not shared between threads without the
  * caller's own lock.
  */

@@ -30,7 +30,14 @@
 
 /* Every client of this process, for the fork and exit handlers. */
 static pgl_client *clients;
-static pthread_mutex_t clients_lock = PTHREAD_MUTEX_INITIALIZER;
+/*
+ * Guards what the fork handlers read: the list of clients, each one's
+ * control socket, held leases, in-flight descriptor, and the shells'
+ * sockets.  Taken in the atfork prepare handler, so a fork() in another
+ * thread never sees a descriptor half recorded.  Recursive: the exit
+ * handler releases with it held, and lease code nests.
+ */
+static pthread_mutex_t lib_lock = PTHREAD_RECURSIVE_MUTEX_INITIALIZER_NP;
 static pthread_once_t handlers_once = PTHREAD_ONCE_INIT;
 static pid_t self;
 static int devnull = -1;
@@ -53,6 +60,18 @@ client_fail(pgl_client *c, int code, const char *fmt, ...)
 	return -1;
 }
 
+void
+client_lock(void)
+{
+	pthread_mutex_lock(&lib_lock);
+}
+
+void
+client_unlock(void)
+{
+	pthread_mutex_unlock(&lib_lock);
+}
+
 int
 client_devnull(void)
 {
@@ -62,46 +81,80 @@ client_devnull(void)
 
 /* --- fork and exit ------------------------------------------------------ */
 
+/* Puts /dev/null over a backend descriptor the child inherited (closes it without). */
+static void
+make_inert(int fd)
+{
+	if (fd < 0)
+		return;
+	if (devnull >= 0)
+		dup3(devnull, fd, O_CLOEXEC);
+	else
+		close(fd);
+}
+
+/* Before fork(): no other thread is between receiving a descriptor and recording it. */
+static void
+atfork_prepare(void)
+{
+	pthread_mutex_lock(&lib_lock);
+}
+
+static void
+atfork_parent(void)
+{
+	pthread_mutex_unlock(&lib_lock);
+}
+
 /*
  * In a forked child: the control connection and every lease belong to the
  * parent.  The child's copies are made inert, so it can neither talk to a
- * backend the parent gives back nor keep one alive.
+ * backend the parent gives back nor keep one alive: the leases' sockets,
+ * their shells', and a GRANT's descriptor not yet given to a lease.
  */
 static void
 atfork_child(void)
 {
 	self = getpid();
-	pthread_mutex_init(&clients_lock, NULL);
 	for (pgl_client *c = clients; c != NULL; c = c->next) {
 		c->ready = 0;
 		if (c->fd >= 0) {
 			close(c->fd);
 			c->fd = -1;
 		}
+		c->nabandoned = 0;
+		make_inert(c->inflight_fd);
 		for (pgl_lease *l = c->held; l != NULL; l = l->next) {
 			if (l->inert)
 				continue;
 			l->inert = true;
-			if (devnull >= 0)
-				dup3(devnull, l->fd, O_CLOEXEC);
-			else
-				close(l->fd);
+			make_inert(l->fd);
 			/* The shell's socket is a copy of the backend's too. */
-			if (l->shell != NULL && devnull >= 0)
-				dup3(devnull, PQsocket(l->shell), O_CLOEXEC);
+			if (l->shell != NULL)
+				make_inert(PQsocket(l->shell));
 		}
 	}
+	/*
+	 * Taken by atfork_prepare() in the thread that forked, but a recursive
+	 * mutex knows its owner by thread id, and this thread's is new: the
+	 * unlock would be refused.  A fresh lock instead.
+	 */
+	pthread_mutexattr_t attr;
+	pthread_mutexattr_init(&attr);
+	pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
+	pthread_mutex_init(&lib_lock, &attr);
+	pthread_mutexattr_destroy(&attr);
 }
 
 /* At exit: what this process still holds goes back (a reset, not a lost backend). */
 static void
 release_at_exit(void)
 {
-	pthread_mutex_lock(&clients_lock);
+	client_lock();
 	for (pgl_client *c = clients; c != NULL; c = c->next)
 		while (c->held != NULL)
 			pgl_release(c->held);
-	pthread_mutex_unlock(&clients_lock);
+	client_unlock();
 }
 
 static void
@@ -109,7 +162,7 @@ install_handlers(void)
 {
 	self = getpid();
 	devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
-	pthread_atfork(NULL, NULL, atfork_child);
+	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
 	atexit(release_at_exit);
 }
 
@@ -132,13 +185,14 @@ pgl_open(const char *socket_path)
 		return NULL;
 	}
 	c->fd = -1;
+	c->inflight_fd = -1;
 	pthread_once(&handlers_once, install_handlers);
-	pthread_mutex_lock(&clients_lock);
+	client_lock();
 	c->next = clients;
 	if (clients != NULL)
 		clients->prev = c;
 	clients = c;
-	pthread_mutex_unlock(&clients_lock);
+	client_unlock();
 	return c;
 }
 
@@ -151,14 +205,14 @@ pgl_close(pgl_client *c)
 		pgl_release(c->held);
 	shell_cache_free(c);
 	client_disconnect(c);
-	pthread_mutex_lock(&clients_lock);
+	client_lock();
 	if (c->prev != NULL)
 		c->prev->next = c->next;
 	else
 		clients = c->next;
 	if (c->next != NULL)
 		c->next->prev = c->prev;
-	pthread_mutex_unlock(&clients_lock);
+	client_unlock();
 	while (c->spare != NULL) {
 		pgl_lease *l = c->spare;
 		c->spare = l->next;
@@ -172,6 +226,7 @@ pgl_close(pgl_client *c)
 void
 client_disconnect(pgl_client *c)
 {
+	client_lock();
 	/* Not ready first: a signal handler must never send on a closed or reused number. */
 	c->ready = 0;
 	atomic_signal_fence(memory_order_seq_cst);
@@ -179,6 +234,7 @@ client_disconnect(pgl_client *c)
 		close(c->fd);
 	c->fd = -1;
 	c->nabandoned = 0;	/* the broker forgets them with the connection */
+	client_unlock();
 }
 
 int
@@ -282,11 +338,13 @@ client_connect(pgl_client *c)
 		return client_fail(c, PGL_EINVAL, "broker socket path too long: %s", c->path);
 	memcpy(sun.sun_path, c->path, strlen(c->path) + 1);
 	/* Non-blocking for good: no call of the library waits on it unbounded. */
+	client_lock();		/* a fork() must find the socket recorded, or not made yet */
 	c->ready = 0;
 	c->fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	c->pid = self;
+	client_unlock();
 	if (c->fd < 0)
 		return client_fail(c, PGL_EBROKER, "socket: %s", strerror(errno));
-	c->pid = self;
 	if (connect_until(c->fd, &sun, deadline) != 0) {
 		int saved = errno;
 		client_disconnect(c);
@@ -476,10 +534,12 @@ client_drain(pgl_client *c)
 	struct wire_msg m;
 	int got;
 
+	client_lock();
 	while (c->nabandoned > 0 && c->fd >= 0 && c->ready && c->pid == self &&
 	       recv_one(c, &m, &got) > 0)
 		if (unawaited(c, &m, got) != 0)
-			return;
+			break;
+	client_unlock();
 }
 
 int
@@ -500,27 +560,35 @@ client_wait(pgl_client *c, uint64_t id, int64_t deadline_ms, struct wire_msg *m,
 		if (rc == 0)
 			continue;
 
+		/*
+		 * From the receive until the descriptor is recorded (as in flight,
+		 * or closed), a fork() in another thread waits: the child must know
+		 * of every backend socket it inherits.
+		 */
 		int got;
+		client_lock();
 		rc = recv_one(c, m, &got);
-		if (rc < 0)
-			return -1;
-		if (rc == 0)
-			continue;
-		if (m->h.request_id == id || (m->h.type == PGL_MSG_SESSION_ERROR &&
-					      m->h.request_id == 0)) {
-			if (fd != NULL)
-				*fd = got;
+		if (rc > 0 && (m->h.request_id == id || (m->h.type == PGL_MSG_SESSION_ERROR &&
+							 m->h.request_id == 0))) {
+			if (fd != NULL && got >= 0)
+				c->inflight_fd = got;
 			else if (got >= 0)
 				close(got);
+			if (fd != NULL)
+				*fd = got;
+			client_unlock();
 			return 0;
 		}
-		if (unawaited(c, m, got) != 0)
+		if (rc > 0)
+			rc = unawaited(c, m, got) == 0 ? 0 : -1;
+		client_unlock();
+		if (rc < 0)
 			return -1;
 	}
 }
 
 pgl_lease *
-client_lease_new(pgl_client *c)
+client_lease_new(pgl_client *c, int fd)
 {
 	pgl_lease *l;
 
@@ -535,14 +603,18 @@ client_lease_new(pgl_client *c)
 	}
 	l->magic = LEASE_LIVE;
 	l->client = c;
-	l->fd = -1;
 	l->inert = false;
 	l->shell = NULL;
 	l->prev = NULL;
+	client_lock();
+	l->fd = fd;
+	if (c->inflight_fd == fd)
+		c->inflight_fd = -1;	/* the lease has it now */
 	l->next = c->held;
 	if (c->held != NULL)
 		c->held->prev = l;
 	c->held = l;
+	client_unlock();
 	return l;
 }
 
@@ -551,6 +623,9 @@ client_lease_free(pgl_lease *l)
 {
 	pgl_client *c = l->client;
 
+	client_lock();
+	if (l->fd >= 0)
+		close(l->fd);
 	if (l->prev != NULL)
 		l->prev->next = l->next;
 	else
@@ -567,6 +642,18 @@ client_lease_free(pgl_lease *l)
 		c->spare = l;
 	c->spare_tail = l;
 	c->nspare++;
+	client_unlock();
+}
+
+void
+client_inflight_close(pgl_client *c, int fd)
+{
+	client_lock();
+	if (fd >= 0)
+		close(fd);
+	if (c->inflight_fd == fd)
+		c->inflight_fd = -1;
+	client_unlock();
 }
 
 #ifdef PGLEASE_DEBUG

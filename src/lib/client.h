@@ -69,6 +69,7 @@ struct pgl_client {
 	uint32_t incarnation;		/* of the broker fd is connected to */
 	uint16_t version;		/* of the protocol, as WELCOME chose it */
 	uint32_t acquire_timeout_ms;	/* WELCOME's longest wait for timeout -1 (2 on) */
+	int inflight_fd;		/* a GRANT's descriptor no lease holds yet, or -1 */
 	uint64_t next_request;
 	/* ACQUIREs given up on whose answer has not been read yet */
 	uint64_t abandoned[ABANDONED_MAX];
@@ -136,11 +137,25 @@ void client_abandon(pgl_client *c, uint64_t id);
 void client_drain(pgl_client *c);
 
 /*
- * Lease bookkeeping: link a new lease (LEASE_LIVE) to its client; unlink
- * one, poison it (LEASE_FREED, no fd, no shell) and keep it for reuse.
+ * Lease bookkeeping: link a new lease (LEASE_LIVE) holding the GRANT's
+ * descriptor fd to its client (NULL when out of memory: fd is still in
+ * flight); close a lease's descriptor, unlink it, poison it (LEASE_FREED,
+ * no fd, no shell) and keep it for reuse.
  */
-pgl_lease *client_lease_new(pgl_client *c);
+pgl_lease *client_lease_new(pgl_client *c, int fd);
 void client_lease_free(pgl_lease *l);
+
+/* Closes a GRANT's descriptor that no lease will hold (fd < 0: nothing to close). */
+void client_inflight_close(pgl_client *c, int fd);
+
+/*
+ * The library's lock against fork(): whoever creates, receives, swaps or
+ * closes a descriptor that the atfork child handler must know of holds it
+ * from that moment until the descriptor is recorded (client, lease, shell)
+ * or gone.  Recursive; never taken in a signal handler.
+ */
+void client_lock(void);
+void client_unlock(void);
 
 /*
  * Whether l is a lease in use.  Otherwise a misuse of the API (a lease

@@ -114,8 +114,6 @@ pgl_acquire(pgl_client *c, const char *pool, int timeout_ms)
 		return NULL;
 	}
 	if (m.h.type != PGL_MSG_LEASE_GRANT) {
-		if (fd >= 0)
-			close(fd);
 		client_disconnect(c);
 		client_fail(c, PGL_EPROTO, "the broker answered ACQUIRE with %s",
 			    wire_type_name(m.h.type));
@@ -140,7 +138,7 @@ pgl_acquire(pgl_client *c, const char *pool, int timeout_ms)
 		return NULL;
 	}
 
-	pgl_lease *l = client_lease_new(c);
+	pgl_lease *l = client_lease_new(c, fd);
 	if (l == NULL) {
 		struct wire_msg r = { .h = { .type = PGL_MSG_LEASE_RELEASE,
 					     .request_id = ++c->next_request } };
@@ -148,7 +146,7 @@ pgl_acquire(pgl_client *c, const char *pool, int timeout_ms)
 		r.u.release.state = WIRE_RELEASE_CLEAN;
 		if (client_send(c, &r, -1) != 0)
 			client_disconnect(c);	/* the broker takes it back as an orphan */
-		close(fd);
+		client_inflight_close(c, fd);
 		client_fail(c, PGL_ENOMEM, "out of memory");
 		return NULL;
 	}
@@ -156,8 +154,6 @@ pgl_acquire(pgl_client *c, const char *pool, int timeout_ms)
 	l->conn_gen = c->conn_gen;
 	l->slot = m.u.grant.slot;
 	l->backend_pid = (int)m.u.grant.backend_pid;
-	l->fd = fd;
-	l->shell = NULL;
 	memcpy(l->user, m.u.grant.user, sizeof(l->user));
 	memcpy(l->database, m.u.grant.database, sizeof(l->database));
 	l->params_len = m.u.grant.params_len;
@@ -208,8 +204,6 @@ give_back(pgl_lease *l, int state)
 		}
 	}
 	/* Closing our copy ends the backend when the broker's copy is gone. */
-	close(l->fd);
-	l->fd = -1;
 	client_lease_free(l);
 	return rc;
 }

@@ -366,10 +366,14 @@ pgl_conn(pgl_lease *l)
 	if (!l->inert) {
 		PGconn *cached = cache_take(l);
 		if (cached != NULL) {
-			if (dup3(l->fd, PQsocket(cached), O_CLOEXEC) >= 0) {
+			/* The swap and its record are one step for a fork() elsewhere. */
+			client_lock();
+			bool swapped = dup3(l->fd, PQsocket(cached), O_CLOEXEC) >= 0;
+			if (swapped)
 				l->shell = cached;
+			client_unlock();
+			if (swapped)
 				return cached;
-			}
 			PQfinish(cached);
 		}
 	}
@@ -480,12 +484,15 @@ pgl_conn(pgl_lease *l)
 		close(peer);
 
 	/* The swap: from here on libpq talks to the leased backend. */
+	client_lock();
 	if (dup3(l->fd, PQsocket(conn), O_CLOEXEC) < 0) {
 		int saved = errno;
+		client_unlock();
 		PQfinish(conn);
 		return shell_fail(c, NULL, -1, -1, PGL_EBROKER, "dup3", strerror(saved));
 	}
 	l->shell = conn;
+	client_unlock();
 	return conn;
 }
 
@@ -537,12 +544,15 @@ shell_detach(pgl_lease *l, int state)
 
 	if (conn == NULL)
 		return;
-	l->shell = NULL;
 	/* Nothing, PQfinish's Terminate included, may reach the pooled backend now. */
 	int devnull = client_devnull();
-	if (devnull < 0 || dup3(devnull, PQsocket(conn), O_CLOEXEC) < 0) {
-		/* last resort; the backend is replaced */
-		shutdown(PQsocket(conn), SHUT_RDWR);
+	client_lock();
+	bool blinded = devnull >= 0 && dup3(devnull, PQsocket(conn), O_CLOEXEC) >= 0;
+	if (!blinded)
+		shutdown(PQsocket(conn), SHUT_RDWR);	/* last resort; the backend is replaced */
+	l->shell = NULL;
+	client_unlock();
+	if (!blinded) {
 		PQfinish(conn);
 		return;
 	}

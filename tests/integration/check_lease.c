@@ -18,6 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/resource.h>
 #include <sys/time.h>
 #include <sys/wait.h>
@@ -796,6 +799,28 @@ exits_within(pid_t pid, int timeout_ms, int *status)
 }
 
 /*
+ * Waits until pool 0 counts n leases out.  A broker just resumed reads as
+ * down (ESRCH) until its next heartbeat: that is waited out too.
+ */
+static void
+wait_leased(int n)
+{
+	int64_t deadline = clock_mono_ms() + 10000;
+	pgl_pool_stats st;
+
+	for (;;) {
+		int rc = pgl_stats(broker.shm, &st, 1);
+		ck_assert_msg(rc >= 1 || (rc < 0 && errno == ESRCH), "pgl_stats: %d %s", rc,
+			      strerror(errno));
+		if (rc >= 1 && st.leased == n)
+			return;
+		ck_assert_msg(clock_mono_ms() < deadline, "%d leases out, not %d",
+			      rc >= 1 ? st.leased : -1, n);
+		usleep(2000);
+	}
+}
+
+/*
  * A broker that reads nothing (stopped): pgl_cancel fails once its
  * connection is full instead of blocking (it may run in a signal handler),
  * pgl_release closes the connection instead of waiting for room (the broker
@@ -854,6 +879,7 @@ START_TEST(test_stopped_broker_never_blocks)
 	/* resumed, the broker takes every lease back and serves again */
 	close(resume);
 	testutil_reap(guard, "guard");
+	wait_leased(0);
 	pgl_pool_stats st;
 	stats_settled(&st);
 	ck_assert_uint_eq(st.orphaned_leases, 3);
@@ -865,22 +891,6 @@ START_TEST(test_stopped_broker_never_blocks)
 	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
 }
 END_TEST
-
-/* Waits until pool 0 counts n leases out. */
-static void
-wait_leased(int n)
-{
-	int64_t deadline = clock_mono_ms() + 10000;
-	pgl_pool_stats st;
-
-	for (;;) {
-		ck_assert_int_ge(pgl_stats(broker.shm, &st, 1), 1);
-		if (st.leased == n)
-			return;
-		ck_assert_msg(clock_mono_ms() < deadline, "%d leases out, not %d", st.leased, n);
-		usleep(2000);
-	}
-}
 
 /*
  * A broker that is alive but answers nothing (stopped): an acquire gives up
@@ -1002,6 +1012,111 @@ START_TEST(test_cancel_during_reconnect)
 }
 END_TEST
 
+/* --- fork() while another thread leases ------------------------------------ */
+
+static struct {
+	volatile bool stop;
+	const char *socket;
+	int cycles;
+	char error[256];
+} churn;
+
+/* Leases, builds a shell, releases; opens and closes its client now and then. */
+static void *
+churn_thread(void *arg)
+{
+	(void)arg;
+	pgl_client *c = pgl_open(churn.socket);
+
+	while (!churn.stop && churn.error[0] == '\0') {
+		pgl_lease *l = pgl_acquire(c, NULL, 5000);
+		if (l == NULL) {
+			snprintf(churn.error, sizeof(churn.error), "acquire: %s", pgl_error(c));
+			break;
+		}
+		if (++churn.cycles % 2 == 0 && pgl_conn(l) == NULL)
+			snprintf(churn.error, sizeof(churn.error), "pgl_conn: %s", pgl_error(c));
+		if (pgl_release(l) != 0)
+			snprintf(churn.error, sizeof(churn.error), "release: %s", pgl_error(c));
+		if (churn.cycles % 50 == 0) {
+			pgl_close(c);
+			c = pgl_open(churn.socket);
+		}
+	}
+	pgl_close(c);
+	return NULL;
+}
+
+/*
+ * In a child forked while the library works in another thread: exit 0
+ * when no descriptor leads to a PostgreSQL backend (the server's socket)
+ * or to the broker, 1 and 2 otherwise.  Async-signal-safe.
+ */
+static void
+child_checks_fds(const char *pg_socket, const char *broker_socket)
+{
+	for (int fd = 0; fd < 1024; fd++) {
+		struct sockaddr_un a;
+		socklen_t len = sizeof(a);
+		memset(&a, 0, sizeof(a));
+		if (getpeername(fd, (struct sockaddr *)&a, &len) != 0 || a.sun_family != AF_UNIX)
+			continue;
+		if (strcmp(a.sun_path, pg_socket) == 0)
+			_exit(1);
+		if (strcmp(a.sun_path, broker_socket) == 0)
+			_exit(2);
+	}
+	_exit(0);
+}
+
+/*
+ * fork() in one thread while another acquires, builds shells, releases,
+ * opens and closes clients: every child finds each inherited backend
+ * socket replaced by /dev/null and no control connection, whatever moment
+ * the fork caught (a GRANT just received, a shell being swapped in, a
+ * client being opened or closed).
+ */
+START_TEST(test_fork_while_leasing)
+{
+	char pg_socket[300];
+	int leaks[3] = { 0 }, forks = 0;
+
+	snprintf(pg_socket, sizeof(pg_socket), "%s/.s.PGSQL.%s", getenv("PGHOST"),
+		 getenv("PGPORT"));
+	testbroker_start(&broker, NULL, POOL(2, 2), true);
+	churn.socket = broker.socket;
+	pthread_t t;
+	ck_assert_int_eq(pthread_create(&t, NULL, churn_thread, NULL), 0);
+	int64_t end = clock_mono_ms() + 4000;
+	while (clock_mono_ms() < end && churn.error[0] == '\0') {
+		pid_t p = fork();
+		ck_assert_int_ge(p, 0);
+		if (p == 0)
+			child_checks_fds(pg_socket, broker.socket);
+		int status;
+		ck_assert_int_eq(waitpid(p, &status, 0), p);
+		forks++;
+		if (!WIFEXITED(status))
+			leaks[0]++;	/* a crash in the child: the lists were torn */
+		else if (WEXITSTATUS(status) == 1 || WEXITSTATUS(status) == 2)
+			leaks[WEXITSTATUS(status)]++;
+		else
+			ck_assert_int_eq(WEXITSTATUS(status), 0);
+	}
+	churn.stop = true;
+	ck_assert_int_eq(pthread_join(t, NULL), 0);
+	ck_assert_msg(churn.error[0] == '\0', "%s", churn.error);
+	ck_assert_msg(leaks[0] + leaks[1] + leaks[2] == 0, "of %d children (%d lease cycles): %d "
+		      "crashed, %d had a backend socket, %d a control connection", forks,
+		      churn.cycles, leaks[0], leaks[1], leaks[2]);
+	ck_assert_int_gt(churn.cycles, 100);
+	pgl_pool_stats st;
+	stats_settled(&st);
+	ck_assert_uint_eq(st.orphaned_leases, 0);
+	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
 static Suite *
 lease_suite(void)
 {
@@ -1038,6 +1153,11 @@ lease_suite(void)
 	tcase_add_test(tc, test_stopped_broker_never_blocks);
 	tcase_add_test(tc, test_stopped_broker_deadline);
 	tcase_add_test(tc, test_cancel_during_reconnect);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("fork");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_fork_while_leasing);
 	suite_add_tcase(s, tc);
 	return s;
 }
