@@ -86,10 +86,17 @@ pgl_acquire(pgl_client *c, const char *pool, int timeout_ms)
 		if (c->fd >= 0 && client_send(c, &m, deadline) == 0)
 			break;
 		int saved = c->fd >= 0 ? errno : EPIPE;
+		if (saved == EAGAIN) {
+			/* Nothing was sent, so nothing is abandoned: the connection stays. */
+			client_fail(c, PGL_ETIMEOUT, "the broker at %s did not take the request "
+				    "within %lld ms: it does not read its socket", c->path,
+				    (long long)(wait_ms + GRACE_MS));
+			return NULL;
+		}
 		client_disconnect(c);
 		if (attempt > 0 || (saved != EPIPE && saved != ECONNRESET && saved != ENOTCONN)) {
 			client_fail(c, PGL_EBROKER, "cannot send to the broker at %s: %s", c->path,
-				    saved == EAGAIN ? "it does not read its socket" : strerror(saved));
+				    strerror(saved));
 			return NULL;
 		}
 	}
