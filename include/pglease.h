@@ -12,12 +12,15 @@
  *	pgl_release(l);
  *
  * Errors are returned, never printed: a function fails with -1 or NULL, and
- * pgl_errcode() / pgl_error() tell why.  No call exits or aborts.
+ * pgl_errcode() / pgl_error() tell why.  No call exits or aborts, except in
+ * a library built with -DPGLEASE_DEBUG, where using a lease after its
+ * pgl_release()/pgl_discard() aborts (otherwise: -1 with PGL_EINVAL).
  *
  * Processes: a client opens its control connection lazily and reopens it in
  * a forked child.  In the child, inherited leases are inert: their sockets
  * are replaced by /dev/null, so that a child can neither talk to a backend
- * that the parent gives back nor keep it alive.  At exit(), leases still held
+ * that the parent gives back nor keep it alive, whatever another thread was
+ * doing when it forked.  At exit(), leases still held
  * are released.  A pgl_client is not shared between threads without the
  * caller's own lock.
  */
@@ -37,7 +40,8 @@ typedef struct pg_conn PGconn;		/* as <libpq-fe.h> declares it */
 /* Error codes of pgl_errcode(); also carried by the broker's ERROR message. */
 enum {
 	PGL_OK = 0,
-	PGL_ETIMEOUT = 1,	/* no backend became free in time */
+	PGL_ETIMEOUT = 1,	/* no backend became free in time, or the
+				 * broker did not answer in time */
 	PGL_EUNAVAILABLE = 2,	/* the pool cannot connect to PostgreSQL */
 	PGL_ENOPOOL = 3,	/* no pool of that name */
 	PGL_EDENIED = 4,	/* this user may not use the broker */
@@ -45,15 +49,18 @@ enum {
 	PGL_EDRAINING = 6,	/* the broker is shutting down */
 	PGL_EPROTO = 7,		/* malformed message or protocol mismatch */
 	PGL_ESTALE = 8,		/* lease of a broker that has restarted */
-	PGL_EBROKER = 9,	/* cannot reach the broker, or it went away */
+	PGL_EBROKER = 9,	/* cannot reach the broker, it went away, or its
+				 * socket is held by a user not trusted (below) */
 	PGL_EINVAL = 10,	/* bad argument */
 	PGL_ENOMEM = 11,	/* out of memory */
 };
 
 /*
  * A client of the broker listening on socket_path (NULL: $PGLEASE_SOCKET,
- * then /run/pglease/pglease.sock).  Connects on first use.  NULL only when
- * out of memory.
+ * then /run/pglease/pglease.sock).  Connects on first use, and only to a
+ * broker running as root, as this process's user, or as the user
+ * $PGLEASE_BROKER_UID names (a number or a name; SO_PEERCRED tells).  NULL
+ * only when out of memory.
  */
 pgl_client *pgl_open(const char *socket_path);
 
@@ -63,9 +70,11 @@ void pgl_close(pgl_client *c);
 /*
  * Leases a backend of pool (NULL: the broker's first pool).  timeout_ms: -1
  * the pool's acquire_timeout, 0 only a backend idle right now, > 0 that many
- * milliseconds; the broker keeps the time.  NULL on failure (pgl_errcode:
- * PGL_ETIMEOUT, PGL_EUNAVAILABLE, PGL_ENOPOOL, PGL_EDENIED, PGL_ELIMIT,
- * PGL_EDRAINING, PGL_EBROKER, ...).
+ * milliseconds; the broker keeps the time.  The call never waits longer
+ * than that bound (for -1, the one the broker announced; 60 s for a broker
+ * of protocol version 1) plus 2 s for a broker that does not answer.  NULL
+ * on failure (pgl_errcode: PGL_ETIMEOUT, PGL_EUNAVAILABLE, PGL_ENOPOOL,
+ * PGL_EDENIED, PGL_ELIMIT, PGL_EDRAINING, PGL_EBROKER, ...).
  */
 pgl_lease *pgl_acquire(pgl_client *c, const char *pool, int timeout_ms);
 
@@ -100,7 +109,9 @@ PGconn *pgl_conn(pgl_lease *l);
  * Cancels the query running on the lease's backend: one message to the
  * broker, no waiting, async-signal-safe (call it from a SIGINT or SIGALRM
  * handler).  The broker acts only while the lease is live and this
- * client's.  0 when the request was sent, -1 otherwise; errno is preserved.
+ * client's.  0 when the request was sent; -1 otherwise: the broker's queue
+ * is full (it does not read), or the connection the lease came on is gone
+ * or being replaced.  errno is preserved.
  */
 int pgl_cancel(pgl_lease *l);
 
@@ -114,9 +125,12 @@ int pgl_backend_pid(const pgl_lease *l);
  * Gives the backend back: the broker rolls back what is left open, resets
  * the session and lends it again.  With a shell, its libpq state decides:
  * idle is returned as clean, an open or failed transaction is rolled back,
- * and a query, COPY, pipeline or unread results get the backend replaced.  The lease is freed and its socket closed
- * whatever the outcome.  -1 with PGL_ESTALE when the broker restarted since
- * the lease was granted (the backend then ends).
+ * and a query, COPY, pipeline or unread results get the backend replaced.
+ * The lease is freed and its socket closed whatever the outcome.  Never
+ * waits: -1 with PGL_ESTALE when the broker restarted or the connection the
+ * lease came on was closed since (the backend then ends), with PGL_EBROKER
+ * when the broker does not read its socket (the connection is then closed,
+ * and the broker takes this process's leases back as orphans).
  */
 int pgl_release(pgl_lease *l);
 

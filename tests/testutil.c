@@ -285,12 +285,12 @@ broker_wait(struct testbroker *b, bool wait_ready)
 		usleep(5000);
 	}
 	struct shm_snapshot snap;
-	ck_assert_msg(shm_snapshot(b->shm, &snap) == 0 && snap.hdr.broker_pid == b->pid,
+	ck_assert_msg(shm_snapshot_owned(b->shm, b->uid, NULL, &snap) == 0 && snap.hdr.broker_pid == b->pid,
 		      "pgleased started without its segment %s", b->shm);
 	uint32_t npools = snap.hdr.npools;
 	shm_snapshot_free(&snap);
 	for (uint32_t i = 0; i < npools; i++) {
-		ck_assert_int_eq(shm_snapshot(b->shm, &snap), 0);
+		ck_assert_int_eq(shm_snapshot_owned(b->shm, b->uid, NULL, &snap), 0);
 		int want = snap.pools[i].min_size;
 		shm_snapshot_free(&snap);
 		ck_assert_msg(testbroker_wait_idle(b, (int)i, want, 15000),
@@ -456,7 +456,7 @@ testbroker_wait_idle(const struct testbroker *b, int pool, int n, int timeout_ms
 
 	for (;;) {
 		struct shm_snapshot snap;
-		if (shm_snapshot(b->shm, &snap) == 0) {
+		if (shm_snapshot_owned(b->shm, b->uid, NULL, &snap) == 0) {
 			bool ok = (uint32_t)pool < snap.hdr.npools && snap.pools[pool].idle >= n;
 			shm_snapshot_free(&snap);
 			if (ok)
@@ -697,4 +697,139 @@ testutil_describe_fds(pid_t pid, char *buf, size_t len)
 	}
 	closedir(d);
 	return buf;
+}
+
+/* --- a hostile broker ----------------------------------------------------- */
+
+#include "common/fdpass.h"
+
+pid_t
+testutil_hostile_broker(const char *path, uint16_t version, uint32_t acquire_timeout_ms,
+			void (*script)(int conn, void *arg), void *arg)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	int lfd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	pid_t parent = getpid();
+
+	ck_assert_int_ge(lfd, 0);
+	ck_assert_uint_lt(strlen(path), sizeof(sun.sun_path));
+	memcpy(sun.sun_path, path, strlen(path) + 1);
+	unlink(path);
+	ck_assert_msg(bind(lfd, (struct sockaddr *)&sun, sizeof(sun)) == 0, "bind %s: %s", path,
+		      strerror(errno));
+	ck_assert_int_eq(listen(lfd, 8), 0);
+
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid > 0) {
+		close(lfd);
+		return pid;
+	}
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() != parent)
+		_exit(1);
+	int conn = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+	REQUIRE(conn >= 0, "hostile broker: accept: %s", strerror(errno));
+	close(lfd);
+
+	struct wire_msg m;
+	uint8_t buf[WIRE_MESSAGE_MAX];
+	REQUIRE(testutil_wire_recv(conn, &m, buf, sizeof(buf), NULL, 10000) &&
+		m.h.type == PGL_MSG_SESSION_HELLO, "hostile broker: no HELLO");
+	struct wire_msg w = { .h = { .type = PGL_MSG_SESSION_WELCOME,
+				     .request_id = m.h.request_id } };
+	w.u.welcome.version = version;
+	w.u.welcome.broker_pid = (uint32_t)getpid();
+	w.u.welcome.incarnation = 0x7e57;
+	w.u.welcome.acquire_timeout_ms = acquire_timeout_ms;
+	snprintf(w.u.welcome.shm_name, sizeof(w.u.welcome.shm_name), "/pglease.hostile");
+	REQUIRE(testutil_wire_send_fd(conn, &w, -1), "hostile broker: WELCOME not sent");
+	script(conn, arg);
+	_exit(0);
+}
+
+bool
+testutil_wire_recv(int fd, struct wire_msg *m, uint8_t *buf, size_t cap, int *pass_fd,
+		   int timeout_ms)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	const char *why;
+
+	if (pass_fd != NULL)
+		*pass_fd = -1;
+	if (poll(&p, 1, timeout_ms) != 1)
+		return false;
+	ssize_t n = fdpass_recv(fd, buf, cap, pass_fd);
+	return n > 0 && wire_decode(buf, (size_t)n, m, &why) == 0;
+}
+
+bool
+testutil_wire_send_fd(int fd, const struct wire_msg *m, int pass_fd)
+{
+	uint8_t buf[WIRE_MESSAGE_MAX];
+	size_t n = wire_encode(m, buf, sizeof(buf));
+
+	return n > 0 && fdpass_send(fd, buf, n, pass_fd) == (ssize_t)n;
+}
+
+void
+testutil_wait_eof(int fd, int timeout_ms)
+{
+	int64_t deadline = clock_mono_ms() + timeout_ms;
+	uint8_t buf[WIRE_MESSAGE_MAX];
+
+	for (;;) {
+		int64_t left = deadline - clock_mono_ms();
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		if (left <= 0 || poll(&p, 1, (int)left) != 1)
+			return;
+		ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+			return;
+	}
+}
+
+/* --- a broker of another user ------------------------------------------- */
+
+#include <grp.h>
+
+void
+testbroker_start_as(struct testbroker *b, uid_t uid, gid_t gid, const char *broker_extra,
+		    const char *pools, bool wait_ready)
+{
+	static int seq;
+	pid_t parent = getpid();
+
+	memset(b, 0, sizeof(*b));
+	b->uid = uid;
+	ck_assert_int_eq(chmod(testutil_tmpdir(), 0711), 0);
+	snprintf(b->dir, sizeof(b->dir), "%s/broker-as%u.%d.%d", testutil_tmpdir(), (unsigned)uid,
+		 (int)getpid(), ++seq);
+	ck_assert_int_eq(mkdir(b->dir, 0755), 0);
+	ck_assert_int_eq(chown(b->dir, uid, gid), 0);
+	snprintf(b->conf, sizeof(b->conf), "%s/pglease.conf", b->dir);
+	snprintf(b->socket, sizeof(b->socket), "%s/pgl.sock", b->dir);
+	snprintf(b->log, sizeof(b->log), "%s/pgleased.log", b->dir);
+	snprintf(b->shm, sizeof(b->shm), "/pglease.test.as%u.%d.%d", (unsigned)uid, (int)getpid(),
+		 seq);
+	testbroker_write_config(b, broker_extra, pools);
+
+	b->pid = fork();
+	ck_assert_int_ge(b->pid, 0);
+	if (b->pid == 0) {
+		int fd = open(b->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+		if (setgroups(0, NULL) != 0 || setgid(gid) != 0 || setuid(uid) != 0)
+			_exit(126);
+		/* after setuid, which clears it: gone with the test */
+		prctl(PR_SET_PDEATHSIG, SIGINT);
+		if (getppid() != parent)
+			_exit(1);
+		if (fd >= 0) {
+			dup2(fd, STDOUT_FILENO);
+			dup2(fd, STDERR_FILENO);
+		}
+		execl(TOP_BUILDDIR "/pgleased", "pgleased", "-c", b->conf, (char *)NULL);
+		_exit(127);
+	}
+	broker_wait(b, wait_ready);
 }

@@ -86,6 +86,7 @@ int testutil_run_suite(Suite *s);
 
 struct testbroker {
 	pid_t pid;
+	uid_t uid;		/* the broker's user: its segment's owner */
 	bool default_modes;	/* no shm_mode of the suites': the broker's defaults */
 	char dir[256];		/* holds config, socket, log */
 	char conf[300];
@@ -185,3 +186,35 @@ int testutil_count_fds(pid_t pid);
 
 /* "fd=target ..." for each open descriptor of pid, for a failure message. */
 const char *testutil_describe_fds(pid_t pid, char *buf, size_t len);
+
+/* --- a hostile broker: a listener that answers as a test scripts it --- */
+
+#include <stdint.h>
+
+/*
+ * Listens on path as pgleased does (SOCK_SEQPACKET) and forks a process
+ * that accepts one client, answers its HELLO with a WELCOME of version
+ * (acquire_timeout_ms when version >= 2), then runs script(conn, arg) and
+ * exits 0 (a failed REQUIRE in it exits 1).  Returns that process's pid,
+ * for testutil_reap().  It dies with the test process.
+ */
+pid_t testutil_hostile_broker(const char *path, uint16_t version, uint32_t acquire_timeout_ms,
+			      void (*script)(int conn, void *arg), void *arg);
+
+/* Receives one message on fd within timeout_ms into m (buf holds it); *pass_fd gets an attached fd. */
+bool testutil_wire_recv(int fd, struct wire_msg *m, uint8_t *buf, size_t cap, int *pass_fd,
+			int timeout_ms);
+
+/* Sends m with pass_fd attached (-1: none); false when it did not go. */
+bool testutil_wire_send_fd(int fd, const struct wire_msg *m, int pass_fd);
+
+/* Waits until fd's peer closes (or timeout_ms passes), discarding what arrives. */
+void testutil_wait_eof(int fd, int timeout_ms);
+
+/*
+ * testbroker_start() for a broker that runs as uid:gid (the test runs as
+ * root): its directory is theirs, and the test's temporary directory is
+ * opened for traversal (0711) so that they can reach it.
+ */
+void testbroker_start_as(struct testbroker *b, uid_t uid, gid_t gid, const char *broker_extra,
+			 const char *pools, bool wait_ready);

@@ -12,8 +12,8 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-ssize_t
-fdpass_send(int sock, const void *buf, size_t len, int fd)
+static ssize_t
+send_flags(int sock, const void *buf, size_t len, int fd, int flags)
 {
 	struct iovec iov = { .iov_base = (void *)(uintptr_t)buf, .iov_len = len };
 	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
@@ -34,9 +34,21 @@ fdpass_send(int sock, const void *buf, size_t len, int fd)
 		memcpy(CMSG_DATA(c), &fd, sizeof(int));
 	}
 	do
-		n = sendmsg(sock, &msg, MSG_NOSIGNAL);
+		n = sendmsg(sock, &msg, MSG_NOSIGNAL | flags);
 	while (n < 0 && errno == EINTR);
 	return n;
+}
+
+ssize_t
+fdpass_send(int sock, const void *buf, size_t len, int fd)
+{
+	return send_flags(sock, buf, len, fd, 0);
+}
+
+ssize_t
+fdpass_send_nowait(int sock, const void *buf, size_t len, int fd)
+{
+	return send_flags(sock, buf, len, fd, MSG_DONTWAIT);
 }
 
 /* Closes every descriptor carried by msg's control data. */

@@ -16,6 +16,13 @@
 ssize_t fdpass_send(int sock, const void *buf, size_t len, int fd)
 	__attribute__((warn_unused_result));
 
+/*
+ * fdpass_send() that never waits, whatever the socket's mode (MSG_DONTWAIT):
+ * -1 with EAGAIN when the peer's queue is full.  Async-signal-safe.
+ */
+ssize_t fdpass_send_nowait(int sock, const void *buf, size_t len, int fd)
+	__attribute__((warn_unused_result));
+
 /* *fd after a message whose descriptor the kernel could not install. */
 #define FDPASS_DROPPED (-2)
 

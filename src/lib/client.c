@@ -6,6 +6,7 @@
 
 #include "common/clock.h"
 #include "common/fdpass.h"
+#include "common/ident.h"
 #include "lib/client.h"
 #include "lib/shell.h"
 
@@ -13,11 +14,15 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #define DEFAULT_SOCKET "/run/pglease/pglease.sock"
@@ -26,7 +31,14 @@
 
 /* Every client of this process, for the fork and exit handlers. */
 static pgl_client *clients;
-static pthread_mutex_t clients_lock = PTHREAD_MUTEX_INITIALIZER;
+/*
+ * Guards what the fork handlers read: the list of clients, each one's
+ * control socket, held leases, in-flight descriptor, and the shells'
+ * sockets.  Taken in the atfork prepare handler, so a fork() in another
+ * thread never sees a descriptor half recorded.  Recursive: the exit
+ * handler releases with it held, and lease code nests.
+ */
+static pthread_mutex_t lib_lock = PTHREAD_RECURSIVE_MUTEX_INITIALIZER_NP;
 static pthread_once_t handlers_once = PTHREAD_ONCE_INIT;
 static pid_t self;
 static int devnull = -1;
@@ -49,6 +61,18 @@ client_fail(pgl_client *c, int code, const char *fmt, ...)
 	return -1;
 }
 
+void
+client_lock(void)
+{
+	pthread_mutex_lock(&lib_lock);
+}
+
+void
+client_unlock(void)
+{
+	pthread_mutex_unlock(&lib_lock);
+}
+
 int
 client_devnull(void)
 {
@@ -58,45 +82,80 @@ client_devnull(void)
 
 /* --- fork and exit ------------------------------------------------------ */
 
+/* Puts /dev/null over a backend descriptor the child inherited (closes it without). */
+static void
+make_inert(int fd)
+{
+	if (fd < 0)
+		return;
+	if (devnull >= 0)
+		dup3(devnull, fd, O_CLOEXEC);
+	else
+		close(fd);
+}
+
+/* Before fork(): no other thread is between receiving a descriptor and recording it. */
+static void
+atfork_prepare(void)
+{
+	pthread_mutex_lock(&lib_lock);
+}
+
+static void
+atfork_parent(void)
+{
+	pthread_mutex_unlock(&lib_lock);
+}
+
 /*
  * In a forked child: the control connection and every lease belong to the
  * parent.  The child's copies are made inert, so it can neither talk to a
- * backend the parent gives back nor keep one alive.
+ * backend the parent gives back nor keep one alive: the leases' sockets,
+ * their shells', and a GRANT's descriptor not yet given to a lease.
  */
 static void
 atfork_child(void)
 {
 	self = getpid();
-	pthread_mutex_init(&clients_lock, NULL);
 	for (pgl_client *c = clients; c != NULL; c = c->next) {
+		c->ready = 0;
 		if (c->fd >= 0) {
 			close(c->fd);
 			c->fd = -1;
 		}
+		c->nabandoned = 0;
+		make_inert(c->inflight_fd);
 		for (pgl_lease *l = c->held; l != NULL; l = l->next) {
 			if (l->inert)
 				continue;
 			l->inert = true;
-			if (devnull >= 0)
-				dup3(devnull, l->fd, O_CLOEXEC);
-			else
-				close(l->fd);
+			make_inert(l->fd);
 			/* The shell's socket is a copy of the backend's too. */
-			if (l->shell != NULL && devnull >= 0)
-				dup3(devnull, PQsocket(l->shell), O_CLOEXEC);
+			if (l->shell != NULL)
+				make_inert(PQsocket(l->shell));
 		}
 	}
+	/*
+	 * Taken by atfork_prepare() in the thread that forked, but a recursive
+	 * mutex knows its owner by thread id, and this thread's is new: the
+	 * unlock would be refused.  A fresh lock instead.
+	 */
+	pthread_mutexattr_t attr;
+	pthread_mutexattr_init(&attr);
+	pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
+	pthread_mutex_init(&lib_lock, &attr);
+	pthread_mutexattr_destroy(&attr);
 }
 
 /* At exit: what this process still holds goes back (a reset, not a lost backend). */
 static void
 release_at_exit(void)
 {
-	pthread_mutex_lock(&clients_lock);
+	client_lock();
 	for (pgl_client *c = clients; c != NULL; c = c->next)
 		while (c->held != NULL)
 			pgl_release(c->held);
-	pthread_mutex_unlock(&clients_lock);
+	client_unlock();
 }
 
 static void
@@ -104,7 +163,7 @@ install_handlers(void)
 {
 	self = getpid();
 	devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
-	pthread_atfork(NULL, NULL, atfork_child);
+	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
 	atexit(release_at_exit);
 }
 
@@ -127,13 +186,14 @@ pgl_open(const char *socket_path)
 		return NULL;
 	}
 	c->fd = -1;
+	c->inflight_fd = -1;
 	pthread_once(&handlers_once, install_handlers);
-	pthread_mutex_lock(&clients_lock);
+	client_lock();
 	c->next = clients;
 	if (clients != NULL)
 		clients->prev = c;
 	clients = c;
-	pthread_mutex_unlock(&clients_lock);
+	client_unlock();
 	return c;
 }
 
@@ -146,17 +206,18 @@ pgl_close(pgl_client *c)
 		pgl_release(c->held);
 	shell_cache_free(c);
 	client_disconnect(c);
-	pthread_mutex_lock(&clients_lock);
+	client_lock();
 	if (c->prev != NULL)
 		c->prev->next = c->next;
 	else
 		clients = c->next;
 	if (c->next != NULL)
 		c->next->prev = c->prev;
-	pthread_mutex_unlock(&clients_lock);
+	client_unlock();
 	while (c->spare != NULL) {
 		pgl_lease *l = c->spare;
 		c->spare = l->next;
+		l->magic = 0;
 		free(l);
 	}
 	free(c->path);
@@ -166,13 +227,19 @@ pgl_close(pgl_client *c)
 void
 client_disconnect(pgl_client *c)
 {
+	client_lock();
+	/* Not ready first: a signal handler must never send on a closed or reused number. */
+	c->ready = 0;
+	atomic_signal_fence(memory_order_seq_cst);
 	if (c->fd >= 0 && c->pid == self)
 		close(c->fd);
 	c->fd = -1;
+	c->nabandoned = 0;	/* the broker forgets them with the connection */
+	client_unlock();
 }
 
 int
-client_send(pgl_client *c, const struct wire_msg *m)
+client_send(pgl_client *c, const struct wire_msg *m, int64_t deadline_ms)
 {
 	uint8_t buf[WIRE_MESSAGE_MAX];
 	size_t len = wire_encode(m, buf, sizeof(buf));
@@ -181,30 +248,109 @@ client_send(pgl_client *c, const struct wire_msg *m)
 		errno = EINVAL;
 		return -1;
 	}
-	return fdpass_send(c->fd, buf, len, -1) < 0 ? -1 : 0;
+	for (;;) {
+		if (fdpass_send_nowait(c->fd, buf, len, -1) >= 0)
+			return 0;
+		if (errno != EAGAIN || deadline_ms < 0)
+			return -1;
+		/* A broker busy for a moment: wait for room, never past the deadline. */
+		int64_t left = deadline_ms - clock_mono_ms();
+		struct pollfd pfd = { .fd = c->fd, .events = POLLOUT };
+		if (left <= 0 || (poll(&pfd, 1, left > 1000 ? 1000 : (int)left) < 0 && errno != EINTR)) {
+			errno = EAGAIN;
+			return -1;
+		}
+	}
+}
+
+/*
+ * Whether the broker whose socket is held by uid may be trusted with this
+ * process's requests (and trusted to hand it descriptors and parameters):
+ * root, this process's own user, or the user $PGLEASE_BROKER_UID names, a
+ * number or a user name.  0, or -1 with the client's error set.
+ */
+static int
+check_broker_uid(pgl_client *c, uid_t uid)
+{
+	const char *env = getenv("PGLEASE_BROKER_UID");
+
+	if (uid == 0 || uid == geteuid() || uid == getuid())
+		return 0;
+	if (env != NULL && env[0] != '\0') {
+		uid_t named;
+		if (ident_parse_uid(env, &named) != 0)
+			return client_fail(c, PGL_EINVAL, "PGLEASE_BROKER_UID=%s is neither a user id "
+					   "nor a user name", env);
+		if (uid == named)
+			return 0;
+	}
+	return client_fail(c, PGL_EBROKER, "refusing the broker at %s: its socket is held by "
+			   "uid %u, which is neither root, this process's uid %u, nor "
+			   "PGLEASE_BROKER_UID%s%s", c->path, (unsigned)uid, (unsigned)geteuid(),
+			   env != NULL && env[0] != '\0' ? "=" : " (unset)",
+			   env != NULL && env[0] != '\0' ? env : "");
+}
+
+/*
+ * Connects without blocking: a broker whose listen queue is full (stopped,
+ * say) makes a blocking connect() wait for ever, so the attempt is repeated
+ * until deadline_ms instead.
+ */
+static int
+connect_until(int fd, const struct sockaddr_un *sun, int64_t deadline_ms)
+{
+	for (;;) {
+		if (connect(fd, (const struct sockaddr *)sun, sizeof(*sun)) == 0 || errno == EISCONN)
+			return 0;
+		if (errno != EAGAIN && errno != EINTR)
+			return -1;
+		int64_t left = deadline_ms - clock_mono_ms();
+		if (left <= 0) {
+			errno = ETIMEDOUT;
+			return -1;
+		}
+		struct timespec ts = { .tv_nsec = (left > 10 ? 10 : left) * 1000000L };
+		nanosleep(&ts, NULL);
+	}
 }
 
 static int
 client_connect(pgl_client *c)
 {
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	int64_t deadline = clock_mono_ms() + HELLO_TIMEOUT_MS;
 
 	if (strlen(c->path) >= sizeof(sun.sun_path))
 		return client_fail(c, PGL_EINVAL, "broker socket path too long: %s", c->path);
 	memcpy(sun.sun_path, c->path, strlen(c->path) + 1);
-	c->fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	/* Non-blocking for good: no call of the library waits on it unbounded. */
+	client_lock();		/* a fork() must find the socket recorded, or not made yet */
+	c->ready = 0;
+	c->fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	c->pid = self;
+	client_unlock();
 	if (c->fd < 0)
 		return client_fail(c, PGL_EBROKER, "socket: %s", strerror(errno));
-	c->pid = self;
-	int rc;
-	do
-		rc = connect(c->fd, (struct sockaddr *)&sun, sizeof(sun));
-	while (rc != 0 && errno == EINTR);
-	if (rc != 0) {
+	if (connect_until(c->fd, &sun, deadline) != 0) {
 		int saved = errno;
 		client_disconnect(c);
 		return client_fail(c, PGL_EBROKER, "cannot connect to the broker at %s: %s",
+				   c->path, saved == ETIMEDOUT ? "it accepts no connection (its "
+				   "listen queue stays full)" : strerror(saved));
+	}
+
+	/* Nothing is said to, or taken from, a listener of the wrong user. */
+	struct ucred cred;
+	socklen_t credlen = sizeof(cred);
+	if (getsockopt(c->fd, SOL_SOCKET, SO_PEERCRED, &cred, &credlen) != 0) {
+		int saved = errno;
+		client_disconnect(c);
+		return client_fail(c, PGL_EBROKER, "cannot tell who holds the broker socket %s: %s",
 				   c->path, strerror(saved));
+	}
+	if (check_broker_uid(c, cred.uid) != 0) {
+		client_disconnect(c);
+		return -1;
 	}
 
 	struct wire_msg m = { .h = { .type = PGL_MSG_SESSION_HELLO,
@@ -212,7 +358,7 @@ client_connect(pgl_client *c)
 	m.u.hello.version_min = WIRE_VERSION_MIN;
 	m.u.hello.version_max = WIRE_VERSION_MAX;
 	m.u.hello.pid = (uint32_t)self;
-	if (client_send(c, &m) != 0) {
+	if (client_send(c, &m, deadline) != 0) {
 		int saved = errno;
 		/* A broker that refused us at once has said why before closing. */
 		ssize_t n = fdpass_recv(c->fd, c->buf, sizeof(c->buf), NULL);
@@ -226,8 +372,12 @@ client_connect(pgl_client *c)
 		return client_fail(c, PGL_EBROKER, "cannot talk to the broker at %s: %s",
 				   c->path, strerror(saved));
 	}
-	if (client_wait(c, m.h.request_id, clock_mono_ms() + HELLO_TIMEOUT_MS, &m, NULL) != 0) {
+	if (client_wait(c, m.h.request_id, deadline, &m, NULL) != 0) {
 		client_disconnect(c);
+		if (c->errcode == PGL_ETIMEOUT)
+			return client_fail(c, PGL_EBROKER, "the broker at %s did not answer HELLO "
+					   "within %d ms: it is stopped or overloaded", c->path,
+					   HELLO_TIMEOUT_MS);
 		return -1;
 	}
 	if (m.h.type == PGL_MSG_SESSION_ERROR) {
@@ -241,114 +391,216 @@ client_connect(pgl_client *c)
 				   c->path, wire_type_name(m.h.type));
 	}
 	c->incarnation = m.u.welcome.incarnation;
+	c->version = m.u.welcome.version;
+	c->acquire_timeout_ms = m.u.welcome.acquire_timeout_ms;
+	c->conn_gen++;
+	/* Last: from here a signal handler may send on fd (pgl_cancel). */
+	atomic_signal_fence(memory_order_seq_cst);
+	c->ready = 1;
 	return 0;
 }
 
 int
 client_ensure(pgl_client *c)
 {
-	if (c->fd >= 0 && c->pid != self)
+	if (c->fd >= 0 && c->pid != self) {
+		c->ready = 0;
 		c->fd = -1;	/* the parent's: never ours to use or close */
+	}
 	if (c->fd >= 0)
 		return 0;
 	return client_connect(c);
 }
 
-/* A GRANT nobody waits for any more: give it straight back. */
-static void
-release_stray(pgl_client *c, const struct wire_msg *m, int fd)
+/* --- answers ------------------------------------------------------------- */
+
+/*
+ * Receives one message, if one is queued, into m (*got: its descriptor,
+ * closed already unless it came with a GRANT).  1 when one came, 0 when
+ * none was queued, -1 with the client's error set and the connection
+ * closed when the stream ended or broke.
+ */
+static int
+recv_one(pgl_client *c, struct wire_msg *m, int *got)
 {
+	ssize_t n;
+
+	do
+		n = fdpass_recv(c->fd, c->buf, sizeof(c->buf), got);
+	while (n < 0 && errno == EINTR);
+	if (n < 0 && errno == EAGAIN)
+		return 0;
+	if (n <= 0) {
+		int saved = n < 0 ? errno : 0;
+		client_disconnect(c);
+		if (saved == EPROTO || saved == EMSGSIZE)
+			return client_fail(c, PGL_EPROTO, "malformed message from the broker at %s",
+					   c->path);
+		return client_fail(c, PGL_EBROKER, "the broker at %s closed the connection%s%s",
+				   c->path, saved ? ": " : "", saved ? strerror(saved) : "");
+	}
+
+	const char *why;
+	if (wire_decode(c->buf, (size_t)n, m, &why) != 0) {
+		if (*got >= 0)
+			close(*got);
+		client_disconnect(c);
+		return client_fail(c, PGL_EPROTO, "malformed message from the broker at %s: %s",
+				   c->path, why);
+	}
+	/* Only a GRANT carries a descriptor: any other one is closed here. */
+	if (m->h.type != PGL_MSG_LEASE_GRANT) {
+		if (*got >= 0)
+			close(*got);
+		*got = -1;
+	}
+	return 1;
+}
+
+void
+client_abandon(pgl_client *c, uint64_t id)
+{
+	if (c->nabandoned == ABANDONED_MAX) {
+		/* The oldest is forgotten; its GRANT is still given back when read. */
+		memmove(c->abandoned, c->abandoned + 1, (ABANDONED_MAX - 1) * sizeof(c->abandoned[0]));
+		c->nabandoned--;
+	}
+	c->abandoned[c->nabandoned++] = id;
+}
+
+/* The answer to request id came: it is no longer awaited by anyone. */
+static void
+answered(pgl_client *c, uint64_t id)
+{
+	for (int i = 0; i < c->nabandoned; i++)
+		if (c->abandoned[i] == id) {
+			c->abandoned[i] = c->abandoned[--c->nabandoned];
+			return;
+		}
+}
+
+/*
+ * A message nobody waits for: the answer to an abandoned ACQUIRE, whose
+ * GRANT is given straight back (RELEASE, descriptor closed), or an ERROR
+ * about a RELEASE.  -1 with the connection closed when the RELEASE could
+ * not go (the broker then takes the lease back as an orphan).
+ */
+static int
+unawaited(pgl_client *c, const struct wire_msg *m, int fd)
+{
+	if (m->h.type == PGL_MSG_SESSION_ERROR && m->h.request_id == 0) {
+		/* The broker says why it ends the session: nothing more to wait for. */
+		client_disconnect(c);
+		return client_fail(c, m->u.error.code, "%s", m->u.error.message);
+	}
+	answered(c, m->h.request_id);
+	if (m->h.type != PGL_MSG_LEASE_GRANT)
+		return 0;
+
 	struct wire_msg r = { .h = { .type = PGL_MSG_LEASE_RELEASE,
 				     .request_id = ++c->next_request } };
-
 	r.u.release.lease_id = m->u.grant.lease_id;
 	r.u.release.state = WIRE_RELEASE_CLEAN;
-	(void)client_send(c, &r);
 	if (fd >= 0)
 		close(fd);
+	if (client_send(c, &r, -1) != 0) {
+		int saved = errno;
+		client_disconnect(c);
+		return client_fail(c, PGL_EBROKER, "cannot give a late GRANT back to the broker "
+				   "at %s (%s): the connection was closed, and the broker takes "
+				   "its leases back as orphans", c->path, saved == EAGAIN ?
+				   "it does not read its socket" : strerror(saved));
+	}
+	return 0;
+}
+
+void
+client_drain(pgl_client *c)
+{
+	struct wire_msg m;
+	int got;
+
+	client_lock();
+	while (c->nabandoned > 0 && c->fd >= 0 && c->ready && c->pid == self &&
+	       recv_one(c, &m, &got) > 0)
+		if (unawaited(c, &m, got) != 0)
+			break;
+	client_unlock();
 }
 
 int
 client_wait(pgl_client *c, uint64_t id, int64_t deadline_ms, struct wire_msg *m, int *fd)
 {
 	for (;;) {
-		int timeout = -1;
-		if (deadline_ms >= 0) {
-			int64_t left = deadline_ms - clock_mono_ms();
-			if (left <= 0) {
-				/* Abandoned, not dropped: the connection carries this
-				 * process's other leases; a late GRANT is given back. */
-				return client_fail(c, PGL_EBROKER, "the broker at %s did not answer "
-						   "in time", c->path);
-			}
-			timeout = left > 60000 ? 60000 : (int)left;
-		}
+		int64_t left = deadline_ms - clock_mono_ms();
+		if (left <= 0)
+			return client_fail(c, PGL_ETIMEOUT, "the broker at %s did not answer in "
+					   "time", c->path);
 
-		/* Without a deadline the (blocking) receive itself waits: one call. */
-		if (deadline_ms >= 0) {
-			struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
-			int rc = poll(&pfd, 1, timeout);
-			if (rc < 0 && errno == EINTR)
-				continue;
-			if (rc < 0)
-				return client_fail(c, PGL_EBROKER, "poll: %s", strerror(errno));
-			if (rc == 0)
-				continue;
-		}
-
-		int got = -1;
-		ssize_t n = fdpass_recv(c->fd, c->buf, sizeof(c->buf), &got);
-		if (n < 0 && (errno == EINTR || errno == EAGAIN))
+		struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
+		int rc = poll(&pfd, 1, left > 60000 ? 60000 : (int)left);
+		if (rc < 0 && errno == EINTR)
 			continue;
-		if (n <= 0) {
-			int saved = n < 0 ? errno : 0;
-			client_disconnect(c);
-			if (saved == EPROTO || saved == EMSGSIZE)
-				return client_fail(c, PGL_EPROTO, "malformed message from the broker");
-			return client_fail(c, PGL_EBROKER, "the broker at %s closed the connection%s%s",
-					   c->path, saved ? ": " : "", saved ? strerror(saved) : "");
-		}
+		if (rc < 0)
+			return client_fail(c, PGL_EBROKER, "poll: %s", strerror(errno));
+		if (rc == 0)
+			continue;
 
-		const char *why;
-		if (wire_decode(c->buf, (size_t)n, m, &why) != 0) {
-			if (got >= 0)
-				close(got);
-			client_disconnect(c);
-			return client_fail(c, PGL_EPROTO, "malformed message from the broker: %s", why);
-		}
-		if (m->h.request_id == id || (m->h.type == PGL_MSG_SESSION_ERROR &&
-					      m->h.request_id == 0)) {
-			if (fd != NULL)
-				*fd = got;
+		/*
+		 * From the receive until the descriptor is recorded (as in flight,
+		 * or closed), a fork() in another thread waits: the child must know
+		 * of every backend socket it inherits.
+		 */
+		int got;
+		client_lock();
+		rc = recv_one(c, m, &got);
+		if (rc > 0 && (m->h.request_id == id || (m->h.type == PGL_MSG_SESSION_ERROR &&
+							 m->h.request_id == 0))) {
+			if (fd != NULL && got >= 0)
+				c->inflight_fd = got;
 			else if (got >= 0)
 				close(got);
+			if (fd != NULL)
+				*fd = got;
+			client_unlock();
 			return 0;
 		}
-		/* An answer to an abandoned request, or an ERROR about a RELEASE. */
-		if (m->h.type == PGL_MSG_LEASE_GRANT)
-			release_stray(c, m, got);
-		else if (got >= 0)
-			close(got);
+		if (rc > 0)
+			rc = unawaited(c, m, got) == 0 ? 0 : -1;
+		client_unlock();
+		if (rc < 0)
+			return -1;
 	}
 }
 
 pgl_lease *
-client_lease_new(pgl_client *c)
+client_lease_new(pgl_client *c, int fd)
 {
-	pgl_lease *l = c->spare;
+	pgl_lease *l;
 
-	if (l != NULL)
+	if (c->nspare > SPARE_QUARANTINE) {
+		l = c->spare;
 		c->spare = l->next;
-	else if ((l = malloc(sizeof(*l))) == NULL)
+		if (c->spare == NULL)
+			c->spare_tail = NULL;
+		c->nspare--;
+	} else if ((l = malloc(sizeof(*l))) == NULL) {
 		return NULL;
+	}
+	l->magic = LEASE_LIVE;
 	l->client = c;
-	l->fd = -1;
 	l->inert = false;
+	l->shell = NULL;
 	l->prev = NULL;
+	client_lock();
+	l->fd = fd;
+	if (c->inflight_fd == fd)
+		c->inflight_fd = -1;	/* the lease has it now */
 	l->next = c->held;
 	if (c->held != NULL)
 		c->held->prev = l;
 	c->held = l;
+	client_unlock();
 	return l;
 }
 
@@ -357,14 +609,76 @@ client_lease_free(pgl_lease *l)
 {
 	pgl_client *c = l->client;
 
+	client_lock();
+	if (l->fd >= 0)
+		close(l->fd);
 	if (l->prev != NULL)
 		l->prev->next = l->next;
 	else
 		c->held = l->next;
 	if (l->next != NULL)
 		l->next->prev = l->prev;
-	l->next = c->spare;
-	c->spare = l;
+	l->magic = LEASE_FREED;
+	l->fd = -1;
+	l->shell = NULL;
+	l->prev = l->next = NULL;
+	if (c->spare_tail != NULL)
+		c->spare_tail->next = l;
+	else
+		c->spare = l;
+	c->spare_tail = l;
+	c->nspare++;
+	client_unlock();
+}
+
+void
+client_inflight_close(pgl_client *c, int fd)
+{
+	client_lock();
+	if (fd >= 0)
+		close(fd);
+	if (c->inflight_fd == fd)
+		c->inflight_fd = -1;
+	client_unlock();
+}
+
+#ifdef PGLEASE_DEBUG
+/* The debug build's answer to a misuse: say it on stderr and abort.  Async-signal-safe. */
+static void
+misuse_abort(const char *what, const char *why)
+{
+#define PIECE(s, n) { .iov_base = (void *)(uintptr_t)(s), .iov_len = (n) }
+	static const char head[] = "libpglease: ", sep[] = ": ",
+		tail[] = " (built with PGLEASE_DEBUG: aborting)\n";
+	struct iovec iov[] = {
+		PIECE(head, sizeof(head) - 1), PIECE(what, strlen(what)),
+		PIECE(sep, sizeof(sep) - 1), PIECE(why, strlen(why)),
+		PIECE(tail, sizeof(tail) - 1),
+	};
+#undef PIECE
+	ssize_t rc = writev(STDERR_FILENO, iov, sizeof(iov) / sizeof(iov[0]));
+	(void)rc;
+	abort();
+}
+#endif
+
+bool
+client_lease_ok(const pgl_lease *l, const char *what, bool signal_safe)
+{
+	if (l == NULL)
+		return false;
+	if (l->magic == LEASE_LIVE)
+		return true;
+	const char *why = l->magic == LEASE_FREED ?
+			  "the lease was released or discarded already" :
+			  "this is not a lease (or one freed by pgl_close)";
+#ifdef PGLEASE_DEBUG
+	misuse_abort(what, why);
+#endif
+	if (l->magic == LEASE_FREED && !signal_safe)
+		client_fail(l->client, PGL_EINVAL, "%s: %s; a lease is not to be used after "
+			    "pgl_release() or pgl_discard()", what, why);
+	return false;
 }
 
 const char *

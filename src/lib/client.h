@@ -8,14 +8,28 @@
 #include "pglease.h"
 
 #include <libpq-fe.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
+/* pgl_lease.magic: a lease in use, and one released (poisoned, kept for reuse). */
+#define LEASE_LIVE 0x4c495645u		/* "LIVE" */
+#define LEASE_FREED 0x46524545u		/* "FREE" */
+
+/*
+ * Released lease objects wait in the client's spare list, oldest first,
+ * and are reused only once more than this many wait: a second release of
+ * a pointer just released finds it poisoned instead of lent again.
+ */
+#define SPARE_QUARANTINE 4
+
 struct pgl_lease {
+	uint32_t magic;			/* LEASE_LIVE, or LEASE_FREED once given back */
 	pgl_client *client;
 	uint64_t lease_id;
+	uint32_t conn_gen;		/* the client's connection it was granted on */
 	uint32_t slot;
 	int fd;
 	int backend_pid;
@@ -27,6 +41,9 @@ struct pgl_lease {
 	uint16_t params_len;
 	char params[WIRE_PARAMS_MAX];
 };
+
+/* Abandoned ACQUIREs a client remembers (see client_abandon()). */
+#define ABANDONED_MAX 8
 
 /* A released shell kept for the backend it was built on (see shell.c). */
 #define SHELL_CACHE 8
@@ -41,12 +58,25 @@ struct shell_entry {
 
 struct pgl_client {
 	char *path;
-	int fd;				/* control socket, -1 when not connected */
+	int fd;				/* control socket, non-blocking; -1: none */
+	/*
+	 * fd has had its WELCOME: requests may go on it.  A signal handler
+	 * (pgl_cancel) reads it, so it is set last and cleared first.
+	 */
+	volatile sig_atomic_t ready;
 	pid_t pid;			/* the process that opened fd */
+	uint32_t conn_gen;		/* counts connections: fd is the conn_gen-th */
 	uint32_t incarnation;		/* of the broker fd is connected to */
+	uint16_t version;		/* of the protocol, as WELCOME chose it */
+	uint32_t acquire_timeout_ms;	/* WELCOME's longest wait for timeout -1 (2 on) */
+	int inflight_fd;		/* a GRANT's descriptor no lease holds yet, or -1 */
 	uint64_t next_request;
+	/* ACQUIREs given up on whose answer has not been read yet */
+	uint64_t abandoned[ABANDONED_MAX];
+	int nabandoned;
 	pgl_lease *held;
-	pgl_lease *spare;		/* released leases, reused without malloc */
+	pgl_lease *spare, *spare_tail;	/* released leases, oldest first, reused */
+	int nspare;
 	pgl_client *next, *prev;	/* every client of the process */
 	struct shell_entry shells[SHELL_CACHE];
 	uint64_t shell_clock;
@@ -74,19 +104,66 @@ int client_ensure(pgl_client *c);
 /* Drops the control connection (the broker orphans what this process holds on it). */
 void client_disconnect(pgl_client *c);
 
-/* Sends m on the control connection; -1 with errno on failure. */
-int client_send(pgl_client *c, const struct wire_msg *m);
+/*
+ * Sends m on the control connection, waiting for room until deadline_ms
+ * (CLOCK_MONOTONIC ms; -1: not at all).  Never blocks past it: -1 with
+ * EAGAIN when the broker's queue stayed full, or errno of the send.
+ */
+int client_send(pgl_client *c, const struct wire_msg *m, int64_t deadline_ms);
 
 /*
  * Waits for the answer to request id (a GRANT, WELCOME or ERROR) until
- * deadline_ms (CLOCK_MONOTONIC ms, -1 none), releasing stray GRANTs of
- * abandoned requests.  *fd gets a GRANT's descriptor.  Returns 0, or -1 with
- * the client's error set.
+ * deadline_ms (CLOCK_MONOTONIC ms), giving back the GRANTs of abandoned
+ * requests as they come.  *fd gets a GRANT's descriptor (any other is
+ * closed).  Returns 0, or -1 with the client's error set: PGL_ETIMEOUT when
+ * the deadline passed (the connection stays).
  */
 int client_wait(pgl_client *c, uint64_t id, int64_t deadline_ms, struct wire_msg *m, int *fd);
 
-/* Lease bookkeeping: link a new lease to its client, unlink one. */
-pgl_lease *client_lease_new(pgl_client *c);
+/*
+ * Notes that nobody waits for the answer to request id any more (its
+ * deadline passed): client_drain() gives its GRANT back as soon as it can
+ * be read.
+ */
+void client_abandon(pgl_client *c, uint64_t id);
+
+/*
+ * Reads, without waiting, what has arrived for abandoned requests and
+ * gives their GRANTs straight back, so a late GRANT is not left leased
+ * until the process next waits for an answer.  Every call of the library
+ * that uses the connection calls it first (not pgl_cancel: signal handlers
+ * do not read).
+ */
+void client_drain(pgl_client *c);
+
+/*
+ * Lease bookkeeping: link a new lease (LEASE_LIVE) holding the GRANT's
+ * descriptor fd to its client (NULL when out of memory: fd is still in
+ * flight); close a lease's descriptor, unlink it, poison it (LEASE_FREED,
+ * no fd, no shell) and keep it for reuse.
+ */
+pgl_lease *client_lease_new(pgl_client *c, int fd);
 void client_lease_free(pgl_lease *l);
+
+/* Closes a GRANT's descriptor that no lease will hold (fd < 0: nothing to close). */
+void client_inflight_close(pgl_client *c, int fd);
+
+/*
+ * The library's lock against fork(): whoever creates, receives, swaps or
+ * closes a descriptor that the atfork child handler must know of holds it
+ * from that moment until the descriptor is recorded (client, lease, shell)
+ * or gone.  Recursive; never taken in a signal handler.
+ */
+void client_lock(void);
+void client_unlock(void);
+
+/*
+ * Whether l is a lease in use.  Otherwise a misuse of the API (a lease
+ * used after pgl_release() or pgl_discard()): false, with the client's
+ * error set when l is recognisably a released lease (never from a signal
+ * handler: signal_safe).  Built with PGLEASE_DEBUG, a misuse writes a line
+ * to stderr and aborts instead.
+ */
+bool client_lease_ok(const pgl_lease *l, const char *what, bool signal_safe);
 
 #endif

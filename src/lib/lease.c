@@ -17,8 +17,36 @@
 #include <string.h>
 #include <unistd.h>
 
-/* How long past the broker's own timeout the library waits for its answer. */
-#define GRACE_MS 5000
+/*
+ * How long past the broker's own timeout the library waits for its answer
+ * before it calls the broker stuck (stopped, wedged) and gives up: a live
+ * broker answers every ACQUIRE within its timeout.
+ */
+#define GRACE_MS 2000
+
+/*
+ * The longest wait of timeout -1 the library assumes from a broker of
+ * protocol version 1, which does not announce its acquire_timeout (the
+ * default is 5 s).
+ */
+#define V1_DEFAULT_WAIT_MS 60000
+
+/*
+ * When the library stops waiting for the answer to an ACQUIRE with
+ * timeout_ms, sent now: always a finite time.  The broker keeps the time;
+ * this only bounds the wait for a broker that does not answer at all.
+ */
+static int64_t
+acquire_deadline(const pgl_client *c, int timeout_ms, int64_t *wait_ms)
+{
+	if (timeout_ms >= 0)
+		*wait_ms = timeout_ms;
+	else if (c->version >= 2)
+		*wait_ms = c->acquire_timeout_ms;
+	else
+		*wait_ms = V1_DEFAULT_WAIT_MS;
+	return clock_mono_ms() + *wait_ms + GRACE_MS;
+}
 
 pgl_lease *
 pgl_acquire(pgl_client *c, const char *pool, int timeout_ms)
@@ -44,14 +72,27 @@ pgl_acquire(pgl_client *c, const char *pool, int timeout_ms)
 	memcpy(m.u.acquire.pool, pool, strlen(pool) + 1);
 	m.u.acquire.timeout_ms = timeout_ms;
 
+	int64_t deadline, wait_ms;
+
 	/* A broker that restarted shows as a dead connection: reconnect once. */
 	for (int attempt = 0;; attempt++) {
 		if (client_ensure(c) != 0)
 			return NULL;
+		client_drain(c);	/* late GRANTs go back first */
+		c->errcode = PGL_OK;
+		c->error[0] = '\0';
+		deadline = acquire_deadline(c, timeout_ms, &wait_ms);
 		m.h.request_id = ++c->next_request;
-		if (client_send(c, &m) == 0)
+		if (c->fd >= 0 && client_send(c, &m, deadline) == 0)
 			break;
-		int saved = errno;
+		int saved = c->fd >= 0 ? errno : EPIPE;
+		if (saved == EAGAIN) {
+			/* Nothing was sent, so nothing is abandoned: the connection stays. */
+			client_fail(c, PGL_ETIMEOUT, "the broker at %s did not take the request "
+				    "within %lld ms: it does not read its socket", c->path,
+				    (long long)(wait_ms + GRACE_MS));
+			return NULL;
+		}
 		client_disconnect(c);
 		if (attempt > 0 || (saved != EPIPE && saved != ECONNRESET && saved != ENOTCONN)) {
 			client_fail(c, PGL_EBROKER, "cannot send to the broker at %s: %s", c->path,
@@ -60,10 +101,19 @@ pgl_acquire(pgl_client *c, const char *pool, int timeout_ms)
 		}
 	}
 
-	int64_t deadline = timeout_ms < 0 ? -1 : clock_mono_ms() + timeout_ms + GRACE_MS;
 	uint64_t id = m.h.request_id;
-	if (client_wait(c, id, deadline, &m, &fd) != 0)
+	if (client_wait(c, id, deadline, &m, &fd) != 0) {
+		if (c->errcode == PGL_ETIMEOUT) {
+			/* Abandoned, not dropped: the connection carries this process's
+			 * other leases.  A late GRANT is given back as soon as it is read. */
+			client_abandon(c, id);
+			client_fail(c, PGL_ETIMEOUT, "the broker at %s did not answer within %lld "
+				    "ms (a wait of %lld ms plus %d ms of grace): it is stopped, "
+				    "stuck or overloaded", c->path, (long long)(wait_ms + GRACE_MS),
+				    (long long)wait_ms, GRACE_MS);
+		}
 		return NULL;
+	}
 	if (m.h.type == PGL_MSG_SESSION_ERROR) {
 		client_fail(c, m.u.error.code, "%s", m.u.error.message);
 		if (m.h.request_id == 0)
@@ -71,8 +121,6 @@ pgl_acquire(pgl_client *c, const char *pool, int timeout_ms)
 		return NULL;
 	}
 	if (m.h.type != PGL_MSG_LEASE_GRANT) {
-		if (fd >= 0)
-			close(fd);
 		client_disconnect(c);
 		client_fail(c, PGL_EPROTO, "the broker answered ACQUIRE with %s",
 			    wire_type_name(m.h.type));
@@ -85,7 +133,8 @@ pgl_acquire(pgl_client *c, const char *pool, int timeout_ms)
 					     .request_id = ++c->next_request } };
 		r.u.release.lease_id = m.u.grant.lease_id;
 		r.u.release.state = WIRE_RELEASE_CLEAN;
-		(void)client_send(c, &r);
+		if (client_send(c, &r, -1) != 0)
+			client_disconnect(c);	/* the broker takes it back as an orphan */
 		if (dropped)
 			client_fail(c, PGL_EBROKER, "the GRANT's file descriptor could not be "
 				    "received: too many open files in this process, or a security "
@@ -96,22 +145,22 @@ pgl_acquire(pgl_client *c, const char *pool, int timeout_ms)
 		return NULL;
 	}
 
-	pgl_lease *l = client_lease_new(c);
+	pgl_lease *l = client_lease_new(c, fd);
 	if (l == NULL) {
 		struct wire_msg r = { .h = { .type = PGL_MSG_LEASE_RELEASE,
 					     .request_id = ++c->next_request } };
 		r.u.release.lease_id = m.u.grant.lease_id;
 		r.u.release.state = WIRE_RELEASE_CLEAN;
-		(void)client_send(c, &r);
-		close(fd);
+		if (client_send(c, &r, -1) != 0)
+			client_disconnect(c);	/* the broker takes it back as an orphan */
+		client_inflight_close(c, fd);
 		client_fail(c, PGL_ENOMEM, "out of memory");
 		return NULL;
 	}
 	l->lease_id = m.u.grant.lease_id;
+	l->conn_gen = c->conn_gen;
 	l->slot = m.u.grant.slot;
 	l->backend_pid = (int)m.u.grant.backend_pid;
-	l->fd = fd;
-	l->shell = NULL;
 	memcpy(l->user, m.u.grant.user, sizeof(l->user));
 	memcpy(l->database, m.u.grant.database, sizeof(l->database));
 	l->params_len = m.u.grant.params_len;
@@ -128,29 +177,40 @@ give_back(pgl_lease *l, int state)
 
 	/* The shell lets go of the backend before the broker may reset it. */
 	shell_detach(l, state);
+	client_drain(c);	/* late GRANTs go back now, not at the next wait */
 	if (l->inert) {
 		rc = client_fail(c, PGL_ESTALE, "this lease was inherited across fork(); "
 				 "it belongs to the parent process");
-	} else if (c->fd < 0 || c->pid != client_pid() ||
-		   wire_lease_incarnation(l->lease_id) != c->incarnation) {
+	} else if (wire_lease_incarnation(l->lease_id) != c->incarnation) {
 		rc = client_fail(c, PGL_ESTALE, "the broker restarted since this lease was "
 				 "granted; its backend is closed");
+	} else if (c->fd < 0 || c->pid != client_pid() || !c->ready ||
+		   l->conn_gen != c->conn_gen) {
+		rc = client_fail(c, PGL_ESTALE, "the connection to the broker this lease was "
+				 "granted on is closed, and the broker took the lease back with "
+				 "it; its backend is closed");
 	} else {
 		struct wire_msg m = { .h = { .type = PGL_MSG_LEASE_RELEASE,
 					     .request_id = ++c->next_request } };
 		m.u.release.lease_id = l->lease_id;
 		m.u.release.state = (uint8_t)state;
-		if (client_send(c, &m) != 0) {
+		/* Never waits: this may run in an exit handler, or with a broker stopped. */
+		if (client_send(c, &m, -1) != 0) {
 			int saved = errno;
 			client_disconnect(c);
-			rc = client_fail(c, saved == EPIPE || saved == ECONNRESET ? PGL_ESTALE :
-					 PGL_EBROKER, "the broker went away before the lease was "
-					 "released (%s); its backend is closed", strerror(saved));
+			if (saved == EAGAIN)
+				rc = client_fail(c, PGL_EBROKER, "the broker at %s does not read its "
+						 "socket: the connection was closed instead of "
+						 "waiting, and the broker takes this process's "
+						 "leases back as orphans", c->path);
+			else
+				rc = client_fail(c, saved == EPIPE || saved == ECONNRESET ?
+						 PGL_ESTALE : PGL_EBROKER, "the broker went away "
+						 "before the lease was released (%s); its backend is "
+						 "closed", strerror(saved));
 		}
 	}
 	/* Closing our copy ends the backend when the broker's copy is gone. */
-	close(l->fd);
-	l->fd = -1;
 	client_lease_free(l);
 	return rc;
 }
@@ -158,7 +218,7 @@ give_back(pgl_lease *l, int state)
 int
 pgl_release(pgl_lease *l)
 {
-	if (l == NULL)
+	if (!client_lease_ok(l, "pgl_release", false))
 		return -1;
 	/* A raw-fd lease: the library cannot see the stream; a shell can. */
 	return give_back(l, l->shell != NULL && !l->inert ? shell_release_state(l) :
@@ -168,7 +228,7 @@ pgl_release(pgl_lease *l)
 int
 pgl_discard(pgl_lease *l)
 {
-	if (l == NULL)
+	if (!client_lease_ok(l, "pgl_discard", false))
 		return -1;
 	return give_back(l, WIRE_RELEASE_BROKEN);
 }
@@ -176,13 +236,13 @@ pgl_discard(pgl_lease *l)
 int
 pgl_fd(const pgl_lease *l)
 {
-	return l != NULL ? l->fd : -1;
+	return client_lease_ok(l, "pgl_fd", false) ? l->fd : -1;
 }
 
 const char *
 pgl_param(const pgl_lease *l, const char *name)
 {
-	if (l == NULL || name == NULL)
+	if (!client_lease_ok(l, "pgl_param", false) || name == NULL)
 		return NULL;
 	return wire_param(l->params, l->params_len, name);
 }
@@ -190,5 +250,5 @@ pgl_param(const pgl_lease *l, const char *name)
 int
 pgl_backend_pid(const pgl_lease *l)
 {
-	return l != NULL ? l->backend_pid : 0;
+	return client_lease_ok(l, "pgl_backend_pid", false) ? l->backend_pid : 0;
 }

@@ -15,12 +15,14 @@
 #include "common/fdpass.h"
 #include "lib/client.h"
 #include "lib/shell.h"
+#include "lib/startup.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <pwd.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -180,23 +182,15 @@ write_full(int fd, const void *buf, size_t len, int64_t deadline)
 	return true;
 }
 
-static void
-put32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
-
 /*
  * Accepts libpq's connection (from this process only), reads its startup
  * message and answers as the backend did: AuthenticationOk, the backend's
  * parameters, its pid with a worthless cancel key (cancels go through the
- * broker), ReadyForQuery.  Returns the accepted socket, or -1 with why set.
+ * broker), ReadyForQuery.  Returns the accepted socket, or -1 with why set
+ * (and code, when not PGL_EINVAL).
  */
 static int
-answer_startup(pgl_lease *l, int listener, int64_t deadline, const char **why)
+answer_startup(pgl_lease *l, int listener, int64_t deadline, const char **why, int *code)
 {
 	int peer;
 
@@ -237,41 +231,16 @@ answer_startup(pgl_lease *l, int listener, int64_t deadline, const char **why)
 		goto fail;
 	}
 
-	uint8_t out[WIRE_PARAMS_MAX + 256];
-	size_t n = 0;
-	if ((proto & 0xffff) != 0) {
-		/* NegotiateProtocolVersion: 3.0 and nothing else */
-		out[n++] = 'v';
-		put32(out + n, 12);
-		put32(out + n + 4, 0);
-		put32(out + n + 8, 0);
-		n += 12;
+	/* The GRANT's parameters are the broker's word: bounded, or refused. */
+	uint8_t out[STARTUP_REPLY_MAX];
+	size_t n = startup_reply(out, sizeof(out), l->params, l->params_len,
+				 (uint32_t)l->backend_pid, (proto & 0xffff) != 0);
+	if (n == 0) {
+		*why = "the broker's GRANT carries more server parameters than a startup "
+		       "reply holds";
+		*code = PGL_EPROTO;
+		goto fail;
 	}
-	out[n++] = 'R';
-	put32(out + n, 8);
-	put32(out + n + 4, 0);
-	n += 8;
-	for (size_t i = 0; i < l->params_len;) {
-		const char *name = l->params + i;
-		size_t nl = strlen(name) + 1;
-		const char *value = name + nl;
-		size_t vl = strlen(value) + 1;
-		out[n++] = 'S';
-		put32(out + n, (uint32_t)(4 + nl + vl));
-		memcpy(out + n + 4, name, nl);
-		memcpy(out + n + 4 + nl, value, vl);
-		n += 4 + nl + vl;
-		i += nl + vl;
-	}
-	out[n++] = 'K';
-	put32(out + n, 12);
-	put32(out + n + 4, (uint32_t)l->backend_pid);
-	put32(out + n + 8, 0);
-	n += 12;
-	out[n++] = 'Z';
-	put32(out + n, 5);
-	out[n + 4] = 'I';
-	n += 5;
 	if (!write_full(peer, out, n, deadline)) {
 		*why = "cannot answer libpq's startup";
 		goto fail;
@@ -385,7 +354,7 @@ shell_cache_free(pgl_client *c)
 PGconn *
 pgl_conn(pgl_lease *l)
 {
-	if (l == NULL)
+	if (!client_lease_ok(l, "pgl_conn", false))
 		return NULL;
 	if (l->shell != NULL)
 		return l->shell;
@@ -397,10 +366,14 @@ pgl_conn(pgl_lease *l)
 	if (!l->inert) {
 		PGconn *cached = cache_take(l);
 		if (cached != NULL) {
-			if (dup3(l->fd, PQsocket(cached), O_CLOEXEC) >= 0) {
+			/* The swap and its record are one step for a fork() elsewhere. */
+			client_lock();
+			bool swapped = dup3(l->fd, PQsocket(cached), O_CLOEXEC) >= 0;
+			if (swapped)
 				l->shell = cached;
+			client_unlock();
+			if (swapped)
 				return cached;
-			}
 			PQfinish(cached);
 		}
 	}
@@ -495,9 +468,10 @@ pgl_conn(pgl_lease *l)
 			return shell_fail(c, conn, listener, peer, PGL_EINVAL,
 					  "libpq refused the shell connection", PQerrorMessage(conn));
 		if (st == PGRES_POLLING_READING && peer < 0) {
-			peer = answer_startup(l, listener, deadline, &why);
+			int code = PGL_EINVAL;
+			peer = answer_startup(l, listener, deadline, &why, &code);
 			if (peer < 0)
-				return shell_fail(c, conn, listener, -1, PGL_EINVAL,
+				return shell_fail(c, conn, listener, -1, code,
 						  "the shell handshake failed", why);
 		}
 		if (!wait_fd(PQsocket(conn), st == PGRES_POLLING_READING ? POLLIN : POLLOUT, deadline))
@@ -510,12 +484,15 @@ pgl_conn(pgl_lease *l)
 		close(peer);
 
 	/* The swap: from here on libpq talks to the leased backend. */
+	client_lock();
 	if (dup3(l->fd, PQsocket(conn), O_CLOEXEC) < 0) {
 		int saved = errno;
+		client_unlock();
 		PQfinish(conn);
 		return shell_fail(c, NULL, -1, -1, PGL_EBROKER, "dup3", strerror(saved));
 	}
 	l->shell = conn;
+	client_unlock();
 	return conn;
 }
 
@@ -540,6 +517,26 @@ shell_release_state(pgl_lease *l)
 	}
 }
 
+/*
+ * Whether a PGEventProc is registered on conn.  libpq has no getter, and
+ * no way to unregister one; but an empty result copies the connection's
+ * events, and PQresultMemorySize() counts what the copy took, without any
+ * event being fired.  Out of memory, or a libpq that allocates more for
+ * some other reason, answers yes: the shell is then only not reused.
+ */
+static bool
+has_event_procs(PGconn *conn)
+{
+	PGresult *bare = PQmakeEmptyPGresult(NULL, PGRES_EMPTY_QUERY);
+	PGresult *mine = PQmakeEmptyPGresult(conn, PGRES_EMPTY_QUERY);
+	bool yes = bare == NULL || mine == NULL ||
+		   PQresultMemorySize(mine) != PQresultMemorySize(bare);
+
+	PQclear(bare);
+	PQclear(mine);
+	return yes;
+}
+
 void
 shell_detach(pgl_lease *l, int state)
 {
@@ -547,30 +544,44 @@ shell_detach(pgl_lease *l, int state)
 
 	if (conn == NULL)
 		return;
-	l->shell = NULL;
 	/* Nothing, PQfinish's Terminate included, may reach the pooled backend now. */
 	int devnull = client_devnull();
-	if (devnull < 0 || dup3(devnull, PQsocket(conn), O_CLOEXEC) < 0) {
-		/* last resort; the backend is replaced */
-		shutdown(PQsocket(conn), SHUT_RDWR);
+	client_lock();
+	bool blinded = devnull >= 0 && dup3(devnull, PQsocket(conn), O_CLOEXEC) >= 0;
+	if (!blinded)
+		shutdown(PQsocket(conn), SHUT_RDWR);	/* last resort; the backend is replaced */
+	l->shell = NULL;
+	client_unlock();
+	if (!blinded) {
 		PQfinish(conn);
 		return;
 	}
 	/*
-	 * An idle shell is as good as new for this backend: keep it, unless
-	 * the user changed it in ways the next lease must not inherit (notice
-	 * hooks whose argument may be gone, non-blocking mode).  Pending
-	 * notifications were for this holder: dropped.
+	 * What libpq lets a holder set and set back is set back, kept or not
+	 * (a trace stops here: a finished shell's Terminate is not written to
+	 * the holder's file).  Pending notifications were for this holder.
+	 * Single-row mode needs nothing: it lasts one query, and a shell
+	 * released with a query in flight is not kept.
 	 */
+	PQuntrace(conn);
+	PQsetErrorVerbosity(conn, PQERRORS_DEFAULT);
+	PQsetErrorContextVisibility(conn, PQSHOW_CONTEXT_ERRORS);
 	PGnotify *n;
 	while ((n = PQnotifies(conn)) != NULL)
 		PQfreemem(n);
+	/*
+	 * An idle shell is as good as new for this backend: keep it, unless
+	 * the holder changed what cannot be set back or seen (notice hooks or
+	 * event procs whose argument may be gone, non-blocking mode) or the
+	 * holder's last error still shows in PQerrorMessage.
+	 */
 	if (state == WIRE_RELEASE_CLEAN && !l->inert && !PQisnonblocking(conn) &&
 	    PQsetNoticeProcessor(conn, NULL, NULL) == default_processor &&
-	    PQsetNoticeReceiver(conn, NULL, NULL) == default_receiver)
+	    PQsetNoticeReceiver(conn, NULL, NULL) == default_receiver &&
+	    !has_event_procs(conn) && PQerrorMessage(conn)[0] == '\0')
 		cache_put(l, conn);
 	else
-		PQfinish(conn);
+		PQfinish(conn);	/* event procs hear PGEVT_CONNDESTROY, as from PQfinish */
 }
 
 int
@@ -579,16 +590,26 @@ pgl_cancel(pgl_lease *l)
 	int saved = errno;
 	int rc = -1;
 
-	/* Async-signal-safe: no locks, no allocation, one send, no waiting. */
-	if (l != NULL && !l->inert && l->client->fd >= 0 && l->client->pid == client_pid()) {
-		struct wire_msg m = { .h = { .type = PGL_MSG_LEASE_CANCEL } };
-		uint8_t buf[WIRE_HEADER_SIZE + 16];
-		size_t len;
+	/*
+	 * Async-signal-safe: no locks, no allocation, one send that never
+	 * waits (a full socket is a failure), and only on the connection the
+	 * lease came on, once it has said WELCOME: a handler that interrupts a
+	 * reconnect must not put a CANCEL before the HELLO.
+	 */
+	pgl_client *c = client_lease_ok(l, "pgl_cancel", true) ? l->client : NULL;
+	if (c != NULL && !l->inert && c->ready) {
+		atomic_signal_fence(memory_order_seq_cst);
+		int fd = c->fd;
+		if (fd >= 0 && c->pid == client_pid() && l->conn_gen == c->conn_gen) {
+			struct wire_msg m = { .h = { .type = PGL_MSG_LEASE_CANCEL } };
+			uint8_t buf[WIRE_HEADER_SIZE + 16];
+			size_t len;
 
-		m.u.cancel.lease_id = l->lease_id;
-		len = wire_encode(&m, buf, sizeof(buf));
-		if (len > 0 && fdpass_send(l->client->fd, buf, len, -1) == (ssize_t)len)
-			rc = 0;
+			m.u.cancel.lease_id = l->lease_id;
+			len = wire_encode(&m, buf, sizeof(buf));
+			if (len > 0 && fdpass_send_nowait(fd, buf, len, -1) == (ssize_t)len)
+				rc = 0;
+		}
 	}
 	errno = saved;
 	return rc;

@@ -7,6 +7,7 @@
 
 #include "common/clock.h"
 #include "common/shm.h"
+#include "common/wire.h"
 #include "pglease.h"
 #include "testutil.h"
 
@@ -17,8 +18,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/resource.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -569,6 +574,560 @@ START_TEST(test_grant_fd_dropped)
 }
 END_TEST
 
+/* --- a hostile broker ------------------------------------------------------ */
+
+/* A socket path for a hostile broker of this test. */
+static const char *
+hostile_path(void)
+{
+	static char path[256];
+
+	snprintf(path, sizeof(path), "%s/hostile.%d.sock", testutil_tmpdir(), (int)getpid());
+	return path;
+}
+
+/* Reads the next ACQUIRE; its request id. */
+static uint64_t
+expect_acquire(int conn)
+{
+	struct wire_msg m;
+	uint8_t buf[WIRE_MESSAGE_MAX];
+
+	REQUIRE(testutil_wire_recv(conn, &m, buf, sizeof(buf), NULL, 10000), "no request");
+	REQUIRE(m.h.type == PGL_MSG_LEASE_ACQUIRE, "%s instead of ACQUIRE",
+		wire_type_name(m.h.type));
+	return m.h.request_id;
+}
+
+static void
+send_error(int conn, uint64_t id, const char *text, int fd)
+{
+	struct wire_msg e = { .h = { .type = PGL_MSG_SESSION_ERROR, .request_id = id } };
+
+	e.u.error.code = PGL_ETIMEOUT;
+	snprintf(e.u.error.message, sizeof(e.u.error.message), "%s", text);
+	REQUIRE(testutil_wire_send_fd(conn, &e, fd), "ERROR not sent");
+}
+
+/* Answers ACQUIREs with ERRORs: plain, with a descriptor, then a session ERROR with one. */
+static void
+errors_with_fds(int conn, void *arg)
+{
+	int p[2];
+
+	(void)arg;
+	REQUIRE(pipe2(p, O_CLOEXEC) == 0, "pipe");
+	send_error(conn, expect_acquire(conn), "plain", -1);
+	send_error(conn, expect_acquire(conn), "with a descriptor", p[0]);
+	/* an answer to no request, with a descriptor, before the real one */
+	send_error(conn, 4242, "stray", p[0]);
+	send_error(conn, expect_acquire(conn), "the real one", -1);
+	(void)expect_acquire(conn);
+	send_error(conn, 0, "session over, with a descriptor", p[0]);
+	testutil_wait_eof(conn, 10000);
+}
+
+/* Answers the first ACQUIRE after 2.5 s with a GRANT, then takes the RELEASE. */
+static void
+grant_late(int conn, void *arg)
+{
+	int p[2];
+
+	(void)arg;
+	uint64_t id = expect_acquire(conn);
+	usleep(2500000);
+	REQUIRE(pipe2(p, O_CLOEXEC) == 0, "pipe");
+	struct wire_msg g = { .h = { .type = PGL_MSG_LEASE_GRANT, .request_id = id } };
+	g.u.grant.lease_id = (uint64_t)0x7e57 << 32 | 1;
+	g.u.grant.backend_pid = 4242;
+	REQUIRE(testutil_wire_send_fd(conn, &g, p[0]), "GRANT not sent");
+	testutil_wait_eof(conn, 10000);
+}
+
+/*
+ * A broker of protocol version 1 announces no bound for timeout -1: the
+ * library assumes a long one (60 s), so a GRANT after 2.5 s, later than
+ * the grace alone, is still taken.
+ */
+START_TEST(test_version1_broker_waited_for)
+{
+	pid_t hb = testutil_hostile_broker(hostile_path(), 1, 0, grant_late, NULL);
+	pgl_client *c = pgl_open(hostile_path());
+	pgl_lease *l = pgl_acquire(c, NULL, -1);
+
+	ck_assert_msg(l != NULL, "%s", pgl_error(c));
+	ck_assert_int_eq(pgl_backend_pid(l), 4242);
+	ck_assert_int_eq(pgl_release(l), 0);
+	pgl_close(c);
+	testutil_reap(hb, "hostile broker");
+}
+END_TEST
+
+/* A descriptor attached to anything but a GRANT is closed, never kept. */
+START_TEST(test_error_with_fd_closed)
+{
+	pid_t hb = testutil_hostile_broker(hostile_path(), WIRE_VERSION_MAX, 1000,
+					   errors_with_fds, NULL);
+	pgl_client *c = pgl_open(hostile_path());
+
+	ck_assert_ptr_null(pgl_acquire(c, NULL, 1000));
+	ck_assert_msg(strcmp(pgl_error(c), "plain") == 0, "%s", pgl_error(c));
+	int before = testutil_count_fds(0);
+	ck_assert_ptr_null(pgl_acquire(c, NULL, 1000));
+	ck_assert_int_eq(pgl_errcode(c), PGL_ETIMEOUT);
+	ck_assert_str_eq(pgl_error(c), "with a descriptor");
+	ck_assert_ptr_null(pgl_acquire(c, NULL, 1000));
+	ck_assert_str_eq(pgl_error(c), "the real one");
+	char fds[1024];
+	ck_assert_msg(testutil_count_fds(0) == before, "%d descriptors, %d before: %s",
+		      testutil_count_fds(0), before, testutil_describe_fds(getpid(), fds, sizeof(fds)));
+	/* a session ERROR ends the connection: its descriptor goes too */
+	ck_assert_ptr_null(pgl_acquire(c, NULL, 1000));
+	ck_assert_str_eq(pgl_error(c), "session over, with a descriptor");
+	ck_assert_msg(testutil_count_fds(0) == before - 1, "%d descriptors, %d before: %s",
+		      testutil_count_fds(0), before, testutil_describe_fds(getpid(), fds, sizeof(fds)));
+	pgl_close(c);
+	testutil_reap(hb, "hostile broker");
+}
+END_TEST
+
+/* --- the broker's identity ------------------------------------------------- */
+
+/*
+ * A broker socket held by a stranger (here "nobody", as a squatter on a
+ * broker's path would be): the library says nothing to it and refuses it,
+ * naming the socket and the uid, unless PGLEASE_BROKER_UID names that user
+ * (by number or by name) or it is the client's own.
+ */
+START_TEST(test_broker_of_a_stranger)
+{
+	struct testbroker nb;
+	const uid_t nobody = 65534;
+
+	ck_assert_msg(geteuid() == 0, "this test starts a broker as another user: run as root");
+	unsetenv("PGLEASE_BROKER_UID");
+	testbroker_start_as(&nb, nobody, nobody, "allowed_uids = [ 0, 65534 ];",
+			    "{ name = \"main\"; conninfo = \"$CONNINFO\"; min_size = 0; max_size = 1; }",
+			    true);
+	pgl_client *c = pgl_open(nb.socket);
+	ck_assert_ptr_null(pgl_acquire(c, NULL, 0));
+	ck_assert_int_eq(pgl_errcode(c), PGL_EBROKER);
+	ck_assert_msg(strstr(pgl_error(c), nb.socket) != NULL && strstr(pgl_error(c), "uid 65534") !=
+		      NULL, "%s", pgl_error(c));
+
+	/* named by the application: trusted (the pool cannot reach the server as nobody) */
+	static const char *const names[] = { "65534", "nobody" };
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		ck_assert_int_eq(setenv("PGLEASE_BROKER_UID", names[i], 1), 0);
+		pgl_client *named = pgl_open(nb.socket);
+		pgl_lease *l = pgl_acquire(named, NULL, 0);
+		ck_assert_msg(l != NULL || pgl_errcode(named) == PGL_ETIMEOUT ||
+			      pgl_errcode(named) == PGL_EUNAVAILABLE, "PGLEASE_BROKER_UID=%s: %d %s",
+			      names[i], pgl_errcode(named), pgl_error(named));
+		if (l != NULL)
+			ck_assert_int_eq(pgl_release(l), 0);
+		pgl_close(named);
+	}
+	ck_assert_int_eq(setenv("PGLEASE_BROKER_UID", "no-such-user-here", 1), 0);
+	pgl_client *bad = pgl_open(nb.socket);
+	ck_assert_ptr_null(pgl_acquire(bad, NULL, 0));
+	ck_assert_int_eq(pgl_errcode(bad), PGL_EINVAL);
+	ck_assert_msg(strstr(pgl_error(bad), "PGLEASE_BROKER_UID=no-such-user-here") != NULL, "%s",
+		      pgl_error(bad));
+	pgl_close(bad);
+	unsetenv("PGLEASE_BROKER_UID");
+
+	/* the broker's own user needs no naming */
+	pid_t p = fork();
+	ck_assert_int_ge(p, 0);
+	if (p == 0) {
+		REQUIRE(setgid(nobody) == 0 && setuid(nobody) == 0, "setuid nobody");
+		pgl_client *own = pgl_open(nb.socket);
+		pgl_lease *l = pgl_acquire(own, NULL, 0);
+		REQUIRE(l != NULL || pgl_errcode(own) == PGL_ETIMEOUT ||
+			pgl_errcode(own) == PGL_EUNAVAILABLE, "as nobody: %d %s", pgl_errcode(own),
+			pgl_error(own));
+		_exit(0);
+	}
+	testutil_reap(p, "client as nobody");
+	pgl_close(c);
+	ck_assert_int_eq(testbroker_stop(&nb, SIGTERM), 0);
+}
+END_TEST
+
+/* --- a broker that stops reading ------------------------------------------ */
+
+/*
+ * A guard process that resumes the broker (SIGCONT) when the pipe it is
+ * given closes: at the end of the test, or when a failure ends the test
+ * process while the broker is stopped.  Returns the pipe's write end.
+ */
+static int
+resume_at_end(pid_t broker_pid, pid_t *guard)
+{
+	int p[2];
+
+	ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+	*guard = fork();
+	ck_assert_int_ge(*guard, 0);
+	if (*guard == 0) {
+		char b;
+		close(p[1]);
+		while (read(p[0], &b, 1) > 0)
+			;
+		kill(broker_pid, SIGCONT);
+		_exit(0);
+	}
+	close(p[0]);
+	return p[1];
+}
+
+/* Waits up to timeout_ms for pid to exit; false (and kills it) when it does not. */
+static bool
+exits_within(pid_t pid, int timeout_ms, int *status)
+{
+	int64_t deadline = clock_mono_ms() + timeout_ms;
+
+	for (;;) {
+		pid_t r = waitpid(pid, status, WNOHANG);
+		if (r == pid)
+			return true;
+		if (clock_mono_ms() > deadline) {
+			kill(pid, SIGKILL);
+			waitpid(pid, status, 0);
+			return false;
+		}
+		usleep(5000);
+	}
+}
+
+/*
+ * Waits until pool 0 counts n leases out.  A broker just resumed reads as
+ * down (ESRCH) until its next heartbeat: that is waited out too.
+ */
+static void
+wait_leased(int n)
+{
+	int64_t deadline = clock_mono_ms() + 10000;
+	pgl_pool_stats st;
+
+	for (;;) {
+		int rc = pgl_stats(broker.shm, &st, 1);
+		ck_assert_msg(rc >= 1 || (rc < 0 && errno == ESRCH), "pgl_stats: %d %s", rc,
+			      strerror(errno));
+		if (rc >= 1 && st.leased == n)
+			return;
+		ck_assert_msg(clock_mono_ms() < deadline, "%d leases out, not %d",
+			      rc >= 1 ? st.leased : -1, n);
+		usleep(2000);
+	}
+}
+
+/*
+ * A broker that reads nothing (stopped): pgl_cancel fails once its
+ * connection is full instead of blocking (it may run in a signal handler),
+ * pgl_release closes the connection instead of waiting for room (the broker
+ * takes the leases back as orphans), and so does the exit handler.
+ */
+START_TEST(test_stopped_broker_never_blocks)
+{
+	int leased[2], go[2];
+
+	testbroker_start(&broker, NULL, POOL(3, 3), true);
+	ck_assert_int_eq(pipe2(leased, O_CLOEXEC), 0);
+	ck_assert_int_eq(pipe2(go, O_CLOEXEC), 0);
+	pid_t w = fork();
+	ck_assert_int_ge(w, 0);
+	if (w == 0) {
+		pgl_client *wc = pgl_open(broker.socket);
+		pgl_lease *wl = pgl_acquire(wc, NULL, -1);
+		REQUIRE(wl != NULL, "%s", pgl_error(wc));
+		char b = 'l';
+		REQUIRE(write(leased[1], &b, 1) == 1 && read(go[0], &b, 1) == 1, "pipe");
+		int n = 0;
+		while (pgl_cancel(wl) == 0)
+			REQUIRE(++n < 1000000, "a million CANCELs and still room");
+		exit(0);	/* the atexit handler releases wl: it must not wait */
+	}
+	char b;
+	ck_assert_int_eq(read(leased[0], &b, 1), 1);
+
+	pgl_client *c = pgl_open(broker.socket);
+	pgl_lease *a = pgl_acquire(c, NULL, -1), *l = pgl_acquire(c, NULL, -1);
+	ck_assert_ptr_nonnull(a);
+	ck_assert_ptr_nonnull(l);
+	pid_t guard;
+	int resume = resume_at_end(broker.pid, &guard);
+	ck_assert_int_eq(kill(broker.pid, SIGSTOP), 0);
+
+	int64_t t0 = clock_mono_ms();
+	int sent = 0;
+	errno = 4242;
+	while (pgl_cancel(a) == 0)
+		ck_assert_int_lt(++sent, 1000000);
+	ck_assert_int_eq(errno, 4242);
+	ck_assert_int_gt(sent, 0);
+	/* an ACQUIRE waits for room until its deadline (0: the grace), then fails alone */
+	int64_t t1 = clock_mono_ms();
+	ck_assert_ptr_null(pgl_acquire(c, NULL, 0));
+	ck_assert_int_eq(pgl_errcode(c), PGL_ETIMEOUT);
+	ck_assert_msg(strstr(pgl_error(c), "did not take the request") != NULL, "%s",
+		      pgl_error(c));
+	ck_assert_int_ge(clock_mono_ms() - t1, 2000);
+	/* the connection is still there, still full */
+	ck_assert_int_eq(pgl_release(l), -1);
+	ck_assert_int_eq(pgl_errcode(c), PGL_EBROKER);
+	ck_assert_msg(strstr(pgl_error(c), "does not read its socket") != NULL, "%s", pgl_error(c));
+	ck_assert_int_eq(pgl_release(a), -1);	/* its connection is gone */
+	ck_assert_int_eq(pgl_errcode(c), PGL_ESTALE);
+	ck_assert_int_lt(clock_mono_ms() - t0, 7000);
+
+	int status;
+	ck_assert_int_eq(write(go[1], "g", 1), 1);
+	ck_assert_msg(exits_within(w, 10000, &status), "exit() waited on a full connection");
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "worker status 0x%x", status);
+
+	/* resumed, the broker takes every lease back and serves again */
+	close(resume);
+	testutil_reap(guard, "guard");
+	wait_leased(0);
+	pgl_pool_stats st;
+	stats_settled(&st);
+	ck_assert_uint_eq(st.orphaned_leases, 3);
+	ck_assert(testbroker_wait_idle(&broker, 0, 3, 10000));
+	l = pgl_acquire(c, NULL, -1);
+	ck_assert_msg(l != NULL, "%s", pgl_error(c));
+	ck_assert_int_eq(pgl_release(l), 0);
+	pgl_close(c);
+	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
+/*
+ * A broker that is alive but answers nothing (stopped): an acquire gives up
+ * after the broker's own bound plus a grace of 2 s, with -1 too (WELCOME
+ * said 1 s), and says why.  The GRANT that comes once the broker resumes
+ * is given back at the library's next call of any kind (here a release),
+ * not kept leased until the process next waits for an answer.
+ */
+START_TEST(test_stopped_broker_deadline)
+{
+	testbroker_start(&broker, NULL, "{ name = \"main\"; conninfo = \"$CONNINFO\"; "
+			 "min_size = 2; max_size = 2; acquire_timeout = 1.0; }", true);
+	pgl_client *c = pgl_open(broker.socket);
+	pgl_lease *held = pgl_acquire(c, NULL, -1);
+	ck_assert_ptr_nonnull(held);
+	pid_t guard;
+	int resume = resume_at_end(broker.pid, &guard);
+	ck_assert_int_eq(kill(broker.pid, SIGSTOP), 0);
+
+	int64_t t0 = clock_mono_ms();
+	ck_assert_ptr_null(pgl_acquire(c, NULL, -1));
+	int64_t waited = clock_mono_ms() - t0;
+	ck_assert_int_eq(pgl_errcode(c), PGL_ETIMEOUT);
+	ck_assert_msg(strstr(pgl_error(c), "did not answer within 3000 ms") != NULL, "%s",
+		      pgl_error(c));
+	ck_assert_msg(waited >= 3000 && waited < 4500, "-1 gave up after %lld ms",
+		      (long long)waited);
+	t0 = clock_mono_ms();
+	ck_assert_ptr_null(pgl_acquire(c, NULL, 0));
+	waited = clock_mono_ms() - t0;
+	ck_assert_int_eq(pgl_errcode(c), PGL_ETIMEOUT);
+	ck_assert_msg(waited >= 2000 && waited < 3500, "0 gave up after %lld ms", (long long)waited);
+
+	/* resumed: the -1 is granted (nobody waits for it), the 0 refused */
+	ck_assert_int_eq(kill(broker.pid, SIGCONT), 0);
+	wait_leased(2);
+	ck_assert_int_eq(pgl_release(held), 0);
+	pgl_pool_stats st;
+	stats_settled(&st);	/* the late GRANT went back with that release */
+	ck_assert_uint_eq(st.orphaned_leases, 0);
+
+	/* and the connection serves on */
+	pgl_lease *l = pgl_acquire(c, NULL, -1);
+	ck_assert_msg(l != NULL, "%s", pgl_error(c));
+	ck_assert_int_eq(pgl_release(l), 0);
+	close(resume);
+	testutil_reap(guard, "guard");
+	pgl_close(c);
+	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
+static pgl_lease *cancel_me;
+static volatile sig_atomic_t cancel_rc = 1;
+static int alarm_note = -1;
+
+static void
+cancel_on_alarm(int sig)
+{
+	(void)sig;
+	cancel_rc = pgl_cancel(cancel_me);
+	if (write(alarm_note, "a", 1) != 1)
+		_exit(3);
+}
+
+/*
+ * A signal handler that cancels while the library reconnects (the broker
+ * restarted; the new one has not said WELCOME yet): nothing is sent on the
+ * new connection, which may not even have said HELLO, and the old lease is
+ * not the new connection's to cancel.
+ */
+START_TEST(test_cancel_during_reconnect)
+{
+	int leased[2], go[2], note[2];
+
+	testbroker_start(&broker, NULL, POOL(1, 2), true);
+	ck_assert_int_eq(pipe2(leased, O_CLOEXEC), 0);
+	ck_assert_int_eq(pipe2(go, O_CLOEXEC), 0);
+	ck_assert_int_eq(pipe2(note, O_CLOEXEC), 0);
+	pid_t w = fork();
+	ck_assert_int_ge(w, 0);
+	if (w == 0) {
+		pgl_client *wc = pgl_open(broker.socket);
+		cancel_me = pgl_acquire(wc, NULL, -1);
+		REQUIRE(cancel_me != NULL, "%s", pgl_error(wc));
+		char b = 'l';
+		REQUIRE(write(leased[1], &b, 1) == 1 && read(go[0], &b, 1) == 1, "pipe");
+		alarm_note = note[1];
+		struct sigaction sa = { .sa_handler = cancel_on_alarm };
+		sigemptyset(&sa.sa_mask);
+		REQUIRE(sigaction(SIGALRM, &sa, NULL) == 0, "sigaction");
+		struct itimerval t = { .it_value = { .tv_usec = 200000 } };
+		REQUIRE(setitimer(ITIMER_REAL, &t, NULL) == 0, "setitimer");
+		/* reconnects to the new broker, stopped before its WELCOME */
+		pgl_lease *l = pgl_acquire(wc, NULL, 10000);
+		REQUIRE(l != NULL, "acquire after the restart: %s", pgl_error(wc));
+		REQUIRE(cancel_rc == -1, "pgl_cancel during the reconnect returned %d",
+			(int)cancel_rc);
+		REQUIRE(pgl_cancel(cancel_me) == -1, "a lease of the old broker was cancelled");
+		REQUIRE(pgl_release(cancel_me) == -1 && pgl_errcode(wc) == PGL_ESTALE, "%s",
+			pgl_error(wc));
+		REQUIRE(pgl_release(l) == 0, "%s", pgl_error(wc));
+		_exit(0);
+	}
+	char b;
+	ck_assert_int_eq(read(leased[0], &b, 1), 1);
+	ck_assert_int_eq(testbroker_stop(&broker, SIGKILL), 128 + SIGKILL);
+	testbroker_restart(&broker, true);
+	pid_t guard;
+	int resume = resume_at_end(broker.pid, &guard);
+	ck_assert_int_eq(kill(broker.pid, SIGSTOP), 0);
+	ck_assert_int_eq(write(go[1], "g", 1), 1);
+	ck_assert_int_eq(read(note[0], &b, 1), 1);	/* the handler ran */
+	close(resume);
+	testutil_reap(guard, "guard");
+	testutil_reap(w, "worker");
+	ck_assert(!testbroker_log_has(&broker, "protocol error"));
+	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
+/* --- fork() while another thread leases ------------------------------------ */
+
+static struct {
+	volatile bool stop;
+	const char *socket;
+	int cycles;
+	char error[256];
+} churn;
+
+/* Leases, builds a shell, releases; opens and closes its client now and then. */
+static void *
+churn_thread(void *arg)
+{
+	(void)arg;
+	pgl_client *c = pgl_open(churn.socket);
+
+	while (!churn.stop && churn.error[0] == '\0') {
+		pgl_lease *l = pgl_acquire(c, NULL, 5000);
+		if (l == NULL) {
+			snprintf(churn.error, sizeof(churn.error), "acquire: %s", pgl_error(c));
+			break;
+		}
+		if (++churn.cycles % 2 == 0 && pgl_conn(l) == NULL)
+			snprintf(churn.error, sizeof(churn.error), "pgl_conn: %s", pgl_error(c));
+		if (pgl_release(l) != 0)
+			snprintf(churn.error, sizeof(churn.error), "release: %s", pgl_error(c));
+		if (churn.cycles % 50 == 0) {
+			pgl_close(c);
+			c = pgl_open(churn.socket);
+		}
+	}
+	pgl_close(c);
+	return NULL;
+}
+
+/*
+ * In a child forked while the library works in another thread: exit 0
+ * when no descriptor leads to a PostgreSQL backend (the server's socket)
+ * or to the broker, 1 and 2 otherwise.  Async-signal-safe.
+ */
+static void
+child_checks_fds(const char *pg_socket, const char *broker_socket)
+{
+	for (int fd = 0; fd < 1024; fd++) {
+		struct sockaddr_un a;
+		socklen_t len = sizeof(a);
+		memset(&a, 0, sizeof(a));
+		if (getpeername(fd, (struct sockaddr *)&a, &len) != 0 || a.sun_family != AF_UNIX)
+			continue;
+		if (strcmp(a.sun_path, pg_socket) == 0)
+			_exit(1);
+		if (strcmp(a.sun_path, broker_socket) == 0)
+			_exit(2);
+	}
+	_exit(0);
+}
+
+/*
+ * fork() in one thread while another acquires, builds shells, releases,
+ * opens and closes clients: every child finds each inherited backend
+ * socket replaced by /dev/null and no control connection, whatever moment
+ * the fork caught (a GRANT just received, a shell being swapped in, a
+ * client being opened or closed).
+ */
+START_TEST(test_fork_while_leasing)
+{
+	char pg_socket[300];
+	int leaks[3] = { 0 }, forks = 0;
+
+	snprintf(pg_socket, sizeof(pg_socket), "%s/.s.PGSQL.%s", getenv("PGHOST"),
+		 getenv("PGPORT"));
+	testbroker_start(&broker, NULL, POOL(2, 2), true);
+	churn.socket = broker.socket;
+	pthread_t t;
+	ck_assert_int_eq(pthread_create(&t, NULL, churn_thread, NULL), 0);
+	int64_t end = clock_mono_ms() + 4000;
+	while (clock_mono_ms() < end && churn.error[0] == '\0') {
+		pid_t p = fork();
+		ck_assert_int_ge(p, 0);
+		if (p == 0)
+			child_checks_fds(pg_socket, broker.socket);
+		int status;
+		ck_assert_int_eq(waitpid(p, &status, 0), p);
+		forks++;
+		if (!WIFEXITED(status))
+			leaks[0]++;	/* a crash in the child: the lists were torn */
+		else if (WEXITSTATUS(status) == 1 || WEXITSTATUS(status) == 2)
+			leaks[WEXITSTATUS(status)]++;
+		else
+			ck_assert_int_eq(WEXITSTATUS(status), 0);
+	}
+	churn.stop = true;
+	ck_assert_int_eq(pthread_join(t, NULL), 0);
+	ck_assert_msg(churn.error[0] == '\0', "%s", churn.error);
+	ck_assert_msg(leaks[0] + leaks[1] + leaks[2] == 0, "of %d children (%d lease cycles): %d "
+		      "crashed, %d had a backend socket, %d a control connection", forks,
+		      churn.cycles, leaks[0], leaks[1], leaks[2]);
+	ck_assert_int_gt(churn.cycles, 100);
+	pgl_pool_stats st;
+	stats_settled(&st);
+	ck_assert_uint_eq(st.orphaned_leases, 0);
+	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
 static Suite *
 lease_suite(void)
 {
@@ -586,6 +1145,30 @@ lease_suite(void)
 	tcase_add_test(tc, test_validation);
 	tcase_add_test(tc, test_multi_host_conninfo);
 	tcase_add_test(tc, test_grant_fd_dropped);
+	suite_add_tcase(s, tc);
+
+	/* Brokers that misbehave on purpose; no PostgreSQL needed. */
+	tc = tcase_create("hostile");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_error_with_fd_closed);
+	tcase_add_test(tc, test_version1_broker_waited_for);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("peer");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_broker_of_a_stranger);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("stuck");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_stopped_broker_never_blocks);
+	tcase_add_test(tc, test_stopped_broker_deadline);
+	tcase_add_test(tc, test_cancel_during_reconnect);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("fork");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_fork_while_leasing);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -15,6 +15,7 @@
 
 #include <check.h>
 #include <errno.h>
+#include <libpq-events.h>
 #include <libpq-fe.h>
 #include <poll.h>
 #include <signal.h>
@@ -783,6 +784,189 @@ START_TEST(test_server_offers_tls)
 }
 END_TEST
 
+/* --- a hostile broker ------------------------------------------------------ */
+
+/*
+ * Answers one ACQUIRE with a GRANT whose parameter block is the largest a
+ * GRANT may carry, made of one-letter parameters: 3 bytes each in the GRANT,
+ * 8 in the startup reply the shell writes from them.
+ */
+static void
+grant_tiny_params(int conn, void *arg)
+{
+	static char params[WIRE_PARAMS_MAX];
+	struct wire_msg m;
+	uint8_t buf[WIRE_MESSAGE_MAX];
+	int sv[2];
+
+	(void)arg;
+	REQUIRE(testutil_wire_recv(conn, &m, buf, sizeof(buf), NULL, 10000) &&
+		m.h.type == PGL_MSG_LEASE_ACQUIRE, "no ACQUIRE");
+	size_t n = 0;
+	while (n + 3 <= sizeof(params)) {
+		memcpy(params + n, "a\0", 3);
+		n += 3;
+	}
+	struct wire_msg g = { .h = { .type = PGL_MSG_LEASE_GRANT, .request_id = m.h.request_id } };
+	g.u.grant.lease_id = (uint64_t)0x7e57 << 32 | 1;
+	g.u.grant.backend_pid = 4242;
+	snprintf(g.u.grant.user, sizeof(g.u.grant.user), "postgres");
+	snprintf(g.u.grant.database, sizeof(g.u.grant.database), "postgres");
+	g.u.grant.params = params;
+	g.u.grant.params_len = (uint16_t)n;
+	REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0, "socketpair");
+	REQUIRE(testutil_wire_send_fd(conn, &g, sv[0]), "GRANT not sent");
+	/* the lease comes back */
+	REQUIRE(testutil_wire_recv(conn, &m, buf, sizeof(buf), NULL, 10000) &&
+		m.h.type == PGL_MSG_LEASE_RELEASE && m.u.release.lease_id == g.u.grant.lease_id,
+		"no RELEASE of the lease");
+	testutil_wait_eof(conn, 10000);
+}
+
+/* A GRANT's parameters cannot overflow the shell's startup reply: pgl_conn refuses it. */
+START_TEST(test_grant_params_overflow_refused)
+{
+	char path[256];
+
+	snprintf(path, sizeof(path), "%s/hostile.%d.sock", testutil_tmpdir(), (int)getpid());
+	pid_t hb = testutil_hostile_broker(path, WIRE_VERSION_MAX, 1000, grant_tiny_params, NULL);
+	pgl_client *c = pgl_open(path);
+	pgl_lease *l = pgl_acquire(c, NULL, 1000);
+	ck_assert_msg(l != NULL, "%s", pgl_error(c));
+	ck_assert_ptr_null(pgl_conn(l));
+	ck_assert_int_eq(pgl_errcode(c), PGL_EPROTO);
+	ck_assert_msg(strstr(pgl_error(c), "more server parameters than a startup reply holds") !=
+		      NULL, "%s", pgl_error(c));
+	ck_assert_int_eq(pgl_release(l), 0);
+	pgl_close(c);
+	testutil_reap(hb, "hostile broker");
+}
+END_TEST
+
+/* --- what a reused shell carries over ------------------------------------- */
+
+/* Leases the backend of pid, holding the other one of the pool meanwhile if need be. */
+static PGconn *
+lease_backend(int pid, pgl_lease **l)
+{
+	PGconn *c = lease(l);
+
+	if (pgl_backend_pid(*l) != pid) {
+		pgl_lease *other = *l;
+		c = lease(l);
+		ck_assert_int_eq(pgl_release(other), 0);
+	}
+	ck_assert_int_eq(pgl_backend_pid(*l), pid);
+	return c;
+}
+
+static long
+file_size(FILE *f)
+{
+	ck_assert_int_eq(fflush(f), 0);
+	struct stat sb;
+	ck_assert_int_eq(fstat(fileno(f), &sb), 0);
+	return (long)sb.st_size;
+}
+
+/*
+ * Settings a holder makes on its PGconn through libpq's setters (error
+ * verbosity, context visibility, a trace) are undone when the shell is
+ * kept for the next lease of the backend: the next holder gets a PGconn
+ * as new, the same one.
+ */
+START_TEST(test_reused_shell_settings_reset)
+{
+	pgl_lease *l;
+	PGconn *c = lease(&l);
+	int pid = pgl_backend_pid(l);
+	FILE *trace = fopen(testutil_write_file("shell.trace", ""), "w");
+
+	ck_assert_ptr_nonnull(trace);
+	PQsetErrorVerbosity(c, PQERRORS_VERBOSE);
+	PQsetErrorContextVisibility(c, PQSHOW_CONTEXT_ALWAYS);
+	PQtrace(c, trace);
+	value(c, "SELECT 'traced'");
+	ck_assert_int_gt(file_size(trace), 0);
+	ck_assert_int_eq(pgl_release(l), 0);
+	long traced = file_size(trace);
+
+	PGconn *again = lease_backend(pid, &l);
+	ck_assert_ptr_eq(again, c);		/* kept and reused */
+	ck_assert_int_eq(PQsetErrorVerbosity(again, PQERRORS_DEFAULT), PQERRORS_DEFAULT);
+	ck_assert_int_eq(PQsetErrorContextVisibility(again, PQSHOW_CONTEXT_ERRORS),
+			 PQSHOW_CONTEXT_ERRORS);
+	value(again, "SELECT 'not traced'");
+	ck_assert_int_eq(file_size(trace), traced);
+	ck_assert_int_eq(pgl_release(l), 0);
+	fclose(trace);
+}
+END_TEST
+
+static int event_calls, event_destroys;
+
+static int
+count_events(PGEventId id, void *info, void *pass_through)
+{
+	(void)info;
+	(void)pass_through;		/* may be freed by now: never read */
+	if (id == PGEVT_CONNDESTROY)
+		event_destroys++;
+	else if (id != PGEVT_REGISTER)
+		event_calls++;
+	return 1;
+}
+
+/*
+ * A holder's PGEventProc, whose pass-through pointer it frees after the
+ * release, is never called for the next holder: a shell with an event proc
+ * is not kept (libpq cannot unregister one), and its proc hears
+ * PGEVT_CONNDESTROY at the release, as at a PQfinish.
+ */
+START_TEST(test_event_proc_not_inherited)
+{
+	pgl_lease *l;
+	PGconn *c = lease(&l);
+	int pid = pgl_backend_pid(l);
+	char *mine = strdup("the holder's");
+
+	ck_assert_int_eq(PQregisterEventProc(c, count_events, "holder", mine), 1);
+	value(c, "SELECT 1");
+	ck_assert_int_gt(event_calls, 0);
+	ck_assert_int_eq(pgl_release(l), 0);
+	ck_assert_int_eq(event_destroys, 1);
+	free(mine);
+
+	event_calls = 0;
+	c = lease_backend(pid, &l);
+	value(c, "SELECT 'no event'");
+	ck_assert_int_eq(event_calls, 0);
+	ck_assert_ptr_null(PQinstanceData(c, count_events));
+	ck_assert_int_eq(pgl_release(l), 0);
+	ck_assert_int_eq(event_destroys, 1);
+}
+END_TEST
+
+/* The last error a holder saw is not what the next holder's PQerrorMessage says. */
+START_TEST(test_error_message_not_inherited)
+{
+	pgl_lease *l;
+	PGconn *c = lease(&l);
+	int pid = pgl_backend_pid(l);
+
+	PGresult *r = PQexec(c, "SELECT 'secret ' || 1/0");
+	ck_assert_int_eq(PQresultStatus(r), PGRES_FATAL_ERROR);
+	PQclear(r);
+	ck_assert_msg(strstr(PQerrorMessage(c), "division by zero") != NULL, "%s",
+		      PQerrorMessage(c));
+	ck_assert_int_eq(pgl_release(l), 0);
+
+	c = lease_backend(pid, &l);
+	ck_assert_str_eq(PQerrorMessage(c), "");
+	ck_assert_int_eq(pgl_release(l), 0);
+}
+END_TEST
+
 static Suite *
 shell_suite(void)
 {
@@ -814,6 +998,20 @@ shell_suite(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_scram_over_tcp);
 	tcase_add_test(tc, test_server_offers_tls);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("reuse");
+	tcase_set_timeout(tc, 60);
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_reused_shell_settings_reset);
+	tcase_add_test(tc, test_event_proc_not_inherited);
+	tcase_add_test(tc, test_error_message_not_inherited);
+	suite_add_tcase(s, tc);
+
+	/* Brokers that misbehave on purpose. */
+	tc = tcase_create("hostile");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_grant_params_overflow_refused);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -11,6 +11,7 @@
 #include <float.h>
 #include <limits.h>
 #include <math.h>
+#include <time.h>
 
 /*
  * The largest double below 1: as close as u gets to its open end.  With it,
@@ -181,6 +182,46 @@ START_TEST(test_monotonic)
 }
 END_TEST
 
+/* Seconds of CLOCK_MONOTONIC, for timing calls. */
+static double
+now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/*
+ * A zero or negative initial delay (initial_backoff = 0) costs no more than
+ * any other: doubling zero never reaches max, so a loop bounded only by
+ * max would take one step per failure, billions for a pool down for long.
+ */
+START_TEST(test_zero_initial_constant_time)
+{
+	static const unsigned counts[] = { 1, 2, 1000, 1000000, UINT_MAX - 1, UINT_MAX };
+	static const double initials[] = { 0.0, -0.0, -1.0, -1e300 };
+	double t0 = now_s();
+
+	for (int round = 0; round < 1000; round++)
+		for (size_t i = 0; i < sizeof(initials) / sizeof(initials[0]); i++)
+			for (size_t k = 0; k < sizeof(counts) / sizeof(counts[0]); k++) {
+				double d = backoff_delay(initials[i], 60.0, 0.2, counts[k], 0.7);
+				ck_assert_msg(d == 0.0, "initial %g, failures %u: %g", initials[i],
+					      counts[k], d);
+			}
+	double took = now_s() - t0;
+	ck_assert_msg(took < 1.0, "24000 delays with initial <= 0 took %.3f s", took);
+
+	/* and a positive initial stays bounded too, however large the count */
+	t0 = now_s();
+	for (int round = 0; round < 1000; round++)
+		ck_assert(backoff_delay(DBL_TRUE_MIN, DBL_MAX, 0.0, UINT_MAX, 0.5) == DBL_MAX);
+	took = now_s() - t0;
+	ck_assert_msg(took < 1.0, "1000 delays from the smallest initial took %.3f s", took);
+}
+END_TEST
+
 static Suite *
 backoff_suite(void)
 {
@@ -194,6 +235,7 @@ backoff_suite(void)
 	tcase_add_test(tc, test_never_negative);
 	tcase_add_test(tc, test_large_failures);
 	tcase_add_test(tc, test_monotonic);
+	tcase_add_test(tc, test_zero_initial_constant_time);
 	suite_add_tcase(s, tc);
 	return s;
 }

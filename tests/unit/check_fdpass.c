@@ -337,6 +337,43 @@ START_TEST(test_would_block)
 }
 END_TEST
 
+/* A peer that does not read: the blocking socket fills, the no-wait send says so. */
+START_TEST(test_send_nowait_full)
+{
+	int sv[2], p[2];
+	char buf[512] = { 0 };
+	int sent = 0;
+
+	pair(sv);
+	ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+	/* sv[0] is blocking: fdpass_send() would wait here for ever */
+	ck_assert_int_eq(fcntl(sv[0], F_GETFL) & O_NONBLOCK, 0);
+	for (;;) {
+		ssize_t n = fdpass_send_nowait(sv[0], buf, sizeof(buf), sent % 2 ? p[0] : -1);
+		if (n < 0) {
+			ck_assert_int_eq(errno, EAGAIN);
+			break;
+		}
+		ck_assert_int_eq(n, (ssize_t)sizeof(buf));
+		ck_assert_int_lt(++sent, 1000000);
+	}
+	ck_assert_int_gt(sent, 0);
+	/* what went before arrives whole, and room for one more lets one more go */
+	int fd = 1234;
+	ck_assert_int_eq(fdpass_recv(sv[1], buf, sizeof(buf), &fd), (ssize_t)sizeof(buf));
+	ck_assert_int_eq(fd, -1);
+	ck_assert_int_eq(fdpass_recv(sv[1], buf, sizeof(buf), &fd), (ssize_t)sizeof(buf));
+	ck_assert_int_ge(fd, 0);
+	assert_same_file(fd, p[0]);
+	close(fd);
+	ck_assert_int_eq(fdpass_send_nowait(sv[0], buf, sizeof(buf), -1), (ssize_t)sizeof(buf));
+	close(sv[0]);
+	close(sv[1]);
+	close(p[0]);
+	close(p[1]);
+}
+END_TEST
+
 START_TEST(test_closed_peer)
 {
 	int sv[2], p[2];
@@ -489,6 +526,7 @@ fdpass_suite(void)
 	tcase_add_test(tc, test_message_too_large);
 	tcase_add_test(tc, test_end_of_stream);
 	tcase_add_test(tc, test_would_block);
+	tcase_add_test(tc, test_send_nowait_full);
 	tcase_add_test(tc, test_closed_peer);
 	tcase_add_test(tc, test_batch_drains);
 	tcase_add_test(tc, test_batch_refuses_one);
