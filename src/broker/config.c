@@ -1120,8 +1120,8 @@ check_pool(struct loader *ld, struct config *cfg, size_t idx,
 	}
 	if (p->initial_backoff == 0) {
 		snprintf(name, sizeof(name), "%sinitial_backoff", prefix);
-		warning(ld, seen_key(seen, "initial_backoff"), name, "0 retries a failed "
-			"connection without any delay");
+		error(ld, seen_key(seen, "initial_backoff"), name, "must be greater than 0: 0 would "
+		      "retry a failing server in a busy loop");
 	}
 }
 

@@ -58,6 +58,7 @@ static const struct bad_case bad_cases[] = {
 	{ BROKER POOL "  statement_timeout = 3000000.0;\n" END, "5: pools[0].statement_timeout", "between 0 and 2147483" },
 	{ BROKER POOL "  jitter = 1.0;\n" END, "5: pools[0].jitter", "less than 1" },
 	{ BROKER POOL "  jitter = -0.1;\n" END, "5: pools[0].jitter", "at least 0" },
+	{ BROKER POOL "  initial_backoff = 0;\n" END, "5: pools[0].initial_backoff", "greater than 0" },
 	{ BROKER POOL "  reset_query = \"\";\n" END, "5: pools[0].reset_query", "must not be empty" },
 	{ BROKER POOL "  health_query = \"SELECT '" 
 	  "0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789"
