@@ -392,6 +392,7 @@ client_connect(pgl_client *c)
 	}
 	c->incarnation = m.u.welcome.incarnation;
 	c->version = m.u.welcome.version;
+	memcpy(c->shm_name, m.u.welcome.shm_name, sizeof(c->shm_name));
 	c->acquire_timeout_ms = m.u.welcome.acquire_timeout_ms;
 	c->conn_gen++;
 	/* Last: from here a signal handler may send on fd (pgl_cancel). */
@@ -590,6 +591,7 @@ client_lease_new(pgl_client *c, int fd)
 	l->magic = LEASE_LIVE;
 	l->client = c;
 	l->inert = false;
+	l->shell_borrowed = false;
 	l->shell = NULL;
 	l->prev = NULL;
 	client_lock();

@@ -34,6 +34,8 @@ struct pgl_lease {
 	int fd;
 	int backend_pid;
 	bool inert;
+	bool shell_borrowed;		/* the shell belongs to a program (the preload
+					 * shim): release only blinds it */
 	PGconn *shell;			/* pgl_conn()'s, or NULL */
 	char user[WIRE_NAME_MAX + 1];
 	char database[WIRE_NAME_MAX + 1];			/* inherited across fork(): fd is /dev/null */
@@ -68,6 +70,7 @@ struct pgl_client {
 	uint32_t conn_gen;		/* counts connections: fd is the conn_gen-th */
 	uint32_t incarnation;		/* of the broker fd is connected to */
 	uint16_t version;		/* of the protocol, as WELCOME chose it */
+	char shm_name[WIRE_SHM_NAME_MAX + 1];	/* the broker's segment, from WELCOME */
 	uint32_t acquire_timeout_ms;	/* WELCOME's longest wait for timeout -1 (2 on) */
 	int inflight_fd;		/* a GRANT's descriptor no lease holds yet, or -1 */
 	uint64_t next_request;

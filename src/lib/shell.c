@@ -125,6 +125,15 @@ next_random(void)
 
 /* --- the private listener ----------------------------------------------- */
 
+static void
+put32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24);
+	p[1] = (uint8_t)(v >> 16);
+	p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+}
+
 /* Waits for events on fd until deadline; false on timeout or error. */
 static bool
 wait_fd(int fd, short events, int64_t deadline)
@@ -183,24 +192,19 @@ write_full(int fd, const void *buf, size_t len, int64_t deadline)
 }
 
 /*
- * Accepts libpq's connection (from this process only), reads its startup
- * message and answers as the backend did: AuthenticationOk, the backend's
- * parameters, its pid with a worthless cancel key (cancels go through the
- * broker), ReadyForQuery.  Returns the accepted socket, or -1 with why set
- * (and code, when not PGL_EINVAL).
+ * Accepts libpq's connection (from this process only) on b's listener and
+ * reads its startup message into b.  Returns 0, or -1 with why set.
  */
 static int
-answer_startup(pgl_lease *l, int listener, int64_t deadline, const char **why, int *code)
+accept_startup(struct shell_build *b, const char **why)
 {
-	int peer;
-
 	for (;;) {
-		if (!wait_fd(listener, POLLIN, deadline)) {
+		if (!wait_fd(b->listener, POLLIN, b->deadline)) {
 			*why = "libpq did not connect to the shell's listener";
 			return -1;
 		}
-		peer = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
-		if (peer < 0) {
+		b->peer = accept4(b->listener, NULL, NULL, SOCK_CLOEXEC);
+		if (b->peer < 0) {
 			if (errno == EINTR || errno == EAGAIN || errno == ECONNABORTED)
 				continue;
 			*why = "accept on the shell's listener failed";
@@ -208,66 +212,56 @@ answer_startup(pgl_lease *l, int listener, int64_t deadline, const char **why, i
 		}
 		struct ucred cred;
 		socklen_t len = sizeof(cred);
-		if (getsockopt(peer, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 &&
+		if (getsockopt(b->peer, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 &&
 		    cred.pid == getpid())
 			break;
-		close(peer);	/* not us: never answer a stranger */
+		close(b->peer);	/* not us: never answer a stranger */
+		b->peer = -1;
 	}
 
 	uint8_t hdr[8];
-	if (!read_full(peer, hdr, sizeof(hdr), deadline)) {
+	if (!read_full(b->peer, hdr, sizeof(hdr), b->deadline)) {
 		*why = "no startup message from libpq";
-		goto fail;
+		return -1;
 	}
 	uint32_t len = (uint32_t)hdr[0] << 24 | (uint32_t)hdr[1] << 16 | (uint32_t)hdr[2] << 8 | hdr[3];
-	uint32_t proto = (uint32_t)hdr[4] << 24 | (uint32_t)hdr[5] << 16 | (uint32_t)hdr[6] << 8 | hdr[7];
-	if (len < 8 || len > 10000 || proto >> 16 != 3) {
+	b->proto = (uint32_t)hdr[4] << 24 | (uint32_t)hdr[5] << 16 | (uint32_t)hdr[6] << 8 | hdr[7];
+	if (len < 8 || len - 8 > sizeof(b->startup) || b->proto >> 16 != 3) {
 		*why = "libpq sent an unexpected startup message";
-		goto fail;
+		return -1;
 	}
-	uint8_t rest[10000];
-	if (!read_full(peer, rest, len - 8, deadline)) {
+	b->startup_len = len - 8;
+	if (!read_full(b->peer, b->startup, b->startup_len, b->deadline)) {
 		*why = "the startup message was cut short";
-		goto fail;
+		return -1;
 	}
-
-	/* The GRANT's parameters are the broker's word: bounded, or refused. */
-	uint8_t out[STARTUP_REPLY_MAX];
-	size_t n = startup_reply(out, sizeof(out), l->params, l->params_len,
-				 (uint32_t)l->backend_pid, (proto & 0xffff) != 0);
-	if (n == 0) {
-		*why = "the broker's GRANT carries more server parameters than a startup "
-		       "reply holds";
-		*code = PGL_EPROTO;
-		goto fail;
-	}
-	if (!write_full(peer, out, n, deadline)) {
-		*why = "cannot answer libpq's startup";
-		goto fail;
-	}
-	return peer;
-fail:
-	close(peer);
-	return -1;
+	return 0;
 }
 
 /* --- pgl_conn ----------------------------------------------------------- */
 
-/* Records the failure (detail: libpq's message, first line), cleans up, NULL. */
-static PGconn *
-shell_fail(pgl_client *c, PGconn *conn, int listener, int peer, int code, const char *what,
-	   const char *detail)
+void
+shell_abandon(struct shell_build *b)
+{
+	if (b->conn != NULL)
+		PQfinish(b->conn);	/* its socket still leads to our listener */
+	if (b->peer >= 0)
+		close(b->peer);
+	if (b->listener >= 0)
+		close(b->listener);
+	b->conn = NULL;
+	b->peer = b->listener = -1;
+}
+
+/* Records the failure (detail: libpq's message, first line), abandons b; -1. */
+static int
+build_fail(pgl_client *c, struct shell_build *b, int code, const char *what, const char *detail)
 {
 	int len = (int)strcspn(detail, "\n");
 
 	client_fail(c, code, "%s%s%.*s", what, len > 0 ? ": " : "", len, detail);
-	if (conn != NULL)
-		PQfinish(conn);		/* its socket still leads to our listener */
-	if (peer >= 0)
-		close(peer);
-	if (listener >= 0)
-		close(listener);
-	return NULL;
+	shell_abandon(b);
+	return -1;
 }
 
 /* --- the cache --------------------------------------------------------- */
@@ -360,7 +354,6 @@ pgl_conn(pgl_lease *l)
 		return l->shell;
 
 	pgl_client *c = l->client;
-	const char *env;
 
 	/* The same backend back in this process: its shell, reattached. */
 	if (!l->inert) {
@@ -383,40 +376,8 @@ pgl_conn(pgl_lease *l)
 			    "to the parent process");
 		return NULL;
 	}
-	pthread_once(&opts_once, build_options);
-	if (!opts.ok) {
-		client_fail(c, PGL_ENOMEM, "libpq's connection defaults are unavailable");
-		return NULL;
-	}
-	if ((env = getenv("PGHOSTADDR")) != NULL && env[0] != '\0') {
-		client_fail(c, PGL_EINVAL, "PGHOSTADDR=%s is set in the environment: libpq would "
-			    "connect there instead of to the leased backend; unset it", env);
-		return NULL;
-	}
-
-	/* The name libpq derives from host=@NAME and port: "@NAME/.s.PGSQL.PORT". */
-	char host[64], path[108];
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
-	snprintf(host, sizeof(host), "@pglease-shell-%d-%016llx", (int)getpid(),
-		 (unsigned long long)next_random());
-	int plen = snprintf(path, sizeof(path), "%s/.s.PGSQL.%s", host, SHELL_PORT);
-	memcpy(sun.sun_path, path, (size_t)plen);
-	sun.sun_path[0] = '\0';
-	socklen_t alen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + (size_t)plen);
-
-	int listener = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (listener < 0)
-		return shell_fail(c, NULL, -1, -1, PGL_EBROKER, "socket", strerror(errno));
-	if (bind(listener, (struct sockaddr *)&sun, alen) != 0 || listen(listener, 1) != 0)
-		return shell_fail(c, NULL, listener, -1, PGL_EBROKER,
-				  "cannot listen for the shell connection", strerror(errno));
-
-	const char *kw[NNEUTRAL + NPER_CALL], *val[NNEUTRAL + NPER_CALL];
-	int n = opts.n;
-	memcpy(kw, opts.kw, (size_t)n * sizeof(kw[0]));
-	memcpy(val, opts.val, (size_t)n * sizeof(val[0]));
-	kw[n] = "host", val[n++] = host;
-	kw[n] = "port", val[n++] = SHELL_PORT;
+	const char *kw[4], *val[4];
+	int n = 0;
 	kw[n] = "user", val[n++] = l->user[0] != '\0' ? l->user : "postgres";
 	kw[n] = "dbname", val[n++] = l->database[0] != '\0' ? l->database : "postgres";
 	const char *enc = pgl_param(l, "client_encoding");
@@ -425,74 +386,266 @@ pgl_conn(pgl_lease *l)
 	kw[n] = NULL;
 	val[n] = NULL;
 
-	PGconn *conn = PQconnectStartParams(kw, val, 0);
-	if (conn != NULL && default_processor == NULL) {
-		default_processor = PQsetNoticeProcessor(conn, NULL, NULL);
-		default_receiver = PQsetNoticeReceiver(conn, NULL, NULL);
+	struct shell_build b;
+	if (shell_begin(c, &b, kw, val, NULL) != 0)
+		return NULL;
+	return shell_complete(c, &b, l, PQconnectPoll);
+}
+
+/* --- the handshake, in steps -------------------------------------------- */
+
+/* Binds b's listener to the abstract name libpq derives from host=@NAME. */
+static int
+listen_at(pgl_client *c, struct shell_build *b)
+{
+	char path[108];
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	int plen = snprintf(path, sizeof(path), "%s/.s.PGSQL.%s", b->host, SHELL_PORT);
+
+	memcpy(sun.sun_path, path, (size_t)plen);
+	sun.sun_path[0] = '\0';
+	socklen_t alen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + (size_t)plen);
+	b->listener = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (b->listener < 0)
+		return build_fail(c, b, PGL_EBROKER, "socket", strerror(errno));
+	if (bind(b->listener, (struct sockaddr *)&sun, alen) != 0 || listen(b->listener, 1) != 0)
+		return build_fail(c, b, PGL_EBROKER, "cannot listen for the shell connection",
+				  strerror(errno));
+	return 0;
+}
+
+/* Whether the options libpq settled on send it somewhere else than host. */
+static bool
+leads_elsewhere(PGconn *conn)
+{
+	PQconninfoOption *ci = PQconninfo(conn);
+	bool elsewhere = false;
+
+	for (PQconninfoOption *o = ci; o != NULL && o->keyword != NULL; o++)
+		if (strcmp(o->keyword, "hostaddr") == 0 && o->val != NULL && o->val[0] != '\0')
+			elsewhere = true;
+	PQconninfoFree(ci);
+	return elsewhere;
+}
+
+int
+shell_begin(pgl_client *c, struct shell_build *b, const char *const *kw, const char *const *val,
+	    const char *host)
+{
+	const char *env;
+
+	b->conn = NULL;
+	b->listener = b->peer = -1;
+	b->startup_len = 0;
+	pthread_once(&opts_once, build_options);
+	if (!opts.ok) {
+		client_fail(c, PGL_ENOMEM, "libpq's connection defaults are unavailable");
+		return -1;
 	}
-	if (conn == NULL)
-		return shell_fail(c, NULL, listener, -1, PGL_ENOMEM, "out of memory", "");
-	if (PQstatus(conn) == CONNECTION_BAD) {
+	if ((env = getenv("PGHOSTADDR")) != NULL && env[0] != '\0') {
+		client_fail(c, PGL_EINVAL, "PGHOSTADDR=%s is set in the environment: libpq would "
+			    "connect there instead of to the leased backend; unset it", env);
+		return -1;
+	}
+	if (host != NULL)
+		snprintf(b->host, sizeof(b->host), "%s", host);
+	else
+		snprintf(b->host, sizeof(b->host), "@pglease-shell-%d-%016llx", (int)getpid(),
+			 (unsigned long long)next_random());
+	b->deadline = clock_mono_ms() + HANDSHAKE_MS;
+	if (listen_at(c, b) != 0)
+		return -1;
+	if (host != NULL)
+		return 0;	/* the caller starts libpq again (PQresetStart) */
+
+	/* The caller's parameters first: the neutral ones and ours override them. */
+	size_t ncaller = 0;
+	while (kw[ncaller] != NULL)
+		ncaller++;
+	const char **k = malloc((ncaller + NNEUTRAL + 3) * sizeof(*k));
+	const char **v = malloc((ncaller + NNEUTRAL + 3) * sizeof(*v));
+	if (k == NULL || v == NULL) {
+		free(k);
+		free(v);
+		return build_fail(c, b, PGL_ENOMEM, "out of memory", "");
+	}
+	size_t n = 0;
+	for (size_t i = 0; i < ncaller; i++)
+		k[n] = kw[i], v[n++] = val[i];
+	for (int i = 0; i < opts.n; i++)
+		k[n] = opts.kw[i], v[n++] = opts.val[i];
+	k[n] = "host", v[n++] = b->host;
+	k[n] = "port", v[n++] = SHELL_PORT;
+	k[n] = NULL;
+	v[n] = NULL;
+	b->conn = PQconnectStartParams(k, v, 0);
+	free(k);
+	free(v);
+	if (b->conn != NULL && default_processor == NULL) {
+		default_processor = PQsetNoticeProcessor(b->conn, NULL, NULL);
+		default_receiver = PQsetNoticeReceiver(b->conn, NULL, NULL);
+	}
+	if (b->conn == NULL)
+		return build_fail(c, b, PGL_ENOMEM, "out of memory", "");
+	if (PQstatus(b->conn) == CONNECTION_BAD) {
 		env = getenv("PGSERVICE");
 		if (env != NULL && env[0] != '\0') {
 			char what[256];
 			snprintf(what, sizeof(what), "PGSERVICE=%.100s is set in the environment and "
 				 "libpq cannot use it; unset PGSERVICE for pooled connections", env);
-			return shell_fail(c, conn, listener, -1, PGL_EINVAL, what, PQerrorMessage(conn));
+			return build_fail(c, b, PGL_EINVAL, what, PQerrorMessage(b->conn));
 		}
-		return shell_fail(c, conn, listener, -1, PGL_EINVAL,
-				  "libpq refused the shell connection", PQerrorMessage(conn));
+		return build_fail(c, b, PGL_EINVAL, "libpq refused the shell connection",
+				  PQerrorMessage(b->conn));
 	}
+	/* A service may have set a hostaddr that sends libpq elsewhere. */
+	if (leads_elsewhere(b->conn))
+		return build_fail(c, b, PGL_EINVAL, "a service or hostaddr setting would lead "
+				  "libpq away from the leased backend", "");
 
-	/* A service may still have set a hostaddr that sends libpq elsewhere. */
-	if ((env = getenv("PGSERVICE")) != NULL && env[0] != '\0') {
-		PQconninfoOption *ci = PQconninfo(conn);
-		bool elsewhere = false;
-		for (PQconninfoOption *o = ci; o != NULL && o->keyword != NULL; o++)
-			if (strcmp(o->keyword, "hostaddr") == 0 && o->val != NULL && o->val[0] != '\0')
-				elsewhere = true;
-		PQconninfoFree(ci);
-		if (elsewhere)
-			return shell_fail(c, conn, listener, -1, PGL_EINVAL, "PGSERVICE sets a "
-					  "hostaddr that would lead libpq away from the leased "
-					  "backend; unset PGSERVICE for pooled connections", "");
-	}
-
-	int64_t deadline = clock_mono_ms() + HANDSHAKE_MS;
-	int peer = -1;
+	/* Until libpq has sent its startup message and waits for the answer. */
 	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
 	const char *why = NULL;
-
-	while (st != PGRES_POLLING_OK) {
-		if (st == PGRES_POLLING_FAILED)
-			return shell_fail(c, conn, listener, peer, PGL_EINVAL,
-					  "libpq refused the shell connection", PQerrorMessage(conn));
-		if (st == PGRES_POLLING_READING && peer < 0) {
-			int code = PGL_EINVAL;
-			peer = answer_startup(l, listener, deadline, &why, &code);
-			if (peer < 0)
-				return shell_fail(c, conn, listener, -1, code,
-						  "the shell handshake failed", why);
-		}
-		if (!wait_fd(PQsocket(conn), st == PGRES_POLLING_READING ? POLLIN : POLLOUT, deadline))
-			return shell_fail(c, conn, listener, peer, PGL_EINVAL,
-					  "the shell handshake timed out", "");
-		st = PQconnectPoll(conn);
+	while (st != PGRES_POLLING_READING) {
+		if (st == PGRES_POLLING_FAILED || st == PGRES_POLLING_OK)
+			return build_fail(c, b, PGL_EINVAL, "libpq refused the shell connection",
+					  PQerrorMessage(b->conn));
+		if (!wait_fd(PQsocket(b->conn), POLLOUT, b->deadline))
+			return build_fail(c, b, PGL_EINVAL, "the shell handshake timed out", "");
+		st = PQconnectPoll(b->conn);
 	}
-	close(listener);
-	if (peer >= 0)
-		close(peer);
+	if (accept_startup(b, &why) != 0)
+		return build_fail(c, b, PGL_EINVAL, "the shell handshake failed", why);
+	return 0;
+}
+
+const char *
+shell_startup_param(const struct shell_build *b, const char *name)
+{
+	/* name\0value\0 ... \0 */
+	size_t i = 0;
+
+	while (i < b->startup_len && b->startup[i] != '\0') {
+		const char *k = (const char *)b->startup + i;
+		size_t kl = strnlen(k, b->startup_len - i);
+		if (i + kl + 1 >= b->startup_len)
+			return NULL;
+		const char *v = k + kl + 1;
+		size_t vl = strnlen(v, b->startup_len - i - kl - 1);
+		if (i + kl + 1 + vl >= b->startup_len)
+			return NULL;
+		if (strcmp(k, name) == 0)
+			return v;
+		i += kl + 1 + vl + 1;
+	}
+	return NULL;
+}
+
+/* Drives poll (PQconnectPoll or PQresetPoll) until libpq is done; its last status. */
+static PostgresPollingStatusType
+drive(struct shell_build *b, PostgresPollingStatusType (*poll_fn)(PGconn *))
+{
+	PostgresPollingStatusType st = PGRES_POLLING_READING;
+
+	while (st != PGRES_POLLING_OK && st != PGRES_POLLING_FAILED) {
+		if (!wait_fd(PQsocket(b->conn), st == PGRES_POLLING_READING ? POLLIN : POLLOUT,
+			     b->deadline))
+			return PGRES_POLLING_FAILED;
+		st = poll_fn(b->conn);
+	}
+	return st;
+}
+
+int
+shell_accept(pgl_client *c, struct shell_build *b)
+{
+	const char *why = NULL;
+
+	/* libpq (PQresetStart) connects at once; its startup follows its first poll. */
+	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+	while (b->peer < 0) {
+		if (st == PGRES_POLLING_FAILED || st == PGRES_POLLING_OK)
+			return build_fail(c, b, PGL_EINVAL, "libpq refused the shell connection",
+					  PQerrorMessage(b->conn));
+		if (st == PGRES_POLLING_READING)
+			break;
+		if (!wait_fd(PQsocket(b->conn), POLLOUT, b->deadline))
+			return build_fail(c, b, PGL_EINVAL, "the shell handshake timed out", "");
+		st = PQresetPoll(b->conn);
+	}
+	if (accept_startup(b, &why) != 0)
+		return build_fail(c, b, PGL_EINVAL, "the shell handshake failed", why);
+	return 0;
+}
+
+PGconn *
+shell_complete(pgl_client *c, struct shell_build *b, pgl_lease *l,
+	       PostgresPollingStatusType (*poll_fn)(PGconn *))
+{
+	/* The GRANT's parameters are the broker's word: bounded, or refused. */
+	uint8_t out[STARTUP_REPLY_MAX];
+	size_t n = startup_reply(out, sizeof(out), l->params, l->params_len,
+				 (uint32_t)l->backend_pid, (b->proto & 0xffff) != 0);
+	if (n == 0) {
+		build_fail(c, b, PGL_EPROTO, "the shell handshake failed", "the broker's GRANT "
+			   "carries more server parameters than a startup reply holds");
+		return NULL;
+	}
+	if (!write_full(b->peer, out, n, b->deadline)) {
+		build_fail(c, b, PGL_EINVAL, "the shell handshake failed",
+			   "cannot answer libpq's startup");
+		return NULL;
+	}
+	if (drive(b, poll_fn) != PGRES_POLLING_OK) {
+		build_fail(c, b, PGL_EINVAL, "libpq refused the shell connection",
+			   PQerrorMessage(b->conn));
+		return NULL;
+	}
+	close(b->listener);
+	close(b->peer);
+	b->listener = b->peer = -1;
 
 	/* The swap: from here on libpq talks to the leased backend. */
+	PGconn *conn = b->conn;
 	client_lock();
 	if (dup3(l->fd, PQsocket(conn), O_CLOEXEC) < 0) {
 		int saved = errno;
 		client_unlock();
-		PQfinish(conn);
-		return shell_fail(c, NULL, -1, -1, PGL_EBROKER, "dup3", strerror(saved));
+		build_fail(c, b, PGL_EBROKER, "dup3", strerror(saved));
+		return NULL;
 	}
 	l->shell = conn;
+	b->conn = NULL;
 	client_unlock();
+	return conn;
+}
+
+PGconn *
+shell_refuse(struct shell_build *b, const char *sqlstate, const char *message)
+{
+	uint8_t out[1200];
+	size_t mlen = strnlen(message, 1000);
+	size_t len = 4 + 1 + 6 + 1 + 6 + 1 + strlen(sqlstate) + 1 + 1 + mlen + 1 + 1;
+	size_t at = 0;
+
+	out[at++] = 'E';
+	put32(out + at, (uint32_t)len);
+	at += 4;
+	memcpy(out + at, "SFATAL", 7), at += 7;
+	memcpy(out + at, "VFATAL", 7), at += 7;
+	out[at++] = 'C';
+	memcpy(out + at, sqlstate, strlen(sqlstate) + 1), at += strlen(sqlstate) + 1;
+	out[at++] = 'M';
+	memcpy(out + at, message, mlen), at += mlen;
+	out[at++] = '\0';
+	out[at++] = '\0';
+	PGconn *conn = b->conn;
+	if (write_full(b->peer, out, at, b->deadline))
+		drive(b, PQconnectPoll);	/* ends in CONNECTION_BAD with our message */
+	close(b->listener);
+	close(b->peer);
+	b->listener = b->peer = -1;
+	b->conn = NULL;
 	return conn;
 }
 
@@ -544,6 +697,16 @@ shell_detach(pgl_lease *l, int state)
 
 	if (conn == NULL)
 		return;
+	if (l->shell_borrowed) {
+		/* The program's PGconn (preload shim): blinded, and left to it. */
+		int devnull = client_devnull();
+		client_lock();
+		if (devnull < 0 || dup3(devnull, PQsocket(conn), O_CLOEXEC) < 0)
+			shutdown(PQsocket(conn), SHUT_RDWR);
+		l->shell = NULL;
+		client_unlock();
+		return;
+	}
 	/* Nothing, PQfinish's Terminate included, may reach the pooled backend now. */
 	int devnull = client_devnull();
 	client_lock();
