@@ -275,25 +275,40 @@ backend_init(struct slot *slot)
 }
 
 void
-backend_identity(const struct pool_config *pc, char *user, size_t ulen, char *db, size_t dlen)
+backend_identity(const struct pool_config *pc, char *user, size_t ulen, char *db, size_t dlen,
+		 char *host, size_t hlen, char *port, size_t plen)
 {
 	PQconninfoOption *given = PQconninfoParse(pc->conninfo, NULL);
 	PQconninfoOption *defaults = PQconndefaults();
-	const char *u = NULL, *d = NULL;
+	const char *u = NULL, *d = NULL, *h = NULL, *p = NULL;
 
 	for (PQconninfoOption *o = given; o != NULL && o->keyword != NULL; o++) {
-		if (o->val != NULL && strcmp(o->keyword, "user") == 0)
+		if (o->val == NULL)
+			continue;
+		if (strcmp(o->keyword, "user") == 0)
 			u = o->val;
-		else if (o->val != NULL && strcmp(o->keyword, "dbname") == 0)
+		else if (strcmp(o->keyword, "dbname") == 0)
 			d = o->val;
+		else if (strcmp(o->keyword, "host") == 0)
+			h = o->val;
+		else if (strcmp(o->keyword, "port") == 0)
+			p = o->val;
 	}
 	/* libpq's defaults: environment, service file, the OS user */
 	for (PQconninfoOption *o = defaults; o != NULL && o->keyword != NULL; o++) {
-		if (u == NULL && o->val != NULL && strcmp(o->keyword, "user") == 0)
+		if (o->val == NULL)
+			continue;
+		if (u == NULL && strcmp(o->keyword, "user") == 0)
 			u = o->val;
-		else if (d == NULL && o->val != NULL && strcmp(o->keyword, "dbname") == 0)
+		else if (d == NULL && strcmp(o->keyword, "dbname") == 0)
 			d = o->val;
+		else if (h == NULL && strcmp(o->keyword, "host") == 0)
+			h = o->val;
+		else if (p == NULL && strcmp(o->keyword, "port") == 0)
+			p = o->val;
 	}
+	snprintf(host, hlen, "%s", h != NULL ? h : "");
+	snprintf(port, plen, "%s", p != NULL ? p : "");
 	snprintf(user, ulen, "%s", u != NULL ? u : "");
 	/* a database named like a conninfo is not one we can match */
 	snprintf(db, dlen, "%s", d != NULL && strchr(d, '=') == NULL ? d : u != NULL ? u : "");

@@ -20,7 +20,7 @@ void backend_teardown(void);
  * PGDATABASE, a service file, the OS user).  Empty strings when unknown.
  */
 void backend_identity(const struct pool_config *pc, char *user, size_t ulen, char *db,
-		      size_t dlen);
+		      size_t dlen, char *host, size_t hlen, char *port, size_t plen);
 
 /* Prepares the slot's watchers; once, before anything else. */
 void backend_init(struct slot *slot);

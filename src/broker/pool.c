@@ -158,17 +158,21 @@ add_slots(struct pool *p, int n)
 	return 0;
 }
 
-/* The role and database of the pool's backends, for clients to match. */
+/* The role, database and server of the pool's backends, for clients. */
 static void
-publish_identity(struct pool *p, const char *user, const char *db)
+publish_identity(struct pool *p, const char *user, const char *db, const char *host,
+		 const char *port)
 {
 	struct shm_pool *sp = &p->broker->shm.pools[p->index];
 
-	if (strcmp(sp->user, user) == 0 && strcmp(sp->database, db) == 0)
+	if (strcmp(sp->user, user) == 0 && strcmp(sp->database, db) == 0 &&
+	    strcmp(sp->host, host) == 0 && strcmp(sp->port, port) == 0)
 		return;
 	shm_begin(&p->broker->shm);
 	snprintf(sp->user, sizeof(sp->user), "%s", user);
 	snprintf(sp->database, sizeof(sp->database), "%s", db);
+	snprintf(sp->host, sizeof(sp->host), "%s", host);
+	snprintf(sp->port, sizeof(sp->port), "%s", port);
 	shm_end(&p->broker->shm);
 }
 
@@ -177,11 +181,12 @@ static void
 publish_config(struct pool *p)
 {
 	struct shm_pool *sp = &p->broker->shm.pools[p->index];
-	char user[SHM_NAME_LEN], db[SHM_NAME_LEN];
+	char user[SHM_NAME_LEN], db[SHM_NAME_LEN], host[128], port[16];
 
 	/* As the conninfo says until a backend tells (pool_slot_connected). */
-	backend_identity(p->cfg, user, sizeof(user), db, sizeof(db));
-	publish_identity(p, user, db);
+	backend_identity(p->cfg, user, sizeof(user), db, sizeof(db), host, sizeof(host), port,
+			 sizeof(port));
+	publish_identity(p, user, db, host, port);
 	shm_begin(&p->broker->shm);
 	snprintf(sp->name, sizeof(sp->name), "%s", p->cfg->name);
 	sp->min_size = p->cfg->min_size;
@@ -489,7 +494,7 @@ pool_slot_connected(struct slot *slot, bool ok, const char *error)
 	shm_end(&b->shm);
 	log_debug("connected pool=%s slot=%u backend_pid=%d", p->cfg->name, slot->index,
 		  slot->backend_pid);
-	publish_identity(p, slot->user, slot->database);
+	publish_identity(p, slot->user, slot->database, PQhost(slot->conn), PQport(slot->conn));
 
 	/* Jittered, so that a pool opened at once is not recycled at once. */
 	slot->lifetime = p->cfg->max_lifetime > 0 ?

@@ -252,6 +252,8 @@ terminate_strings(struct shm_snapshot *out)
 		out->pools[i].name[sizeof(out->pools[i].name) - 1] = '\0';
 		out->pools[i].user[sizeof(out->pools[i].user) - 1] = '\0';
 		out->pools[i].database[sizeof(out->pools[i].database) - 1] = '\0';
+		out->pools[i].host[sizeof(out->pools[i].host) - 1] = '\0';
+		out->pools[i].port[sizeof(out->pools[i].port) - 1] = '\0';
 	}
 }
 

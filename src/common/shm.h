@@ -43,6 +43,8 @@ struct shm_pool {
 	 * client's connection parameters are matched against. */
 	char user[SHM_NAME_LEN];
 	char database[SHM_NAME_LEN];
+	char host[128];			/* the server, as libpq's PQhost tells it */
+	char port[16];
 	int32_t min_size;
 	int32_t max_size;
 	uint32_t first_slot;		/* this pool's slot records */

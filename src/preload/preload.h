@@ -43,5 +43,6 @@ void real_resolve(void);
 PGconn *pgl_real_PQconnectStartParams(const char *const *keywords, const char *const *values,
 				      int expand_dbname);
 void pgl_real_PQfinish(PGconn *conn);
+PostgresPollingStatusType pgl_real_PQresetPoll(PGconn *conn);
 
 #endif

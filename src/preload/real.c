@@ -79,3 +79,10 @@ pgl_real_PQfinish(PGconn *conn)
 	real_resolve();
 	real.finish(conn);
 }
+
+PostgresPollingStatusType
+pgl_real_PQresetPoll(PGconn *conn)
+{
+	real_resolve();
+	return real.resetPoll(conn);
+}

@@ -9,5 +9,6 @@
 
 #define PQconnectStartParams pgl_real_PQconnectStartParams
 #define PQfinish pgl_real_PQfinish
+#define PQresetPoll pgl_real_PQresetPoll
 
 #endif
