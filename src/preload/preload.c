@@ -31,6 +31,7 @@
 #include "preload/preload.h"
 
 #include <ctype.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -1018,4 +1019,160 @@ PQconnectionUsedPassword(const PGconn *conn)
 {
 	real_resolve();
 	return find(conn) != NULL ? 0 : real.connectionUsedPassword(conn);
+}
+
+/* --- libpq 17's cancel API ------------------------------------------------ */
+
+/*
+ * Defined here whatever the running libpq: only a program built against
+ * libpq 17 or later calls them, and then the real ones exist.  A leased
+ * connection's PGcancelConn is the shim's: its cancel goes through the
+ * broker at once (one message, no connection to wait for), so the polling
+ * functions report it done.
+ */
+#ifndef LIBPQ_HAS_ASYNC_CANCEL
+/* Built against an older libpq: the declarations libpq 17 has. */
+typedef struct pg_cancel_conn PGcancelConn;
+PGcancelConn *PQcancelCreate(PGconn *conn);
+int PQcancelStart(PGcancelConn *cancel_conn);
+int PQcancelBlocking(PGcancelConn *cancel_conn);
+PostgresPollingStatusType PQcancelPoll(PGcancelConn *cancel_conn);
+ConnStatusType PQcancelStatus(const PGcancelConn *cancel_conn);
+int PQcancelSocket(const PGcancelConn *cancel_conn);
+char *PQcancelErrorMessage(const PGcancelConn *cancel_conn);
+void PQcancelReset(PGcancelConn *cancel_conn);
+void PQcancelFinish(PGcancelConn *cancel_conn);
+#endif
+
+#define SHIM_CANCELCONN_MAGIC UINT64_C(0x4e43656173656c70)	/* "pleaseCN" */
+struct shim_cancel_conn {
+	uint64_t magic;
+	pgl_lease *lease;
+	uint64_t lease_id;
+	bool failed;
+};
+
+static bool
+is_shim_cancel_conn(const void *p)
+{
+	uint64_t m;
+
+	if (p == NULL)
+		return false;
+	memcpy(&m, p, sizeof(m));
+	return m == SHIM_CANCELCONN_MAGIC;
+}
+
+/* The real function named, for a connection that is not the shim's. */
+static void *
+real17(const char *name)
+{
+	return dlsym(RTLD_NEXT, name);
+}
+
+SHIM_API PGcancelConn *
+PQcancelCreate(PGconn *conn)
+{
+	real_resolve();
+	struct shim_conn *e = find(conn);
+	if (e == NULL) {
+		PGcancelConn *(*f)(PGconn *) = (PGcancelConn * (*)(PGconn *))real17("PQcancelCreate");
+		return f != NULL ? f(conn) : NULL;
+	}
+	pgl_lease *l = atomic_load(&e->lease);
+	struct shim_cancel_conn *cc = calloc(1, sizeof(*cc));
+	if (cc == NULL)
+		return NULL;
+	cc->magic = SHIM_CANCELCONN_MAGIC;
+	cc->lease = l;
+	cc->lease_id = l != NULL ? l->lease_id : 0;
+	return (PGcancelConn *)cc;
+}
+
+SHIM_API int
+PQcancelStart(PGcancelConn *cancel_conn)
+{
+	if (is_shim_cancel_conn(cancel_conn)) {
+		struct shim_cancel_conn *cc = (struct shim_cancel_conn *)cancel_conn;
+		cc->failed = cancel_lease(cc->lease, cc->lease_id) != 0;
+		return !cc->failed;
+	}
+	int (*f)(PGcancelConn *) = (int (*)(PGcancelConn *))real17("PQcancelStart");
+	return f != NULL ? f(cancel_conn) : 0;
+}
+
+SHIM_API int
+PQcancelBlocking(PGcancelConn *cancel_conn)
+{
+	if (is_shim_cancel_conn(cancel_conn))
+		return PQcancelStart(cancel_conn);
+	int (*f)(PGcancelConn *) = (int (*)(PGcancelConn *))real17("PQcancelBlocking");
+	return f != NULL ? f(cancel_conn) : 0;
+}
+
+SHIM_API PostgresPollingStatusType
+PQcancelPoll(PGcancelConn *cancel_conn)
+{
+	if (is_shim_cancel_conn(cancel_conn))
+		return ((struct shim_cancel_conn *)cancel_conn)->failed ? PGRES_POLLING_FAILED :
+									  PGRES_POLLING_OK;
+	PostgresPollingStatusType (*f)(PGcancelConn *) =
+		(PostgresPollingStatusType (*)(PGcancelConn *))real17("PQcancelPoll");
+	return f != NULL ? f(cancel_conn) : PGRES_POLLING_FAILED;
+}
+
+SHIM_API ConnStatusType
+PQcancelStatus(const PGcancelConn *cancel_conn)
+{
+	if (is_shim_cancel_conn(cancel_conn))
+		return ((const struct shim_cancel_conn *)cancel_conn)->failed ? CONNECTION_BAD :
+										CONNECTION_OK;
+	ConnStatusType (*f)(const PGcancelConn *) = (ConnStatusType (*)(const PGcancelConn *))real17("PQcancelStatus");
+	return f != NULL ? f(cancel_conn) : CONNECTION_BAD;
+}
+
+SHIM_API int
+PQcancelSocket(const PGcancelConn *cancel_conn)
+{
+	if (is_shim_cancel_conn(cancel_conn))
+		return -1;
+	int (*f)(const PGcancelConn *) = (int (*)(const PGcancelConn *))real17("PQcancelSocket");
+	return f != NULL ? f(cancel_conn) : -1;
+}
+
+SHIM_API char *
+PQcancelErrorMessage(const PGcancelConn *cancel_conn)
+{
+	static char failed[] = "pglease: the cancel request could not be sent to the broker\n";
+	static char none[] = "";
+
+	if (is_shim_cancel_conn(cancel_conn))
+		return ((const struct shim_cancel_conn *)cancel_conn)->failed ? failed : none;
+	char *(*f)(const PGcancelConn *) = (char *(*)(const PGcancelConn *))real17("PQcancelErrorMessage");
+	return f != NULL ? f(cancel_conn) : none;
+}
+
+SHIM_API void
+PQcancelReset(PGcancelConn *cancel_conn)
+{
+	if (is_shim_cancel_conn(cancel_conn)) {
+		((struct shim_cancel_conn *)cancel_conn)->failed = false;
+		return;
+	}
+	void (*f)(PGcancelConn *) = (void (*)(PGcancelConn *))real17("PQcancelReset");
+	if (f != NULL)
+		f(cancel_conn);
+}
+
+SHIM_API void
+PQcancelFinish(PGcancelConn *cancel_conn)
+{
+	if (is_shim_cancel_conn(cancel_conn)) {
+		explicit_bzero(cancel_conn, sizeof(struct shim_cancel_conn));
+		free(cancel_conn);
+		return;
+	}
+	void (*f)(PGcancelConn *) = (void (*)(PGcancelConn *))real17("PQcancelFinish");
+	if (f != NULL)
+		f(cancel_conn);
 }
