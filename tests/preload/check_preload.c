@@ -3,7 +3,9 @@
  * knows nothing of pglease (pq-probe, run under pglease-run): PQreset under
  * the same PGconn, the asynchronous connect, a cancel from a signal
  * handler, a forked child's PQfinish, startup options and what PQhost and
- * friends report, a pool that refuses, an exit inside a transaction.
+ * friends report, a pool that refuses, an exit inside a transaction; and
+ * programs that load libpq at run time (psycopg 3, ctypes, dlopen), which
+ * only the audit library reaches.
  * (The real clients, psql, pgbench, Apache with PHP, Perl and Python, have
  * suites of their own in tests/clients.)
  */
@@ -34,6 +36,23 @@ probe(const char *mode, char *out, size_t len)
 	setenv("PGLEASE_SOCKET", broker.socket, 1);
 	setenv("PGLEASE_PRELOAD_LIB", TOP_BUILDDIR "/src/preload/.libs/libpglease_preload.so", 1);
 	return testutil_run(argv, out, len);
+}
+
+/* Runs argv (a program loading libpq at run time) under pglease-run. */
+static int
+run_under(char *const *argv, char *out, size_t len)
+{
+	char *full[8];
+	int n = 0;
+
+	full[n++] = (char *)TOP_BUILDDIR "/pglease-run";
+	for (int i = 0; argv[i] != NULL && n < 7; i++)
+		full[n++] = argv[i];
+	full[n] = NULL;
+	setenv("PGLEASE_SOCKET", broker.socket, 1);
+	setenv("PGLEASE_PRELOAD_LIB", TOP_BUILDDIR "/src/preload/.libs/libpglease_preload.so", 1);
+	setenv("PGLEASE_AUDIT_LIB", TOP_BUILDDIR "/src/preload/.libs/libpglease_audit.so", 1);
+	return testutil_run(full, out, len);
 }
 
 static pgl_pool_stats
@@ -163,6 +182,57 @@ START_TEST(test_exit_in_transaction_rolls_back)
 }
 END_TEST
 
+/* --- programs that load libpq at run time: the audit library ----------- */
+
+/* Issue 15: psycopg 3 (ctypes), sync and async, a server-side cursor, a COPY. */
+START_TEST(test_psycopg3)
+{
+	char out[8192];
+	char *argv[] = { (char *)"/usr/bin/python3", (char *)TOP_SRCDIR "/tests/preload/psycopg3-probe.py",
+			 NULL };
+
+	start();
+	uint64_t leases = stats().leases;
+	ck_assert_msg(run_under(argv, out, sizeof(out)) == 0, "%s", out);
+	ck_assert_msg(strstr(out, "impl python") != NULL, "psycopg 3 is not the ctypes one:\n%s", out);
+	ck_assert_msg(strstr(out, "sync psycopg3-probe") != NULL, "%s", out);
+	ck_assert_msg(strstr(out, "server-side cursor 500500") != NULL, "%s", out);
+	ck_assert_msg(strstr(out, "copy 4950") != NULL, "%s", out);
+	ck_assert_msg(strstr(out, "async 42") != NULL, "%s", out);
+	ck_assert_uint_eq(stats().leases, leases + 2);
+	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
+START_TEST(test_ctypes)
+{
+	char out[4096];
+	char *argv[] = { (char *)"/usr/bin/python3", (char *)TOP_SRCDIR "/tests/preload/ctypes-probe.py",
+			 NULL };
+
+	start();
+	uint64_t leases = stats().leases;
+	ck_assert_msg(run_under(argv, out, sizeof(out)) == 0, "%s", out);
+	ck_assert_msg(strstr(out, "ctypes 42") != NULL, "%s", out);
+	ck_assert_uint_eq(stats().leases, leases + 1);
+	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
+START_TEST(test_dlopen_after_start)
+{
+	char out[4096];
+	char *argv[] = { (char *)TOP_BUILDDIR "/tests/preload/dl-probe", NULL };
+
+	start();
+	uint64_t leases = stats().leases;
+	ck_assert_msg(run_under(argv, out, sizeof(out)) == 0, "%s", out);
+	ck_assert_msg(strstr(out, "dlopened ") != NULL, "%s", out);
+	ck_assert_uint_eq(stats().leases, leases + 1);
+	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
 static Suite *
 preload_suite(void)
 {
@@ -177,6 +247,9 @@ preload_suite(void)
 	tcase_add_test(tc, test_startup_options_and_identity);
 	tcase_add_test(tc, test_refusal_is_connection_bad);
 	tcase_add_test(tc, test_exit_in_transaction_rolls_back);
+	tcase_add_test(tc, test_psycopg3);
+	tcase_add_test(tc, test_ctypes);
+	tcase_add_test(tc, test_dlopen_after_start);
 	suite_add_tcase(s, tc);
 	return s;
 }
