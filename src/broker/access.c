@@ -29,19 +29,35 @@ gid_listed(const gid_t *ids, size_t n, gid_t id)
 	return false;
 }
 
+/* The peer's uid is in uids, or its primary or a supplementary group in gids. */
+static bool
+listed(const uid_t *uids, size_t nuids, const gid_t *gids, size_t ngids,
+       const struct access_peer *peer)
+{
+	if (uid_listed(uids, nuids, peer->uid) || gid_listed(gids, ngids, peer->gid))
+		return true;
+	for (size_t i = 0; i < peer->ngroups; i++)
+		if (gid_listed(gids, ngids, peer->groups[i]))
+			return true;
+	return false;
+}
+
 bool
 access_broker_allows(const struct broker_config *bc, uid_t owner, const struct access_peer *peer)
 {
 	if (bc->n_allowed_uids == 0 && bc->n_allowed_gids == 0)
 		return peer->uid == owner;
-	if (uid_listed(bc->allowed_uids, bc->n_allowed_uids, peer->uid))
+	return listed(bc->allowed_uids, bc->n_allowed_uids, bc->allowed_gids, bc->n_allowed_gids,
+		      peer);
+}
+
+bool
+access_pool_allows(const struct pool_config *pc, const struct access_peer *peer)
+{
+	if (!pc->restricted)
 		return true;
-	if (gid_listed(bc->allowed_gids, bc->n_allowed_gids, peer->gid))
-		return true;
-	for (size_t i = 0; i < peer->ngroups; i++)
-		if (gid_listed(bc->allowed_gids, bc->n_allowed_gids, peer->groups[i]))
-			return true;
-	return false;
+	return listed(pc->allowed_uids, pc->n_allowed_uids, pc->allowed_gids, pc->n_allowed_gids,
+		      peer);
 }
 
 void

@@ -29,6 +29,13 @@ bool access_broker_allows(const struct broker_config *bc, uid_t owner,
 			  const struct access_peer *peer);
 
 /*
+ * Whether peer may lease from pool pc: its own allowed_uids/allowed_gids
+ * when it has them (restricted), else the broker's lists, which the peer
+ * passed to connect at all.
+ */
+bool access_pool_allows(const struct pool_config *pc, const struct access_peer *peer);
+
+/*
  * Fills peer->groups (into buf, room for cap) with the supplementary groups
  * of the process at the other end of the connected socket fd.  On failure
  * the peer has none.

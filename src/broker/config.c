@@ -130,6 +130,10 @@ static const struct config_key config_keys[] = {
 	{ "initial_backoff", P(initial_backoff), DUR(1.0) },
 	{ "max_backoff", P(max_backoff), DUR(60.0) },
 	{ "jitter", P(jitter), .type = KEY_FRACTION, .ddef = 0.2 },
+	{ "allowed_uids", P(allowed_uids), .type = KEY_UIDS,
+	  .count_offset = offsetof(struct pool_config, n_allowed_uids) },
+	{ "allowed_gids", P(allowed_gids), .type = KEY_GIDS,
+	  .count_offset = offsetof(struct pool_config, n_allowed_gids) },
 };
 
 #undef B
@@ -1064,8 +1068,10 @@ pool_name_ok(const char *n)
 static const config_setting_t *
 seen_key(const config_setting_t **seen, const char *key)
 {
+	/* A name may be a key of both sections (allowed_uids): only the
+	 * section being checked has marks. */
 	for (size_t i = 0; i < NKEYS; i++)
-		if (strcmp(config_keys[i].name, key) == 0)
+		if (strcmp(config_keys[i].name, key) == 0 && seen[i] != NULL)
 			return seen[i];
 	return NULL;
 }
@@ -1085,6 +1091,16 @@ check_pool(struct loader *ld, struct config *cfg, size_t idx,
 			snprintf(name, sizeof(name), "%s%s", prefix, k->name);
 			error(ld, g, name, "missing (every pool needs one)");
 		}
+	}
+
+	/* Its own lists replace the broker's for this pool; empty ones let nobody in. */
+	const config_setting_t *uids = seen_key(seen, "allowed_uids");
+	const config_setting_t *gids = seen_key(seen, "allowed_gids");
+	p->restricted = uids != NULL || gids != NULL;
+	if (p->restricted && p->n_allowed_uids == 0 && p->n_allowed_gids == 0) {
+		snprintf(name, sizeof(name), "%sallowed_%s", prefix, uids != NULL ? "uids" : "gids");
+		warning(ld, uids != NULL ? uids : gids, name, "the pool's lists are empty: nobody "
+			"may lease from it");
 	}
 
 	if (p->name != NULL) {
@@ -1188,6 +1204,8 @@ free_pool(struct pool_config *p)
 	}
 	free(p->health_query);
 	free(p->reset_query);
+	free(p->allowed_uids);
+	free(p->allowed_gids);
 }
 
 void

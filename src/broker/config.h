@@ -49,6 +49,12 @@ struct pool_config {
 	double initial_backoff;		/* seconds */
 	double max_backoff;		/* seconds */
 	double jitter;			/* fraction in [0, 1) */
+	/* Who may lease from this pool; without either key, the broker's lists */
+	bool restricted;		/* allowed_uids or allowed_gids given */
+	uid_t *allowed_uids;
+	size_t n_allowed_uids;
+	gid_t *allowed_gids;
+	size_t n_allowed_gids;
 	int line;			/* where the pool starts in the file */
 };
 

@@ -191,6 +191,7 @@ publish_config(struct pool *p)
 	snprintf(sp->name, sizeof(sp->name), "%s", p->cfg->name);
 	sp->min_size = p->cfg->min_size;
 	sp->max_size = p->cfg->max_size;
+	sp->restricted = p->cfg->restricted;
 	sp->first_slot = p->nslots > 0 ? p->slots[0]->index : 0;
 	sp->nslots = (uint32_t)p->nslots;
 	shm_end(&p->broker->shm);

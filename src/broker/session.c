@@ -254,9 +254,25 @@ session_allowed(struct session *s)
 
 		access_peer_groups(s->fd, &peer, groups, sizeof(groups) / sizeof(groups[0]));
 		s->access_ok = access_broker_allows(&b->cfg->broker, b->uid, &peer);
+		s->pools_ok = 0;
+		for (size_t i = 0; i < b->npools; i++) {
+			struct pool *p = b->pools[i];
+			if (!p->removed && access_pool_allows(p->cfg, &peer))
+				s->pools_ok |= UINT64_C(1) << p->index;
+		}
 		s->access_gen = b->cfg_gen;
+		s->pools_denied_logged = 0;
 	}
 	return s->access_ok;
+}
+
+/* Whether the session's peer may lease from p (its own lists, or the broker's). */
+static bool
+session_may_use(struct session *s, const struct pool *p)
+{
+	if (!session_allowed(s))
+		return false;
+	return (s->pools_ok >> p->index) & 1;
 }
 
 /* --- requests ----------------------------------------------------------- */
@@ -354,6 +370,17 @@ on_acquire(struct session *s, const struct wire_msg *m)
 	struct pool *p = pool_find(b, m->u.acquire.pool);
 	if (p == NULL) {
 		session_error(s, id, PGL_ENOPOOL, "no pool named \"%s\"", m->u.acquire.pool);
+		return;
+	}
+	if (!session_may_use(s, p)) {
+		uint64_t bit = UINT64_C(1) << p->index;
+		if ((s->pools_denied_logged & bit) == 0)
+			log_warnx("client denied pool=%s uid=%u pid=%d: not in the pool's "
+				  "allowed_uids/allowed_gids", p->cfg->name, (unsigned)s->uid,
+				  (int)s->pid);
+		s->pools_denied_logged |= bit;
+		session_error(s, id, PGL_EDENIED, "user %u may not use pool \"%s\"",
+			      (unsigned)s->uid, p->cfg->name);
 		return;
 	}
 	int max = b->cfg->broker.max_leases_per_client;
@@ -597,8 +624,7 @@ session_accept(struct broker *b)
 		s->fd = fd;
 		s->lease_cap = max;
 		s->refusal = refusal;
-		s->access_ok = allowed;
-		s->access_gen = b->cfg_gen;
+		s->access_gen = b->cfg_gen - 1;	/* decided again, pools too, at its first ACQUIRE */
 		s->pid = cred.pid;
 		s->uid = cred.uid;
 		s->gid = cred.gid;

@@ -33,8 +33,10 @@ struct session {
 	bool unanswerable;		/* a send failed: closed after this loop pass */
 	int refusal;			/* PGL_E*: answer HELLO with this, then close */
 	bool access_ok;			/* passes allowed_uids/allowed_gids ... */
+	uint64_t pools_ok;		/* ... and may lease from these pools (by index) ... */
 	unsigned access_gen;		/* ... as of this configuration generation */
 	bool denied_logged;
+	uint64_t pools_denied_logged;	/* refusals said once per pool */
 	struct slot **leases;		/* lease_cap of them; grows after a reload */
 	int nleases;
 	int lease_cap;

@@ -53,6 +53,7 @@ struct shm_pool {
 	int32_t idle;
 	int32_t leased;
 	int32_t waiting;
+	int32_t restricted;		/* 1: the pool has its own allowed_uids/allowed_gids */
 	uint64_t leases;
 	uint64_t acquire_timeouts;
 	uint64_t acquire_wait_us_total;

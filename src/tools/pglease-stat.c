@@ -117,6 +117,9 @@ print_table(const char *name, const struct shm_snapshot *s, int64_t now)
 		if (p->backoff_until_ms > now)
 			printf("%-20s backing off: next connect in %.1f s\n", "",
 			       (double)(p->backoff_until_ms - now) / 1000);
+		if (p->restricted)
+			printf("%-20s restricted: only the users its allowed_uids/allowed_gids "
+			       "name may lease\n", "");
 	}
 	printf("\n%5s %-20s %-11s %11s %10s %12s %10s\n", "SLOT", "POOL", "STATE",
 	       "BACKEND_PID", "HOLDER_PID", "LEASE_AGE_MS", "LEASES");
@@ -151,6 +154,11 @@ print_json(const char *name, const struct shm_snapshot *s, int64_t now)
 		printf("%s{\"name\":", first_pool ? "" : ",");
 		first_pool = false;
 		json_string(p->name);
+		printf(",\"database\":");
+		json_string(p->database);
+		printf(",\"user\":");
+		json_string(p->user);
+		printf(",\"restricted\":%s", p->restricted ? "true" : "false");
 		printf(",\"min_size\":%d,\"max_size\":%d,\"size\":%d,\"idle\":%d,\"leased\":%d,"
 		       "\"waiting\":%d,\"leases\":%" PRIu64 ",\"acquire_timeouts\":%" PRIu64
 		       ",\"acquire_wait_us_total\":%" PRIu64 ",\"acquire_wait_us_max\":%" PRIu64

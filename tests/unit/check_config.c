@@ -282,6 +282,35 @@ collect(void *arg, bool is_error, const char *msg)
 	strcat(w->text, "\n");
 }
 
+/* Issue 16: a pool's own lists; empty ones let nobody in, which is said. */
+START_TEST(test_pool_allow_lists)
+{
+	struct warnings w = { .n = 0 };
+	int nerrors = -1;
+	struct config *cfg = config_load(testutil_write_file("tenants.conf",
+		"broker = { allowed_uids = [ 0, 1001 ]; };\n"
+		"pools = ( { name = \"a\"; conninfo = \"dbname=a\"; allowed_uids = [ 1001 ];\n"
+		"            allowed_gids = [ 0 ]; },\n"
+		"          { name = \"b\"; conninfo = \"dbname=b\"; },\n"
+		"          { name = \"c\"; conninfo = \"dbname=c\";\n"
+		"            allowed_uids = [ ]; } );\n"), collect, &w, &nerrors);
+
+	ck_assert_ptr_nonnull(cfg);
+	ck_assert_int_eq(nerrors, 0);
+	const struct pool_config *a = config_find_pool(cfg, "a");
+	ck_assert(a->restricted);
+	ck_assert_uint_eq(a->n_allowed_uids, 1);
+	ck_assert_uint_eq(a->allowed_uids[0], 1001);
+	ck_assert_uint_eq(a->n_allowed_gids, 1);
+	ck_assert(!config_find_pool(cfg, "b")->restricted);
+	ck_assert(config_find_pool(cfg, "c")->restricted);
+	ck_assert_int_eq(w.n, 1);
+	ck_assert_msg(strstr(w.text, ":6: pools[2].allowed_uids: warning: the pool's lists are "
+			     "empty: nobody may lease from it") != NULL, "%s", w.text);
+	config_free(cfg);
+}
+END_TEST
+
 START_TEST(test_host_name_warns)
 {
 	struct warnings w = { .n = 0 };
@@ -568,6 +597,7 @@ config_suite(void)
 	tcase_add_test(tc, test_good_file);
 	tcase_add_test(tc, test_defaults_and_empty_ids);
 	tcase_add_test(tc, test_host_name_warns);
+	tcase_add_test(tc, test_pool_allow_lists);
 	tcase_add_test(tc, test_password_file);
 	tcase_add_test(tc, test_conninfo_password_masked);
 	tcase_add_test(tc, test_durations_int_or_float);
