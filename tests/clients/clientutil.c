@@ -50,6 +50,12 @@ clients_init(void)
 }
 
 const char *
+clients_pglease_run(void)
+{
+	return PGLEASE_RUN;
+}
+
+const char *
 clients_program(const char *name, const char *package)
 {
 	static char path[4096];

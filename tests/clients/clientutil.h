@@ -28,6 +28,9 @@
  */
 void clients_init(void);
 
+/* The build tree's pglease-run. */
+const char *clients_pglease_run(void);
+
 /*
  * The absolute path of program name (searched in $PATH, then /usr/sbin and
  * /sbin); fails the test, naming the Debian package that provides it, when
