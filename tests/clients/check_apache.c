@@ -5,7 +5,7 @@
  * www-data, a broker run by root that lets www-data in (allowed_uids and
  * allowed_gids, socket_mode, a traversable directory, shm_mode).  page.php
  * connects, runs a parameterised query and closes per request; ab sends 300
- * requests, 8 at a time, to 8 children sharing a pool of 4.  Every response
+ * requests, 8 at a time, to 12 children sharing a pool of 4.  Every response
  * is right, Apache's error log holds no complaint, the children are
  * www-data, and the pages read as on an Apache connecting directly.  Apart:
  * a lease per request and never more backends than max_size.
@@ -36,7 +36,7 @@
 #include <unistd.h>
 
 #define SIZE 4
-#define WORKERS "8"
+#define WORKERS "12"		/* children: more than ab's concurrency, as a site sizes it */
 #define REQUESTS 300
 #define CONCURRENCY "8"
 #define CHECKED 20		/* responses read and checked one by one */
