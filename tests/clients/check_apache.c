@@ -1,14 +1,19 @@
 /*
  * check_apache.c - Apache prefork + mod_php under the shim, set up as a
- * sysadmin would: LD_PRELOAD and PGLEASE_SOCKET in the environment Apache
- * starts with (as Debian's envvars would hold them), children running as
- * www-data, a broker run by root that lets www-data in (allowed_uids and
- * allowed_gids, socket_mode, a traversable directory, shm_mode).  page.php
- * connects, runs a parameterised query and closes per request; ab sends 300
- * requests, 8 at a time, to 12 children sharing a pool of 4.  Every response
- * is right, Apache's error log holds no complaint, the children are
- * www-data, and the pages read as on an Apache connecting directly.  Apart:
- * a lease per request and never more backends than max_size.
+ * sysadmin would: what pglease-run sets (LD_PRELOAD, PGLEASE_SOCKET) in the
+ * environment Apache starts with (as Debian's envvars would hold it),
+ * children running as www-data, a broker run by root that lets www-data in
+ * (allowed_uids and allowed_gids, socket_mode, a traversable directory,
+ * shm_mode).  page.php connects, runs a parameterised query and closes per
+ * request; ab sends 300 requests, 8 at a time, to 12 children sharing a
+ * pool of 4.  Every response is right, Apache's error log holds no
+ * complaint, the children are www-data with the shim loaded, and the pages
+ * read as on an Apache connecting directly.  Apart: a lease per request and
+ * never more backends than max_size.
+ *
+ * PHP loads its extensions with RTLD_DEEPBIND: pgsql.so binds to libpq's
+ * own PQconnectdb before any preloaded one, so a shim that interposes by
+ * LD_PRELOAD alone does not see PHP's connections.
  *
  * Apache is started by the test in its own process group, dies with it
  * (PR_SET_PDEATHSIG) and is stopped at exit whatever happened.
@@ -180,9 +185,10 @@ php_module(void)
 
 /*
  * Starts Apache from httpd.conf.in in a fresh directory name, page.php
- * connecting to the harness's server; with the shim preloaded and
- * PGLEASE_SOCKET set when b is not NULL (as a sysadmin puts them in
- * /etc/apache2/envvars), without either otherwise.  Returns when it answers.
+ * connecting to the harness's server; when b is not NULL, with the
+ * environment pglease-run gives a program for broker b (LD_PRELOAD,
+ * PGLEASE_SOCKET, ...), as a sysadmin puts it in /etc/apache2/envvars.
+ * Returns when it answers.
  */
 static void
 apache_start(struct apache *a, const char *name, const struct testbroker *b)
@@ -216,6 +222,12 @@ apache_start(struct apache *a, const char *name, const struct testbroker *b)
 	free(tmpl);
 	free(conf);
 
+	/*
+	 * With the shim: what pglease-run would set (LD_PRELOAD, and LD_AUDIT
+	 * should the shim need one), as a sysadmin copies it into envvars.
+	 */
+	char **shim_env = b != NULL ? clients_shim_environment(b) : NULL;
+
 	if (nstarted == 0) {
 		owner = getpid();
 		atexit(apache_cleanup);
@@ -240,16 +252,11 @@ apache_start(struct apache *a, const char *name, const struct testbroker *b)
 		dup2(fd, STDOUT_FILENO);
 		dup2(fd, STDERR_FILENO);
 		/* The environment of a service: what envvars sets, nothing of ours. */
-		const char *lib = getenv("PGLEASE_PRELOAD_LIB");
-		char lib_copy[512];
-		snprintf(lib_copy, sizeof(lib_copy), "%s", lib != NULL ? lib : "");
 		clearenv();
 		setenv("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", 1);
 		setenv("LANG", "C", 1);
-		if (b != NULL) {
-			setenv("LD_PRELOAD", lib_copy, 1);
-			setenv("PGLEASE_SOCKET", b->socket, 1);
-		}
+		for (size_t i = 0; shim_env != NULL && shim_env[i] != NULL; i++)
+			putenv(shim_env[i]);
 		execl(apache2, "apache2", "-f", a->conf, "-DFOREGROUND", (char *)NULL);
 		fprintf(stderr, "exec %s: %s\n", apache2, strerror(errno));
 		_exit(127);

@@ -252,7 +252,7 @@ START_TEST(test_on_error_stop)
 		same_as_direct("after the failed transaction", NULL,
 			       ARGS("-X", "-At", "-c", "SELECT now() = statement_timestamp()",
 				    "-c", "SELECT count(*) FROM pg_class WHERE relname = 't' AND "
-				    "relpersistence = 't'"), 0, NULL, NULL);
+				    "relnamespace = pg_my_temp_schema()"), 0, NULL, NULL);
 	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
 	clients_pooling_verdict();
 }

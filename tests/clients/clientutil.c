@@ -228,6 +228,31 @@ clients_run_free(struct client_run *r)
 	r->out = r->err = NULL;
 }
 
+char **
+clients_shim_environment(const struct testbroker *broker)
+{
+	struct client_run r;
+	size_t n = 0;
+	bool preload = false;
+	char **vars = calloc(32, sizeof(*vars));
+
+	ck_assert_ptr_nonnull(vars);
+	clients_run(&r, broker, NULL, NULL, (const char *const[]){ "/usr/bin/env", NULL }, 30000);
+	clients_assert_status("pglease-run env", &r, 0);
+	for (char *save = NULL, *line = strtok_r(r.out, "\n", &save); line != NULL;
+	     line = strtok_r(NULL, "\n", &save)) {
+		bool shim = strncmp(line, "LD_PRELOAD=", 11) == 0 || strncmp(line, "LD_AUDIT=", 9) == 0 ||
+			    (strncmp(line, "PGLEASE_", 8) == 0 && strncmp(line, "PGLEASE_TEST_", 13) != 0 &&
+			     strncmp(line, "PGLEASE_PRELOAD_LIB=", 20) != 0);
+		if (shim && n < 31)
+			vars[n++] = strdup(line);
+		preload = preload || strncmp(line, "LD_PRELOAD=", 11) == 0;
+	}
+	clients_run_free(&r);
+	ck_assert_msg(preload, "pglease-run set no LD_PRELOAD");
+	return vars;
+}
+
 /* The next line of *text not starting with ignore (NULL at the end); *len its length. */
 static const char *
 next_line(const char **text, size_t *len, const char *ignore)

@@ -65,6 +65,15 @@ void clients_spawn(struct client_proc *p, const struct testbroker *broker, const
 		   const char *const *env, const char *const *argv);
 
 /*
+ * What pglease-run -s broker->socket puts in a program's environment for
+ * the shim (LD_PRELOAD, LD_AUDIT if any, PGLEASE_*; not the harness's
+ * PGLEASE_TEST_*): what a sysadmin copies into the environment of a
+ * service (Debian's /etc/apache2/envvars).  A NULL-terminated array of
+ * "NAME=value", malloc'd.
+ */
+char **clients_shim_environment(const struct testbroker *broker);
+
+/*
  * Collects what p writes and waits for its exit, up to timeout_ms; past it,
  * kills it and fails the test.  r is filled (free it with clients_run_free).
  */
