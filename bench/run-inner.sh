@@ -101,7 +101,15 @@ apache_start() {	# name conninfo shim(0|1)
 	    -e "s|@USER@|$web_user|g" -e "s|@GROUP@|$web_group|g" -e "s|@WORKERS@|$((workers + 4))|g" \
 	    -e "s|@CONNINFO@|$conninfo|g" "$top/tests/clients/httpd.conf.in" >"$d/httpd.conf"
 	local env=(PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C)
-	[ "$shim" = 1 ] && env+=(LD_PRELOAD="$preload" PGLEASE_SOCKET="$dir/pglease.sock")
+	if [ "$shim" = 1 ]; then
+		# what pglease-run sets (LD_PRELOAD, LD_AUDIT should the shim need one,
+		# PGLEASE_*), as a sysadmin copies it into /etc/apache2/envvars
+		local shim_env
+		mapfile -t shim_env < <(PGLEASE_PRELOAD_LIB=$preload "$build/pglease-run" \
+			-s "$dir/pglease.sock" -- env | grep -E '^(LD_PRELOAD=|LD_AUDIT=|PGLEASE_)' |
+			grep -vE '^PGLEASE_(TEST_|PRELOAD_LIB=)')
+		env+=("${shim_env[@]}")
+	fi
 	# setsid: a group of its own, so that whatever is left of it can be killed
 	env -i "${env[@]}" setsid apache2 -f "$d/httpd.conf" -DFOREGROUND >"$d/stderr.log" 2>&1 &
 	apaches+=($!)
