@@ -174,9 +174,16 @@ static const char copy_script[] =
 	"SELECT a, count(*) FROM inline GROUP BY a ORDER BY a;\n"
 	"PREPARE doubled(int) AS SELECT $1 * 2 AS doubled;\n"
 	"EXECUTE doubled(21);\n"
+	"\\connect\n"
+	"SELECT count(*) AS statements, to_regclass('src') IS NULL AS src_gone "
+	"FROM pg_prepared_statements;\n"
 	"\\echo done\n";
 
-/* psql -f with \copy both ways: the same output and the same files as directly. */
+/*
+ * psql -f with \copy both ways, COPY in the script, a prepared statement,
+ * and \connect to a new session that finds nothing of the first: the same
+ * output and the same files as directly.
+ */
 START_TEST(test_script_copy)
 {
 	struct client_run pooled, direct;
@@ -189,8 +196,9 @@ START_TEST(test_script_copy)
 	snprintf(ddir, sizeof(ddir), "%s", clients_mkdir("copy-direct"));
 	testutil_write_file("copy-pooled/copy.sql", copy_script);
 	testutil_write_file("copy-direct/copy.sql", copy_script);
+	/* two sessions: \connect gives a new one */
 	clients_run_both(&pooled, &direct, &broker, SIZE, "psql -f with \\copy", pdir, ddir, NULL,
-			 argv, TIMEOUT_MS, 1);
+			 argv, TIMEOUT_MS, 2);
 	clients_assert_status("psql -f with \\copy (direct)", &direct, 0);
 	clients_assert_status("psql -f with \\copy", &pooled, 0);
 	clients_assert_same("psql -f with \\copy", direct.out, pooled.out, NULL);
