@@ -24,7 +24,9 @@ function minmax(list, fmt,   n, a, i, lo, hi) {
 	for (i = 2; i <= n; i++) { if (a[i] + 0 < lo) lo = a[i] + 0; if (a[i] + 0 > hi) hi = a[i] + 0 }
 	return sprintf(fmt "-" fmt, lo, hi)
 }
-function add(k, field, v) { vals[k, field] = vals[k, field] (vals[k, field] == "" ? "" : " ") v }
+# a value a mode does not measure (ab and pgbench report no acquire time) is left out: "-"
+function add(k, field, v) { if (v == "") return; vals[k, field] = vals[k, field] (vals[k, field] == "" ? "" : " ") v }
+function medfmt(k, field, fmt) { return vals[k, field] == "" ? "-" : sprintf(fmt, median(vals[k, field])) }
 {
 	line = " " $0
 	g = kv(line, "group"); m = kv(line, "mode"); r = kv(line, "round")
@@ -73,13 +75,13 @@ END {
 	md = out "/results.md"; csv = out "/results.csv"; dat = out "/requests.dat"
 	printf "" > md; printf "" > dat
 	print "group,mode,rps_median,rps_min,rps_max,lat_p50_us,lat_p99_us,acq_p50_us,acq_p99_us,cpu_us_per_request_system,cpu_us_per_request_pooler,pooler_rss_kb,errors" > csv
-	printf "# pglease benchmark\n\n%s workers (preforking; one process per request for cgi), %s backends in each pooler, %s rounds of %s s, modes interleaved in every round.\n\nMachine: %s.\n\n", workers, pool, rounds, seconds, machine >> md
+	printf "# pglease benchmark\n\n%s workers (preforking; one process per request for cgi), %s backends in each pooler, %s rounds of %s s, modes interleaved in every round.\n\nUnmodified clients: pgbench-C-S is `pgbench -C -S` (a connection per transaction, %s clients and threads) connecting directly, to PgBouncer in session mode, and under `pglease-run`; apache-php is Apache prefork + mod_php (%s children; a request is pg_connect, one query, pg_close) under `ab -c %s`, connecting directly, to PgBouncer in session mode, and with the preload shim in Apache'"'"'s environment. pgbench'"'"'s latency includes its connection; ab'"'"'s percentiles are whole milliseconds.\n\nMachine: %s.\n\n", workers, pool, rounds, seconds, workers, workers + 4, workers, machine >> md
 	print "| group | mode | requests/s median (min-max) | request p50 / p99 us | acquire p50 / p99 us | CPU us/request: system / pooler | pooler RSS KiB | errors |" >> md
 	print "|---|---|---|---|---|---|---|---|" >> md
 	for (i = 1; i <= n; i++) {
 		k = order[i]; split(k, gm, SUBSEP)
-		printf "| %s | %s | %.0f (%s) | %.0f / %.0f | %.0f / %.0f | %.1f / %.1f | %s | %d |\n", gm[1], gm[2], median(vals[k, "rps"]), minmax(vals[k, "rps"], "%.0f"), median(vals[k, "p50"]), median(vals[k, "p99"]), median(vals[k, "a50"]), median(vals[k, "a99"]), median(vals[k, "sys"]), median(vals[k, "pool"]), rss[k] ? rss[k] : "-", errors[k] >> md
-		printf "%s,%s,%.1f,%s,%.0f,%.0f,%.0f,%.0f,%.2f,%.2f,%d,%d\n", gm[1], gm[2], median(vals[k, "rps"]), minmax(vals[k, "rps"], "%.0f"), median(vals[k, "p50"]), median(vals[k, "p99"]), median(vals[k, "a50"]), median(vals[k, "a99"]), median(vals[k, "sys"]), median(vals[k, "pool"]), rss[k], errors[k] >> csv
+		printf "| %s | %s | %.0f (%s) | %s / %s | %s / %s | %.1f / %.1f | %s | %d |\n", gm[1], gm[2], median(vals[k, "rps"]), minmax(vals[k, "rps"], "%.0f"), medfmt(k, "p50", "%.0f"), medfmt(k, "p99", "%.0f"), medfmt(k, "a50", "%.0f"), medfmt(k, "a99", "%.0f"), median(vals[k, "sys"]), median(vals[k, "pool"]), rss[k] ? rss[k] : "-", errors[k] >> md
+		printf "%s,%s,%.1f,%s,%s,%s,%s,%s,%.2f,%.2f,%d,%d\n", gm[1], gm[2], median(vals[k, "rps"]), minmax(vals[k, "rps"], "%.0f"), medfmt(k, "p50", "%.0f"), medfmt(k, "p99", "%.0f"), medfmt(k, "a50", "%.0f"), medfmt(k, "a99", "%.0f"), median(vals[k, "sys"]), median(vals[k, "pool"]), rss[k], errors[k] >> csv
 		if (gm[1] !~ /^scale/) printf "\"%s %s\" %.1f\n", gm[1], gm[2], median(vals[k, "rps"]) >> dat
 	}
 	print "\n## Targets (median of the per-round ratios, range in parentheses)\n" >> md
@@ -95,6 +97,10 @@ END {
 	target("process per request: lease / pgbouncer-session-connect", "cgi", "lease", "pgbouncer-session-connect", "rps", ">=", 1)
 	target("lease-raw acquire p50 / direct SELECT 1 p50", "q1", "lease-raw", "direct", "acq", "<=", 1)
 	target("system CPU per request: lease / pgbouncer-session-connect", "q1", "lease", "pgbouncer-session-connect", "cpu", "<=", 0.7)
+	target("pgbench -C -S: pglease-run / pgbouncer-session", "pgbench-C-S", "pglease-run", "pgbouncer-session", "rps", ">=", 1.5)
+	target("pgbench -C -S: pglease-run / direct-connect", "pgbench-C-S", "pglease-run", "direct-connect", "rps", ">=", 20)
+	target("Apache + PHP: pglease-shim / pgbouncer-session", "apache-php", "pglease-shim", "pgbouncer-session", "rps", ">=", 1.1)
+	target("Apache + PHP: pglease-shim / direct-connect", "apache-php", "pglease-shim", "direct-connect", "rps", ">=", 2)
 	print "\n## Context\n" >> md
 	print "| ratio | measured | what it says |" >> md
 	print "|---|---|---|" >> md
@@ -105,7 +111,8 @@ END {
 }' "$raw"
 
 gnuplot <<GP
-set terminal pngcairo size 1400,600 noenhanced font ",10"
+set terminal pngcairo size 1600,600 noenhanced font ",10"
+set rmargin 16
 set output "$out/requests.png"
 set title "requests/s per mode (median of $rounds rounds; $workers workers, pools of $pool)"
 set style data histograms

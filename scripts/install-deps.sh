@@ -1,6 +1,13 @@
 #!/bin/bash
-# install-deps.sh - install the Debian packages pglease needs to build, test
-# and run its demo.  As root it runs apt-get; otherwise it only checks.
+# install-deps.sh [--tests] [--bench] - install the Debian packages pglease
+# needs to build, test and run its demo.  As root it runs apt-get; otherwise
+# it only checks.
+#
+#   --tests  also the real clients that tests/clients drives under the
+#            preload shim (Apache prefork + mod_php, ab, Perl DBD::Pg,
+#            Python psycopg2); scripts/test.sh passes it
+#   --bench  also what bench/run.sh compares against (PgBouncer, gnuplot,
+#            and the clients above)
 set -euo pipefail
 
 packages=(
@@ -8,6 +15,20 @@ packages=(
 	libpq-dev libconfig-dev libev-dev check
 	postgresql postgresql-client openssl
 )
+# psql and pgbench come with postgresql-client, above.
+client_packages=(
+	apache2 apache2-utils libapache2-mod-php php-pgsql
+	perl libdbd-pg-perl python3 python3-psycopg2
+)
+bench_packages=(pgbouncer gnuplot-nox)
+
+for arg in "$@"; do
+	case $arg in
+	--tests) packages+=("${client_packages[@]}") ;;
+	--bench) packages+=("${client_packages[@]}" "${bench_packages[@]}") ;;
+	*) echo "usage: install-deps.sh [--tests] [--bench]" >&2; exit 2 ;;
+	esac
+done
 
 missing=()
 for p in "${packages[@]}"; do

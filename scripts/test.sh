@@ -1,7 +1,9 @@
 #!/bin/bash
 # test.sh - install what is needed, build pglease with warnings as errors and
 # AddressSanitizer + UndefinedBehaviorSanitizer, and run the whole test suite
-# (unit suites, and integration suites against throwaway PostgreSQL servers).
+# (unit suites, integration suites against throwaway PostgreSQL servers, and
+# real clients under the preload shim: psql, pgbench, Apache + PHP, Perl,
+# Python).
 # Prints every suite's Check summary and ends with "N passed, N failed".
 #
 # PGLEASE_CONFIGURE_FLAGS overrides the configure flags (for a plain build:
@@ -10,7 +12,7 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 
-scripts/install-deps.sh
+scripts/install-deps.sh --tests
 if [ ! -x configure ] || [ configure.ac -nt configure ] || [ Makefile.am -nt Makefile.in ]; then
 	autoreconf -fi
 fi
