@@ -85,6 +85,9 @@ bt="host=$dir port=$bport dbname=bench_tx user=$PGUSER"
 # and directly but with the shim preloaded (as a sysadmin would, in Apache's
 # environment), which leases from pgleased.
 preload=$build/src/preload/.libs/libpglease_preload.so
+# the audit library too: PHP loads its extensions with RTLD_DEEPBIND, which
+# only the audit interface sees through
+export PGLEASE_AUDIT_LIB=$build/src/preload/.libs/libpglease_audit.so
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 declare -A web_port=()
 web_names=()
@@ -107,7 +110,7 @@ apache_start() {	# name conninfo shim(0|1)
 		local shim_env
 		mapfile -t shim_env < <(PGLEASE_PRELOAD_LIB=$preload "$build/pglease-run" \
 			-s "$dir/pglease.sock" -- env | grep -E '^(LD_PRELOAD=|LD_AUDIT=|PGLEASE_)' |
-			grep -vE '^PGLEASE_(TEST_|PRELOAD_LIB=)')
+			grep -vE '^PGLEASE_(TEST_|PRELOAD_LIB=|AUDIT_LIB=)')
 		env+=("${shim_env[@]}")
 	fi
 	# setsid: a group of its own, so that whatever is left of it can be killed

@@ -18,7 +18,7 @@ packages=(
 # psql and pgbench come with postgresql-client, above.
 client_packages=(
 	apache2 apache2-utils libapache2-mod-php php-pgsql
-	perl libdbd-pg-perl python3 python3-psycopg2
+	perl libdbd-pg-perl python3 python3-psycopg2 python3-psycopg
 )
 bench_packages=(pgbouncer gnuplot-nox)
 

@@ -114,12 +114,16 @@ build_options(void)
 static uint64_t
 next_random(void)
 {
-	uint64_t x = opts.rng;
+	/* Threads build shells at once (the preload shim): one step each. */
+	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 
+	pthread_mutex_lock(&lock);
+	uint64_t x = opts.rng;
 	x ^= x >> 12;
 	x ^= x << 25;
 	x ^= x >> 27;
 	opts.rng = x;
+	pthread_mutex_unlock(&lock);
 	return x * UINT64_C(2685821657736338717);
 }
 
@@ -582,6 +586,8 @@ PGconn *
 shell_complete(pgl_client *c, struct shell_build *b, pgl_lease *l,
 	       PostgresPollingStatusType (*poll_fn)(PGconn *))
 {
+	/* The lease may have been waited for: the rest has a deadline of its own. */
+	b->deadline = clock_mono_ms() + HANDSHAKE_MS;
 	/* The GRANT's parameters are the broker's word: bounded, or refused. */
 	uint8_t out[STARTUP_REPLY_MAX];
 	size_t n = startup_reply(out, sizeof(out), l->params, l->params_len,
@@ -640,11 +646,14 @@ shell_refuse(struct shell_build *b, const char *sqlstate, const char *message)
 	out[at++] = '\0';
 	out[at++] = '\0';
 	PGconn *conn = b->conn;
-	if (write_full(b->peer, out, at, b->deadline))
-		drive(b, PQconnectPoll);	/* ends in CONNECTION_BAD with our message */
-	close(b->listener);
+	b->deadline = clock_mono_ms() + HANDSHAKE_MS;
+	bool sent = write_full(b->peer, out, at, b->deadline);
+	/* The end of stream follows: libpq fails, with our message if it came. */
 	close(b->peer);
+	close(b->listener);
 	b->listener = b->peer = -1;
+	(void)sent;
+	drive(b, PQconnectPoll);
 	b->conn = NULL;
 	return conn;
 }

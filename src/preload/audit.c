@@ -12,9 +12,11 @@
  *
  * It runs in a link-map namespace of its own (its own libc too), so it
  * calls nothing of the shim: it reads the shim's dynamic symbol table from
- * the link map la_objopen() reports.  Only libpq is audited, as a target
- * (LA_FLG_BINDTO); bindings the shim itself makes are left alone, or its
- * dlsym(RTLD_NEXT) of the real libpq would be sent back to itself.
+ * the link map la_objopen() reports.  Only bindings to libpq are audited
+ * (libpq BINDTO, the objects that need it BINDFROM); bindings the shim
+ * itself makes are left alone, or its dlsym(RTLD_NEXT) of the real libpq
+ * would be sent back to itself.  The same holds for RTLD_DEEPBIND objects
+ * (PHP's extensions), which bind to libpq before any preloaded library.
  */
 #define _GNU_SOURCE 1
 #include <elf.h>
@@ -113,6 +115,24 @@ lookup(const struct symtab *t, const char *name)
 	return 0;
 }
 
+/* Whether the object names libpq among the libraries it needs (DT_NEEDED). */
+static bool
+needs_libpq(const struct link_map *map)
+{
+	const char *str = NULL;
+
+	for (const ElfW(Dyn) *d = map->l_ld; d != NULL && d->d_tag != DT_NULL; d++)
+		if (d->d_tag == DT_STRTAB)
+			str = (const char *)dyn_ptr(map, d->d_un.d_ptr);
+	if (str == NULL)
+		return false;
+	for (const ElfW(Dyn) *d = map->l_ld; d->d_tag != DT_NULL; d++)
+		if (d->d_tag == DT_NEEDED &&
+		    strncmp(str + d->d_un.d_val, LIBPQ_NAME, sizeof(LIBPQ_NAME) - 1) == 0)
+			return true;
+	return false;
+}
+
 /* The last component of a path. */
 static const char *
 base_name(const char *path)
@@ -142,15 +162,17 @@ la_objopen(struct link_map *map, Lmid_t lmid, uintptr_t *cookie)
 		return 0;
 	}
 	/*
-	 * Every binding to libpq is seen (the dynamic linker reports one when
-	 * the definer is marked BINDTO, whoever asks); nothing else is audited,
-	 * so the program's other libraries pay nothing.
+	 * A dlsym() on libpq is reported when libpq is marked BINDTO, whoever
+	 * asks.  A PLT or load-time binding is reported only from an object
+	 * marked BINDFROM: those that need libpq (PHP's pgsql.so, loaded with
+	 * RTLD_DEEPBIND, binds to libpq's own functions before any preloaded
+	 * one).  Nothing else is audited, so other libraries pay nothing.
 	 */
 	if (strncmp(name, LIBPQ_NAME, sizeof(LIBPQ_NAME) - 1) == 0) {
 		libpq_cookie = (uintptr_t)map;
 		return LA_FLG_BINDTO;
 	}
-	return 0;
+	return needs_libpq(map) ? LA_FLG_BINDFROM : 0;
 }
 
 uintptr_t

@@ -50,9 +50,21 @@
 #define MAX_CONNS 256
 #define SETTINGS_MAX 4096
 
+/*
+ * A client of the broker per thread that connects (a pgl_client is not
+ * shared between threads without a lock): a thread waiting for a backend
+ * holds only its own, so others release and connect meanwhile.  The lock
+ * also serves a PQfinish from another thread than the one that connected.
+ */
+struct shim_client {
+	pthread_mutex_t lock;
+	pgl_client *c;
+};
+
 struct shim_conn {
 	_Atomic(PGconn *) conn;		/* NULL: a free entry; read from signal handlers */
 	_Atomic(pgl_lease *) lease;
+	struct shim_client *client;	/* the lease's */
 	char pool[WIRE_POOL_NAME_MAX + 1];
 	char host[256];			/* the pool's server, as PQhost reports it */
 	char port[16];
@@ -65,13 +77,66 @@ struct shim_conn {
 static struct shim_conn conns[MAX_CONNS];
 
 /*
- * One lock for the shim's client and table: a pgl_client is not shared
- * between threads without one.  Signal handlers (PQcancel, PQrequestCancel)
- * take no lock: they read the table's atomics only.
+ * Set while the real libpq connects or resets for the shim: libpq's own
+ * calls between its functions (PQconnectdb -> PQconnectStart) may be bound
+ * to the interposers (through the audit library, or a PLT), and must reach
+ * the real functions then.
  */
-static pthread_mutex_t shim_lock = PTHREAD_MUTEX_INITIALIZER;
-static pgl_client *shim_client;
-static bool fallback_said;
+static __thread int in_real;
+
+/*
+ * The table's lock, held only to take or free an entry.  Signal handlers
+ * (PQcancel, PQrequestCancel) take no lock: they read the atomics only.
+ */
+static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic bool fallback_said;
+static __thread struct shim_client *my_client;
+static pthread_key_t client_key;
+static pthread_once_t client_key_once = PTHREAD_ONCE_INIT;
+
+/* At a thread's exit: its client goes, unless leases of it are still out. */
+static void
+client_gone(void *arg)
+{
+	struct shim_client *sc = arg;
+
+	pthread_mutex_lock(&sc->lock);
+	bool idle = sc->c == NULL || sc->c->held == NULL;
+	pthread_mutex_unlock(&sc->lock);
+	if (!idle)
+		return;		/* another thread may still PQfinish them: kept */
+	if (sc->c != NULL)
+		pgl_close(sc->c);
+	pthread_mutex_destroy(&sc->lock);
+	free(sc);
+}
+
+static void
+client_key_init(void)
+{
+	pthread_key_create(&client_key, client_gone);
+}
+
+/* This thread's client, made on first use; NULL when out of memory. */
+static struct shim_client *
+thread_client(void)
+{
+	if (my_client != NULL)
+		return my_client;
+	struct shim_client *sc = calloc(1, sizeof(*sc));
+	if (sc == NULL)
+		return NULL;
+	pthread_mutex_init(&sc->lock, NULL);
+	if ((sc->c = pgl_open(NULL)) == NULL) {
+		pthread_mutex_destroy(&sc->lock);
+		free(sc);
+		return NULL;
+	}
+	pthread_once(&client_key_once, client_key_init);
+	pthread_setspecific(client_key, sc);
+	my_client = sc;
+	return sc;
+}
 
 static struct shim_conn *
 find(const PGconn *conn)
@@ -84,13 +149,23 @@ find(const PGconn *conn)
 	return NULL;
 }
 
+/* A conn marker for an entry taken but not yet filled in. */
+#define TAKEN ((PGconn *)1)
+
+/* Takes a free entry (marked TAKEN); NULL when all are in use. */
 static struct shim_conn *
-find_free(void)
+take_entry(void)
 {
-	for (int i = 0; i < MAX_CONNS; i++)
-		if (atomic_load(&conns[i].conn) == NULL)
-			return &conns[i];
-	return NULL;
+	struct shim_conn *e = NULL;
+
+	pthread_mutex_lock(&table_lock);
+	for (int i = 0; i < MAX_CONNS && e == NULL; i++)
+		if (atomic_load(&conns[i].conn) == NULL) {
+			e = &conns[i];
+			atomic_store(&e->conn, TAKEN);
+		}
+	pthread_mutex_unlock(&table_lock);
+	return e;
 }
 
 static void
@@ -98,6 +173,7 @@ forget(struct shim_conn *e)
 {
 	free(e->settings);
 	e->settings = NULL;
+	e->client = NULL;
 	atomic_store(&e->lease, NULL);
 	atomic_store_explicit(&e->conn, NULL, memory_order_release);
 }
@@ -148,13 +224,17 @@ guc_name_ok(const char *s, size_t len)
 	return true;
 }
 
-/* Appends "SET name = 'value';" with value quoted as a literal. */
+/*
+ * Appends "set_config('name', 'value', false)": the value is taken as the
+ * startup packet gives it, a list such as "pg_catalog,public" included
+ * (a quoted SET would make it one schema name).
+ */
 static bool
 add_set(struct sbuf *b, const char *name, size_t nlen, const char *value, size_t vlen)
 {
 	if (!guc_name_ok(name, nlen))
 		return false;
-	sb_add(b, "SET %.*s = '", (int)nlen, name);
+	sb_add(b, "%sset_config('%.*s', '", b->len == 0 ? "SELECT " : ", ", (int)nlen, name);
 	for (size_t i = 0; i < vlen; i++) {
 		if (value[i] == '\'')
 			sb_add(b, "''");
@@ -163,7 +243,7 @@ add_set(struct sbuf *b, const char *name, size_t nlen, const char *value, size_t
 		else
 			sb_add(b, "%c", value[i]);
 	}
-	sb_add(b, "';");
+	sb_add(b, "', false)");
 	return b->ok;
 }
 
@@ -303,7 +383,7 @@ apply_settings(PGconn *conn, const char *sql, char *err, size_t errlen)
 	if (sql == NULL)
 		return 0;
 	PGresult *r = PQexec(conn, sql);
-	int rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : -1;
+	int rc = PQresultStatus(r) == PGRES_TUPLES_OK ? 0 : -1;
 	if (rc != 0) {
 		const char *m = r != NULL ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
 		snprintf(err, errlen, "%s", m != NULL ? m : PQerrorMessage(conn));
@@ -416,9 +496,8 @@ say_once(const char *fmt, ...)
 {
 	va_list ap;
 
-	if (fallback_said)
+	if (atomic_exchange(&fallback_said, true))
 		return;
-	fallback_said = true;
 	fprintf(stderr, "pglease: ");
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
@@ -485,21 +564,18 @@ unreachable(int code)
  * caller for the real connect.
  */
 static enum outcome
-shim_connect(struct params *p, PGconn **out)
+shim_connect(struct params *p, struct shim_conn *e, struct shim_client *sc, PGconn **out)
 {
 	char msg[1400];
 	struct shell_build *b = NULL;
-	struct shim_conn *e = find_free();
 	pgl_lease *l = NULL;
 	bool strict = env_true("PGLEASE_STRICT");
 	const char *forced = getenv("PGLEASE_POOL");
+	pgl_client *c = sc->c;
 
 	*out = NULL;
-	if (!p->ok || e == NULL)
+	if (!p->ok)
 		return PASS_THROUGH;
-	if (shim_client == NULL && (shim_client = pgl_open(NULL)) == NULL)
-		return PASS_THROUGH;
-	pgl_client *c = shim_client;
 	if ((b = malloc(sizeof(*b))) == NULL)
 		return PASS_THROUGH;
 
@@ -592,6 +668,7 @@ shim_connect(struct params *p, PGconn **out)
 	snprintf(e->user, sizeof(e->user), "%s", l->user);
 	snprintf(e->shell_host, sizeof(e->shell_host), "%s", shell_host);
 	e->settings = settings;
+	e->client = sc;
 	atomic_store(&e->lease, l);
 	atomic_store_explicit(&e->conn, conn, memory_order_release);
 	*out = conn;
@@ -612,14 +689,24 @@ static PGconn *
 connect_or(struct params *p, PGconn *(*real_connect)(void *), void *arg)
 {
 	PGconn *conn = NULL;
+	enum outcome o = PASS_THROUGH;
+	struct shim_client *sc = thread_client();
+	struct shim_conn *e = sc != NULL ? take_entry() : NULL;
 
-	pthread_mutex_lock(&shim_lock);
-	enum outcome o = shim_connect(p, &conn);
-	pthread_mutex_unlock(&shim_lock);
+	if (e != NULL) {
+		pthread_mutex_lock(&sc->lock);
+		o = shim_connect(p, e, sc, &conn);
+		pthread_mutex_unlock(&sc->lock);
+		if (o != LEASED)
+			forget(e);
+	}
 	params_free(p);
 	if (o != PASS_THROUGH)
 		return conn;
-	return real_connect(arg);
+	in_real++;
+	conn = real_connect(arg);
+	in_real--;
+	return conn;
 }
 
 struct args_params {
@@ -658,6 +745,8 @@ from_params(const char *const *kw, const char *const *val, int expand, bool star
 	struct params p = { .ok = true };
 
 	real_resolve();
+	if (in_real)
+		return real_params(&a);
 	for (int i = 0; kw != NULL && kw[i] != NULL; i++) {
 		if (val[i] == NULL || val[i][0] == '\0')
 			continue;
@@ -680,6 +769,8 @@ from_conninfo(const char *conninfo, bool start)
 	struct params p = { .ok = true };
 
 	real_resolve();
+	if (in_real)
+		return real_conninfo(&a);
 	if (conninfo == NULL || !params_conninfo(&p, conninfo))
 		p.ok = false;
 	return connect_or(&p, real_conninfo, &a);
@@ -730,6 +821,8 @@ PQsetdbLogin(const char *pghost, const char *pgport, const char *pgoptions, cons
 	struct params p = { .ok = true };
 
 	real_resolve();
+	if (in_real)
+		return real_login(&a);
 	/* As libpq: a dbName may be a connection string; the others override it. */
 	if (dbName != NULL && is_conninfo(dbName)) {
 		if (!params_conninfo(&p, dbName))
@@ -748,15 +841,17 @@ SHIM_API void
 PQfinish(PGconn *conn)
 {
 	real_resolve();
-	pthread_mutex_lock(&shim_lock);
 	struct shim_conn *e = find(conn);
 	if (e != NULL) {
+		struct shim_client *sc = e->client;
+		pthread_mutex_lock(&sc->lock);
 		pgl_lease *l = atomic_load(&e->lease);
-		forget(e);
+		atomic_store(&e->lease, NULL);
 		if (l != NULL)
 			pgl_release(l);	/* its state from the shell; the socket blinded */
+		pthread_mutex_unlock(&sc->lock);
+		forget(e);
 	}
-	pthread_mutex_unlock(&shim_lock);
 	real.finish(conn);		/* its Terminate goes to /dev/null */
 }
 
@@ -769,7 +864,7 @@ PQfinish(PGconn *conn)
 static int
 shim_reset(struct shim_conn *e, PGconn *conn)
 {
-	pgl_client *c = shim_client;
+	pgl_client *c = e->client->c;
 	pgl_lease *l = atomic_load(&e->lease);
 	struct shell_build *b = malloc(sizeof(*b));
 	char msg[1400];
@@ -784,7 +879,10 @@ shim_reset(struct shim_conn *e, PGconn *conn)
 		return -1;
 	}
 	b->conn = conn;
-	if (!real.resetStart(conn) || shell_accept(c, b) != 0) {
+	in_real++;
+	int started = real.resetStart(conn);
+	in_real--;
+	if (!started || shell_accept(c, b) != 0) {
 		b->conn = NULL;		/* the program's: never finished here */
 		shell_abandon(b);
 		free(b);
@@ -817,14 +915,13 @@ SHIM_API void
 PQreset(PGconn *conn)
 {
 	real_resolve();
-	pthread_mutex_lock(&shim_lock);
 	struct shim_conn *e = find(conn);
 	if (e != NULL) {
+		pthread_mutex_lock(&e->client->lock);
 		shim_reset(e, conn);
-		pthread_mutex_unlock(&shim_lock);
+		pthread_mutex_unlock(&e->client->lock);
 		return;
 	}
-	pthread_mutex_unlock(&shim_lock);
 	real.reset(conn);
 }
 
@@ -832,15 +929,14 @@ SHIM_API int
 PQresetStart(PGconn *conn)
 {
 	real_resolve();
-	pthread_mutex_lock(&shim_lock);
 	struct shim_conn *e = find(conn);
 	if (e != NULL) {
 		/* Done at once; PQresetPoll then reports how it went. */
+		pthread_mutex_lock(&e->client->lock);
 		shim_reset(e, conn);
-		pthread_mutex_unlock(&shim_lock);
+		pthread_mutex_unlock(&e->client->lock);
 		return 1;
 	}
-	pthread_mutex_unlock(&shim_lock);
 	return real.resetStart(conn);
 }
 

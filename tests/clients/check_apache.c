@@ -262,6 +262,10 @@ apache_start(struct apache *a, const char *name, const struct testbroker *b)
 		_exit(127);
 	}
 	setpgid(a->pid, a->pid);	/* before apache_kill may need it, whoever runs first */
+	free((char *)apache2);
+	for (size_t i = 0; shim_env != NULL && shim_env[i] != NULL; i++)
+		free(shim_env[i]);
+	free(shim_env);
 
 	char pidfile[700];
 	snprintf(pidfile, sizeof(pidfile), "%s/httpd.pid", a->dir);
@@ -430,6 +434,7 @@ run_ab(const struct apache *a, const char *what)
 		      atol(failed + 16) == 0 && strstr(r.out, "Non-2xx responses") == NULL,
 		      "%s: ab reports failures (length or status):\n%s", what, r.out);
 	clients_run_free(&r);
+	free((char *)ab);
 }
 
 START_TEST(test_apache_prefork_php)

@@ -131,6 +131,7 @@ START_TEST(test_perl_dbd_pg)
 		       "DBD::Pg", "libdbd-pg-perl");
 	setup();
 	run_program(perl, "workers.pl", "perl");
+	free((char *)perl);
 	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
 	clients_pooling_verdict();
 }

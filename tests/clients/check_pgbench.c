@@ -18,7 +18,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#define SIZE 4
+/*
+ * As many backends as clients: pgbench runs several clients on one thread,
+ * and a connect waits for a backend, so a pool smaller than its clients
+ * could wait on a backend that another client of the same thread holds.
+ */
+#define SIZE 8
 #define CLIENTS "8"
 #define SECONDS "3"
 #define TIMEOUT_MS 60000

@@ -27,7 +27,7 @@
 
 /* What a direct run must not inherit. */
 static const char *const shim_vars[] = {
-	"LD_PRELOAD", "PGLEASE_SOCKET", "PGLEASE_POOL", "PGLEASE_STRICT", "PGLEASE_BROKER_UID"
+	"LD_PRELOAD", "LD_AUDIT", "PGLEASE_SOCKET", "PGLEASE_POOL", "PGLEASE_STRICT", "PGLEASE_BROKER_UID"
 };
 
 void
@@ -39,6 +39,7 @@ clients_init(void)
 		exit(99);
 	}
 	setenv("PGLEASE_PRELOAD_LIB", PRELOAD_LIB, 1);
+	setenv("PGLEASE_AUDIT_LIB", TOP_BUILDDIR "/src/preload/.libs/libpglease_audit.so", 1);
 	/* The same messages and encodings for every run, whatever the caller's locale. */
 	setenv("LC_ALL", "C.UTF-8", 1);
 	unsetenv("LANGUAGE");
@@ -243,7 +244,8 @@ clients_shim_environment(const struct testbroker *broker)
 	     line = strtok_r(NULL, "\n", &save)) {
 		bool shim = strncmp(line, "LD_PRELOAD=", 11) == 0 || strncmp(line, "LD_AUDIT=", 9) == 0 ||
 			    (strncmp(line, "PGLEASE_", 8) == 0 && strncmp(line, "PGLEASE_TEST_", 13) != 0 &&
-			     strncmp(line, "PGLEASE_PRELOAD_LIB=", 20) != 0);
+			     strncmp(line, "PGLEASE_PRELOAD_LIB=", 20) != 0 &&
+			     strncmp(line, "PGLEASE_AUDIT_LIB=", 18) != 0);
 		if (shim && n < 31)
 			vars[n++] = strdup(line);
 		preload = preload || strncmp(line, "LD_PRELOAD=", 11) == 0;
