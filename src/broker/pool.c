@@ -1004,14 +1004,12 @@ pool_slot_stuck(struct slot *victim)
 	backend_terminate_other(slot, victim);
 }
 
-void
-pool_terminate_done(struct pool *p)
+/* A backend of p is gone: a stopping broker may be done, a removed pool may go, else refill. */
+static void
+room_freed(struct pool *p)
 {
 	struct broker *b = p->broker;
 
-	p->terminating--;
-	p->size--;
-	publish_pool(p);
 	if (b->stopping || b->draining)
 		broker_check_done(b);
 	else if (p->removed)
@@ -1021,22 +1019,25 @@ pool_terminate_done(struct pool *p)
 }
 
 void
+pool_terminate_done(struct pool *p)
+{
+	p->terminating--;
+	p->size--;
+	publish_pool(p);
+	room_freed(p);
+}
+
+void
 pool_slot_closed(struct slot *slot)
 {
 	struct pool *p = slot->pool;
-	struct broker *b = p->broker;
 
 	log_debug("closed pool=%s slot=%u: %s", p->cfg->name, slot->index,
 		  slot->close_reason != NULL ? slot->close_reason : "-");
 	slot->close_reason = NULL;
 	p->size--;
 	set_state(slot, SHM_SLOT_EMPTY);
-	if (b->stopping || b->draining)
-		broker_check_done(b);
-	else if (p->removed)
-		reap_pools_soon(b);
-	else
-		pool_fill(p);
+	room_freed(p);
 }
 
 /* --- housekeeping ------------------------------------------------------- */

@@ -963,15 +963,22 @@ struct shim_cancel {
 	uint64_t lease_id;
 };
 
+/* Whether p, a cancel object of libpq's or the shim's, starts with magic. */
 static bool
-is_shim_cancel(const void *p)
+has_magic(const void *p, uint64_t magic)
 {
 	uint64_t m;
 
 	if (p == NULL)
 		return false;
 	memcpy(&m, p, sizeof(m));
-	return m == SHIM_CANCEL_MAGIC;
+	return m == magic;
+}
+
+static bool
+is_shim_cancel(const void *p)
+{
+	return has_magic(p, SHIM_CANCEL_MAGIC);
 }
 
 /* Async-signal-safe: a CANCEL for the lease, if it is still the one named. */
@@ -1151,12 +1158,7 @@ struct shim_cancel_conn {
 static bool
 is_shim_cancel_conn(const void *p)
 {
-	uint64_t m;
-
-	if (p == NULL)
-		return false;
-	memcpy(&m, p, sizeof(m));
-	return m == SHIM_CANCELCONN_MAGIC;
+	return has_magic(p, SHIM_CANCELCONN_MAGIC);
 }
 
 /* The real function named, for a connection that is not the shim's. */

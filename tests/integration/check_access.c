@@ -36,16 +36,6 @@ become_nobody(void)
 		"cannot become nobody");
 }
 
-static void
-wait_log(const char *text)
-{
-	int64_t deadline = clock_mono_ms() + 10000;
-
-	while (!testbroker_log_has(&broker, text)) {
-		ck_assert_msg(clock_mono_ms() < deadline, "no \"%s\" in the broker's log", text);
-		usleep(10000);
-	}
-}
 
 /*
  * Issue 9 item 6: a reload that removes a uid refuses that peer's next
@@ -95,7 +85,7 @@ START_TEST(test_reload_removes_uid)
 
 	testbroker_write_config(&broker, "socket_mode = \"0666\"; allowed_uids = [ 0 ];", POOLS);
 	ck_assert_int_eq(kill(broker.pid, SIGHUP), 0);
-	wait_log("reloaded ");
+	testbroker_wait_log(&broker, "reloaded ", 1, 10000);
 	ck_assert_int_eq(write(go[1], "1", 1), 1);
 	testutil_reap(w, "worker denied by the reload");
 	ck_assert(testbroker_log_has(&broker, "client denied uid=65534 pid="));
@@ -270,7 +260,7 @@ START_TEST(test_reload_removes_pool_uid)
 	ck_assert_int_eq(read(done[0], &c1, 1), 1);
 	testbroker_write_config(&broker, tenant_broker, tenant_pools("40003"));
 	ck_assert_int_eq(kill(broker.pid, SIGHUP), 0);
-	wait_log("reloaded ");
+	testbroker_wait_log(&broker, "reloaded ", 1, 10000);
 	ck_assert_int_eq(write(go[1], "1", 1), 1);
 	testutil_reap(p, "tenant a across the reload");
 	pgl_pool_stats st[4];

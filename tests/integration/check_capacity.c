@@ -292,6 +292,30 @@ START_TEST(test_stuck_backend_keeps_its_slot)
 }
 END_TEST
 
+/*
+ * Issue 9 item 2 (the broker's part): an acquire that may not wait takes
+ * only an idle backend that needs no health check; with validate_after = 0
+ * every one needs it, so the answer is PGL_ETIMEOUT at once, never a check
+ * whose answer comes after the caller stopped waiting.
+ */
+START_TEST(test_no_wait_never_validates)
+{
+	testbroker_start(&broker, NULL,
+			 "{ name = \"main\"; conninfo = \"$CONNINFO\"; min_size = 1; max_size = 1; "
+			 "validate_after = 0; health_query = \"SELECT pg_sleep(3)\"; }", true);
+	pgl_client *c = pgl_open(broker.socket);
+	int64_t t0 = clock_mono_ms();
+	ck_assert_ptr_null(pgl_acquire(c, NULL, 0));
+	ck_assert_int_eq(pgl_errcode(c), PGL_ETIMEOUT);
+	ck_assert_msg(strstr(pgl_error(c), "validate_after") != NULL, "%s", pgl_error(c));
+	/* not after the 3 s health query */
+	ck_assert_int_lt(clock_mono_ms() - t0, 2500);
+	ck_assert_int_eq(stats().leased, 0);
+	pgl_close(c);
+	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
 static Suite *
 capacity_suite(void)
 {
@@ -304,6 +328,7 @@ capacity_suite(void)
 	tcase_add_test(tc, test_burst_during_health_checks);
 	tcase_add_test(tc, test_reset_query_cannot_weaken);
 	tcase_add_test(tc, test_stuck_backend_keeps_its_slot);
+	tcase_add_test(tc, test_no_wait_never_validates);
 	suite_add_tcase(s, tc);
 	return s;
 }

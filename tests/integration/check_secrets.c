@@ -80,21 +80,6 @@ write_secret(const char *path, const char *secret)
 	close(fd);
 }
 
-static void
-wait_log(const char *text)
-{
-	int64_t deadline = clock_mono_ms() + 10000;
-
-	while (!testbroker_log_has(&broker, text)) {
-		if (clock_mono_ms() >= deadline) {
-			char cmd[400];
-			snprintf(cmd, sizeof(cmd), "cat %s >&2", broker.log);
-			ck_assert_int_eq(system(cmd), 0);
-		}
-		ck_assert_msg(clock_mono_ms() < deadline, "no \"%s\" in the broker's log", text);
-		usleep(10000);
-	}
-}
 
 /* Issue 9 item 8: every reload kept the old configuration, passwords included. */
 START_TEST(test_reload_forgets_old_password)
@@ -117,7 +102,7 @@ START_TEST(test_reload_forgets_old_password)
 		 "password_file = \"%s\"; min_size = 2; max_size = 2; }", file_b);
 	testbroker_write_config(&broker, NULL, pools);
 	ck_assert_int_eq(kill(broker.pid, SIGHUP), 0);
-	wait_log("reloaded ");
+	testbroker_wait_log(&broker, "reloaded ", 1, 10000);
 	/* the backends opened with the old password are replaced */
 	ck_assert(testbroker_wait_idle(&broker, 0, 2, 10000));
 	pgl_client *c = pgl_open(broker.socket);
