@@ -325,12 +325,14 @@ settings_for(const struct shell_build *b, pgl_lease *l, char **out, const char *
 		return -1;
 	}
 	buf[0] = '\0';
-	/* application_name: a direct connection without one has none at all */
+	/*
+	 * application_name, when the program asked for one (or a fallback):
+	 * one that asked for none keeps the pool's, which names the backend a
+	 * pooled one in pg_stat_activity and costs no round trip.
+	 */
 	const char *app = shell_startup_param(b, "application_name");
 	const char *pool_app = pgl_param(l, "application_name");
-	if (app == NULL)
-		app = "";
-	if (pool_app == NULL || strcmp(app, pool_app) != 0)
+	if (app != NULL && (pool_app == NULL || strcmp(app, pool_app) != 0))
 		add_set(&sb, "application_name", 16, app, strlen(app));
 
 	/* Every other parameter libpq put in the startup message, but ours. */
