@@ -274,8 +274,10 @@ START_TEST(test_stuck_backend_keeps_its_slot)
 	}
 	ck_assert(testbroker_log_has(&broker, "every backend of pool=main is stuck"));
 	ck_assert_int_le(testutil_pool_backends(), 1);
+	/* the stuck one, and at times the terminate helper's own connection */
 	pgl_pool_stats st = stats();
-	ck_assert_int_eq(st.size, 1);
+	ck_assert_int_ge(st.size, 1);
+	ck_assert_int_le(st.size, 2);
 
 	ck_assert_int_eq(kill(backend, SIGCONT), 0);	/* the pending terminate lands */
 	char sql[128];
