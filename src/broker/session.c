@@ -624,7 +624,10 @@ session_accept(struct broker *b)
 		s->fd = fd;
 		s->lease_cap = max;
 		s->refusal = refusal;
-		s->access_gen = b->cfg_gen - 1;	/* decided again, pools too, at its first ACQUIRE */
+		/* The verdicts of the probe stand until the next reload. */
+		s->access_ok = probe.access_ok;
+		s->pools_ok = probe.pools_ok;
+		s->access_gen = probe.access_gen;
 		s->pid = cred.pid;
 		s->uid = cred.uid;
 		s->gid = cred.gid;

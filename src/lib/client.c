@@ -521,6 +521,8 @@ client_drain(pgl_client *c)
 	struct wire_msg m;
 	int got;
 
+	if (c->nabandoned == 0)
+		return;		/* the common case: no lock, no system call */
 	client_lock();
 	while (c->nabandoned > 0 && c->fd >= 0 && c->ready && c->pid == self &&
 	       recv_one(c, &m, &got) > 0)

@@ -463,16 +463,11 @@ shell_begin(pgl_client *c, struct shell_build *b, const char *const *kw, const c
 		return 0;	/* the caller starts libpq again (PQresetStart) */
 
 	/* The caller's parameters first: the neutral ones and ours override them. */
+	const char *k[SHELL_PARAMS_MAX + NNEUTRAL + 3], *v[SHELL_PARAMS_MAX + NNEUTRAL + 3];
 	size_t ncaller = 0;
 	while (kw[ncaller] != NULL)
-		ncaller++;
-	const char **k = malloc((ncaller + NNEUTRAL + 3) * sizeof(*k));
-	const char **v = malloc((ncaller + NNEUTRAL + 3) * sizeof(*v));
-	if (k == NULL || v == NULL) {
-		free(k);
-		free(v);
-		return build_fail(c, b, PGL_ENOMEM, "out of memory", "");
-	}
+		if (++ncaller > SHELL_PARAMS_MAX)
+			return build_fail(c, b, PGL_EINVAL, "too many connection parameters", "");
 	size_t n = 0;
 	for (size_t i = 0; i < ncaller; i++)
 		k[n] = kw[i], v[n++] = val[i];
@@ -483,8 +478,6 @@ shell_begin(pgl_client *c, struct shell_build *b, const char *const *kw, const c
 	k[n] = NULL;
 	v[n] = NULL;
 	b->conn = PQconnectStartParams(k, v, 0);
-	free(k);
-	free(v);
 	if (b->conn != NULL && default_processor == NULL) {
 		default_processor = PQsetNoticeProcessor(b->conn, NULL, NULL);
 		default_receiver = PQsetNoticeReceiver(b->conn, NULL, NULL);

@@ -26,6 +26,9 @@ void shell_cache_free(pgl_client *c);
 
 /* --- the handshake in steps: pgl_conn() and the preload shim ---------- */
 
+/* The most connection parameters a caller of shell_begin() passes. */
+#define SHELL_PARAMS_MAX 128
+
 /* A shell being built: libpq connecting to a private listener of this process. */
 struct shell_build {
 	PGconn *conn;

@@ -413,8 +413,8 @@ dropped(const char *kw)
 
 /* The program's explicit parameters, NULL-terminated arrays of copies. */
 struct params {
-	const char *kw[128];
-	char *val[128];
+	const char *kw[SHELL_PARAMS_MAX];
+	char *val[SHELL_PARAMS_MAX];
 	int n;
 	bool ok;
 };
@@ -507,23 +507,34 @@ say_once(const char *fmt, ...)
 	fputc('\n', stderr);
 }
 
-/* The pool whose role and database are user and db, from the broker's segment. */
+/*
+ * The pool a connection goes to, from the broker's segment: the one named
+ * forced (PGLEASE_POOL), else the one whose role and database are user
+ * and db.  Fills e's pool name and the pool's server; false when none.  A
+ * forced name the segment cannot confirm is still tried (the broker says
+ * whether it exists).
+ */
 static bool
-match_pool(pgl_client *c, const char *user, const char *db, struct shim_conn *e)
+find_pool(pgl_client *c, const char *forced, const char *user, const char *db,
+	  struct shim_conn *e)
 {
 	struct shm_snapshot snap;
 	bool found = false;
 
-	if (c->shm_name[0] == '\0')
-		return false;
-	if (shm_snapshot_owned(c->shm_name, ident_broker_uid(), NULL, &snap) != 0) {
-		say_once("cannot read the broker's shared memory %s (%s): connections are "
-			 "pooled only with PGLEASE_POOL", c->shm_name, strerror(errno));
-		return false;
+	if (forced != NULL)
+		snprintf(e->pool, sizeof(e->pool), "%s", forced);
+	if (c->shm_name[0] == '\0' ||
+	    shm_snapshot_owned(c->shm_name, ident_broker_uid(), NULL, &snap) != 0) {
+		if (forced == NULL)
+			say_once("cannot read the broker's shared memory %s (%s): connections are "
+				 "pooled only with PGLEASE_POOL", c->shm_name, strerror(errno));
+		return forced != NULL;
 	}
 	for (uint32_t i = 0; i < snap.hdr.npools && !found; i++) {
 		const struct shm_pool *p = &snap.pools[i];
-		if (p->name[0] == '\0' || strcmp(p->user, user) != 0 || strcmp(p->database, db) != 0)
+		if (p->name[0] == '\0' ||
+		    (forced != NULL ? strcmp(p->name, forced) != 0 :
+		     strcmp(p->user, user) != 0 || strcmp(p->database, db) != 0))
 			continue;
 		snprintf(e->pool, sizeof(e->pool), "%s", p->name);
 		snprintf(e->host, sizeof(e->host), "%s", p->host);
@@ -531,26 +542,7 @@ match_pool(pgl_client *c, const char *user, const char *db, struct shim_conn *e)
 		found = true;
 	}
 	shm_snapshot_free(&snap);
-	return found;
-}
-
-/* The pool's server as the segment says, for a pool named by PGLEASE_POOL. */
-static void
-pool_server(pgl_client *c, struct shim_conn *e)
-{
-	struct shm_snapshot snap;
-
-	if (c->shm_name[0] == '\0' ||
-	    shm_snapshot_owned(c->shm_name, ident_broker_uid(), NULL, &snap) != 0)
-		return;
-	for (uint32_t i = 0; i < snap.hdr.npools; i++) {
-		const struct shm_pool *p = &snap.pools[i];
-		if (strcmp(p->name, e->pool) == 0) {
-			snprintf(e->host, sizeof(e->host), "%s", p->host);
-			snprintf(e->port, sizeof(e->port), "%s", p->port);
-		}
-	}
-	shm_snapshot_free(&snap);
+	return found || forced != NULL;
 }
 
 /* Whether a failure of the broker means it is not there (fall back) rather than no. */
@@ -612,12 +604,8 @@ shim_connect(struct params *p, struct shim_conn *e, struct shim_client *sc, PGco
 				 pgl_error(c));
 		goto refuse;
 	}
-	if (forced != NULL && forced[0] != '\0') {
-		snprintf(e->pool, sizeof(e->pool), "%s", forced);
-		pool_server(c, e);
-	} else if (!match_pool(c, user, db, e)) {
+	if (!find_pool(c, forced != NULL && forced[0] != '\0' ? forced : NULL, user, db, e))
 		goto pass;
-	}
 
 	/* 3. A lease, the handshake, the program's settings. */
 	l = pgl_acquire(c, e->pool, -1);
