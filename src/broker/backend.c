@@ -72,6 +72,13 @@ deadline_of(const struct slot *slot)
 	return t > 0 ? t : 10.0;
 }
 
+/* A reset's timer is first set for the stall check, then for the rest of its deadline. */
+static double
+reset_first_wait(const struct slot *slot)
+{
+	return deadline_of(slot) > reset_prompt ? reset_prompt : deadline_of(slot);
+}
+
 static void
 set_io(struct slot *slot, int fd, int events)
 {
@@ -630,8 +637,7 @@ exchange_start(struct slot *slot, int op, const char *const *queries, int nqueri
 	slot->out_len = len;
 	slot->deadline = ev_now(slot->pool->broker->loop) + deadline_of(slot);
 	/* A reset is watched for a stall first (slot_timer_cb), then for its deadline. */
-	set_timer(slot, op == OP_RESET && deadline_of(slot) > reset_prompt ? reset_prompt :
-		  deadline_of(slot));
+	set_timer(slot, op == OP_RESET ? reset_first_wait(slot) : deadline_of(slot));
 	exchange_flush(slot);
 }
 
@@ -653,7 +659,7 @@ backend_reset(struct slot *slot, bool rollback)
 		slot->reset_pending = true;
 		slot->op = OP_RESET;
 		slot->deadline = ev_now(slot->pool->broker->loop) + deadline_of(slot);
-		set_timer(slot, deadline_of(slot) > reset_prompt ? reset_prompt : deadline_of(slot));
+		set_timer(slot, reset_first_wait(slot));
 		return;
 	}
 	char nonce_sql[64];

@@ -266,12 +266,10 @@ session_allowed(struct session *s)
 	return s->access_ok;
 }
 
-/* Whether the session's peer may lease from p (its own lists, or the broker's). */
+/* Whether the session's peer may lease from p; session_allowed() was asked first. */
 static bool
-session_may_use(struct session *s, const struct pool *p)
+session_may_use(const struct session *s, const struct pool *p)
 {
-	if (!session_allowed(s))
-		return false;
 	return (s->pools_ok >> p->index) & 1;
 }
 
