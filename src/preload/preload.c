@@ -28,6 +28,7 @@
 #include "lib/client.h"
 #include "lib/shell.h"
 #include "pglease.h"
+#include "preload/conns.h"
 #include "preload/preload.h"
 
 #include <ctype.h>
@@ -45,36 +46,7 @@
 /* Exported: the interposers.  Everything else stays inside the shim. */
 #define SHIM_API __attribute__((visibility("default")))
 
-/* --- the connections the shim leased ------------------------------------ */
-
-#define MAX_CONNS 256
 #define SETTINGS_MAX 4096
-
-/*
- * A client of the broker per thread that connects (a pgl_client is not
- * shared between threads without a lock): a thread waiting for a backend
- * holds only its own, so others release and connect meanwhile.  The lock
- * also serves a PQfinish from another thread than the one that connected.
- */
-struct shim_client {
-	pthread_mutex_t lock;
-	pgl_client *c;
-};
-
-struct shim_conn {
-	_Atomic(PGconn *) conn;		/* NULL: a free entry; read from signal handlers */
-	_Atomic(pgl_lease *) lease;
-	struct shim_client *client;	/* the lease's */
-	char pool[WIRE_POOL_NAME_MAX + 1];
-	char host[256];			/* the pool's server, as PQhost reports it */
-	char port[16];
-	char db[SHM_NAME_LEN];
-	char user[SHM_NAME_LEN];
-	char shell_host[64];		/* the private listener's name, for PQreset */
-	char *settings;			/* the SETs the program's parameters need, or NULL */
-};
-
-static struct shim_conn conns[MAX_CONNS];
 
 /*
  * Set while the real libpq connects or resets for the shim: libpq's own
@@ -84,99 +56,7 @@ static struct shim_conn conns[MAX_CONNS];
  */
 static __thread int in_real;
 
-/*
- * The table's lock, held only to take or free an entry.  Signal handlers
- * (PQcancel, PQrequestCancel) take no lock: they read the atomics only.
- */
-static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic bool fallback_said;
-static __thread struct shim_client *my_client;
-static pthread_key_t client_key;
-static pthread_once_t client_key_once = PTHREAD_ONCE_INIT;
-
-/* At a thread's exit: its client goes, unless leases of it are still out. */
-static void
-client_gone(void *arg)
-{
-	struct shim_client *sc = arg;
-
-	pthread_mutex_lock(&sc->lock);
-	bool idle = sc->c == NULL || sc->c->held == NULL;
-	pthread_mutex_unlock(&sc->lock);
-	if (!idle)
-		return;		/* another thread may still PQfinish them: kept */
-	if (sc->c != NULL)
-		pgl_close(sc->c);
-	pthread_mutex_destroy(&sc->lock);
-	free(sc);
-}
-
-static void
-client_key_init(void)
-{
-	pthread_key_create(&client_key, client_gone);
-}
-
-/* This thread's client, made on first use; NULL when out of memory. */
-static struct shim_client *
-thread_client(void)
-{
-	if (my_client != NULL)
-		return my_client;
-	struct shim_client *sc = calloc(1, sizeof(*sc));
-	if (sc == NULL)
-		return NULL;
-	pthread_mutex_init(&sc->lock, NULL);
-	if ((sc->c = pgl_open(NULL)) == NULL) {
-		pthread_mutex_destroy(&sc->lock);
-		free(sc);
-		return NULL;
-	}
-	pthread_once(&client_key_once, client_key_init);
-	pthread_setspecific(client_key, sc);
-	my_client = sc;
-	return sc;
-}
-
-static struct shim_conn *
-find(const PGconn *conn)
-{
-	if (conn == NULL)
-		return NULL;
-	for (int i = 0; i < MAX_CONNS; i++)
-		if (atomic_load_explicit(&conns[i].conn, memory_order_acquire) == conn)
-			return &conns[i];
-	return NULL;
-}
-
-/* A conn marker for an entry taken but not yet filled in. */
-#define TAKEN ((PGconn *)1)
-
-/* Takes a free entry (marked TAKEN); NULL when all are in use. */
-static struct shim_conn *
-take_entry(void)
-{
-	struct shim_conn *e = NULL;
-
-	pthread_mutex_lock(&table_lock);
-	for (int i = 0; i < MAX_CONNS && e == NULL; i++)
-		if (atomic_load(&conns[i].conn) == NULL) {
-			e = &conns[i];
-			atomic_store(&e->conn, TAKEN);
-		}
-	pthread_mutex_unlock(&table_lock);
-	return e;
-}
-
-static void
-forget(struct shim_conn *e)
-{
-	free(e->settings);
-	e->settings = NULL;
-	e->client = NULL;
-	atomic_store(&e->lease, NULL);
-	atomic_store_explicit(&e->conn, NULL, memory_order_release);
-}
 
 /* --- settings ----------------------------------------------------------- */
 
@@ -489,8 +369,6 @@ params_conninfo(struct params *p, const char *conninfo)
 	return true;
 }
 
-/* --- connecting ------------------------------------------------------- */
-
 enum outcome { LEASED, PASS_THROUGH, REFUSED };
 
 static void
@@ -680,15 +558,15 @@ connect_or(struct params *p, PGconn *(*real_connect)(void *), void *arg)
 {
 	PGconn *conn = NULL;
 	enum outcome o = PASS_THROUGH;
-	struct shim_client *sc = thread_client();
-	struct shim_conn *e = sc != NULL ? take_entry() : NULL;
+	struct shim_client *sc = conns_client();
+	struct shim_conn *e = sc != NULL ? conns_take() : NULL;
 
 	if (e != NULL) {
 		pthread_mutex_lock(&sc->lock);
 		o = shim_connect(p, e, sc, &conn);
 		pthread_mutex_unlock(&sc->lock);
 		if (o != LEASED)
-			forget(e);
+			conns_forget(e);
 	}
 	params_free(p);
 	if (o != PASS_THROUGH)
@@ -831,7 +709,7 @@ SHIM_API void
 PQfinish(PGconn *conn)
 {
 	real_resolve();
-	struct shim_conn *e = find(conn);
+	struct shim_conn *e = conns_find(conn);
 	if (e != NULL) {
 		struct shim_client *sc = e->client;
 		pthread_mutex_lock(&sc->lock);
@@ -840,7 +718,7 @@ PQfinish(PGconn *conn)
 		if (l != NULL)
 			pgl_release(l);	/* its state from the shell; the socket blinded */
 		pthread_mutex_unlock(&sc->lock);
-		forget(e);
+		conns_forget(e);
 	}
 	real.finish(conn);		/* its Terminate goes to /dev/null */
 }
@@ -905,7 +783,7 @@ SHIM_API void
 PQreset(PGconn *conn)
 {
 	real_resolve();
-	struct shim_conn *e = find(conn);
+	struct shim_conn *e = conns_find(conn);
 	if (e != NULL) {
 		pthread_mutex_lock(&e->client->lock);
 		shim_reset(e, conn);
@@ -919,7 +797,7 @@ SHIM_API int
 PQresetStart(PGconn *conn)
 {
 	real_resolve();
-	struct shim_conn *e = find(conn);
+	struct shim_conn *e = conns_find(conn);
 	if (e != NULL) {
 		/* Done at once; PQresetPoll then reports how it went. */
 		pthread_mutex_lock(&e->client->lock);
@@ -934,7 +812,7 @@ SHIM_API PostgresPollingStatusType
 PQresetPoll(PGconn *conn)
 {
 	real_resolve();
-	if (find(conn) != NULL)
+	if (conns_find(conn) != NULL)
 		return PQstatus(conn) == CONNECTION_OK ? PGRES_POLLING_OK : PGRES_POLLING_FAILED;
 	return real.resetPoll(conn);
 }
@@ -984,7 +862,7 @@ SHIM_API PGcancel *
 PQgetCancel(PGconn *conn)
 {
 	real_resolve();
-	struct shim_conn *e = find(conn);
+	struct shim_conn *e = conns_find(conn);
 	pgl_lease *l = e != NULL ? atomic_load(&e->lease) : NULL;
 	if (e == NULL)
 		return real.getCancel(conn);
@@ -1041,7 +919,7 @@ PQcancel(PGcancel *cancel, char *errbuf, int errbufsize)
 SHIM_API int
 PQrequestCancel(PGconn *conn)
 {
-	struct shim_conn *e = find(conn);
+	struct shim_conn *e = conns_find(conn);
 	if (e != NULL) {
 		pgl_lease *l = atomic_load(&e->lease);
 		return l != NULL && pgl_cancel(l) == 0;
@@ -1055,7 +933,7 @@ PQrequestCancel(PGconn *conn)
 SHIM_API char *
 PQhost(const PGconn *conn)
 {
-	struct shim_conn *e = find(conn);
+	struct shim_conn *e = conns_find(conn);
 
 	real_resolve();
 	return e != NULL && e->host[0] != '\0' ? e->host : real.host(conn);
@@ -1064,7 +942,7 @@ PQhost(const PGconn *conn)
 SHIM_API char *
 PQhostaddr(const PGconn *conn)
 {
-	struct shim_conn *e = find(conn);
+	struct shim_conn *e = conns_find(conn);
 	static char none[] = "";
 
 	real_resolve();
@@ -1076,7 +954,7 @@ PQhostaddr(const PGconn *conn)
 SHIM_API char *
 PQport(const PGconn *conn)
 {
-	struct shim_conn *e = find(conn);
+	struct shim_conn *e = conns_find(conn);
 
 	real_resolve();
 	return e != NULL && e->port[0] != '\0' ? e->port : real.port(conn);
@@ -1085,7 +963,7 @@ PQport(const PGconn *conn)
 SHIM_API char *
 PQdb(const PGconn *conn)
 {
-	struct shim_conn *e = find(conn);
+	struct shim_conn *e = conns_find(conn);
 
 	real_resolve();
 	return e != NULL && e->db[0] != '\0' ? e->db : real.db(conn);
@@ -1094,7 +972,7 @@ PQdb(const PGconn *conn)
 SHIM_API char *
 PQuser(const PGconn *conn)
 {
-	struct shim_conn *e = find(conn);
+	struct shim_conn *e = conns_find(conn);
 
 	real_resolve();
 	return e != NULL && e->user[0] != '\0' ? e->user : real.user(conn);
@@ -1104,14 +982,14 @@ SHIM_API int
 PQconnectionNeedsPassword(const PGconn *conn)
 {
 	real_resolve();
-	return find(conn) != NULL ? 0 : real.connectionNeedsPassword(conn);
+	return conns_find(conn) != NULL ? 0 : real.connectionNeedsPassword(conn);
 }
 
 SHIM_API int
 PQconnectionUsedPassword(const PGconn *conn)
 {
 	real_resolve();
-	return find(conn) != NULL ? 0 : real.connectionUsedPassword(conn);
+	return conns_find(conn) != NULL ? 0 : real.connectionUsedPassword(conn);
 }
 
 /* --- libpq 17's cancel API ------------------------------------------------ */
@@ -1162,7 +1040,7 @@ SHIM_API PGcancelConn *
 PQcancelCreate(PGconn *conn)
 {
 	real_resolve();
-	struct shim_conn *e = find(conn);
+	struct shim_conn *e = conns_find(conn);
 	if (e == NULL) {
 		PGcancelConn *(*f)(PGconn *) = (PGcancelConn * (*)(PGconn *))real17("PQcancelCreate");
 		return f != NULL ? f(conn) : NULL;
