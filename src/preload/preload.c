@@ -29,7 +29,9 @@
 #include "lib/shell.h"
 #include "pglease.h"
 #include "preload/conns.h"
+#include "preload/params.h"
 #include "preload/preload.h"
+#include "preload/settings.h"
 
 #include <ctype.h>
 #include <dlfcn.h>
@@ -46,8 +48,6 @@
 /* Exported: the interposers.  Everything else stays inside the shim. */
 #define SHIM_API __attribute__((visibility("default")))
 
-#define SETTINGS_MAX 4096
-
 /*
  * Set while the real libpq connects or resets for the shim: libpq's own
  * calls between its functions (PQconnectdb -> PQconnectStart) may be bound
@@ -58,7 +58,7 @@ static __thread int in_real;
 
 static _Atomic bool fallback_said;
 
-/* --- settings ----------------------------------------------------------- */
+/* --- connecting ------------------------------------------------------- */
 
 static bool
 env_true(const char *name)
@@ -67,306 +67,6 @@ env_true(const char *name)
 
 	return v != NULL && (strcmp(v, "1") == 0 || strcasecmp(v, "true") == 0 ||
 			     strcasecmp(v, "yes") == 0 || strcasecmp(v, "on") == 0);
-}
-
-/* A string builder of fixed room; false once it overflowed. */
-struct sbuf {
-	char *p;
-	size_t len, cap;
-	bool ok;
-};
-
-static void
-sb_add(struct sbuf *b, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!b->ok)
-		return;
-	va_start(ap, fmt);
-	int n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
-	va_end(ap);
-	if (n < 0 || (size_t)n >= b->cap - b->len)
-		b->ok = false;
-	else
-		b->len += (size_t)n;
-}
-
-/* A GUC name as SET accepts it unquoted. */
-static bool
-guc_name_ok(const char *s, size_t len)
-{
-	if (len == 0 || len > 63)
-		return false;
-	for (size_t i = 0; i < len; i++)
-		if (!isalnum((unsigned char)s[i]) && s[i] != '_' && s[i] != '.')
-			return false;
-	return true;
-}
-
-/*
- * Appends "set_config('name', 'value', false)": the value is taken as the
- * startup packet gives it, a list such as "pg_catalog,public" included
- * (a quoted SET would make it one schema name).
- */
-static bool
-add_set(struct sbuf *b, const char *name, size_t nlen, const char *value, size_t vlen)
-{
-	if (!guc_name_ok(name, nlen))
-		return false;
-	sb_add(b, "%sset_config('%.*s', '", b->len == 0 ? "SELECT " : ", ", (int)nlen, name);
-	for (size_t i = 0; i < vlen; i++) {
-		if (value[i] == '\'')
-			sb_add(b, "''");
-		else if (value[i] == '\0')
-			return false;
-		else
-			sb_add(b, "%c", value[i]);
-	}
-	sb_add(b, "', false)");
-	return b->ok;
-}
-
-/*
- * The options string of a startup message ("-c a=b --c=d"): each setting
- * SET.  libpq passes the words as the server splits them: blanks separate,
- * a backslash escapes the next character.  false when a word is not a
- * setting (another postgres switch), why set.
- */
-static bool
-add_options(struct sbuf *b, const char *opts, const char **why)
-{
-	char word[1024];
-	const char *p = opts;
-	bool want_setting = false;
-
-	for (;;) {
-		while (*p == ' ' || *p == '\t')
-			p++;
-		if (*p == '\0')
-			break;
-		size_t n = 0;
-		while (*p != '\0' && *p != ' ' && *p != '\t') {
-			if (*p == '\\' && p[1] != '\0')
-				p++;
-			if (n + 1 >= sizeof(word)) {
-				*why = "the options are too long";
-				return false;
-			}
-			word[n++] = *p++;
-		}
-		word[n] = '\0';
-		const char *setting = NULL;
-		if (want_setting) {
-			setting = word;
-			want_setting = false;
-		} else if (strcmp(word, "-c") == 0) {
-			want_setting = true;
-			continue;
-		} else if (strncmp(word, "-c", 2) == 0) {
-			setting = word + 2;
-		} else if (strncmp(word, "--", 2) == 0) {
-			setting = word + 2;
-			for (char *d = word + 2; *d != '\0' && *d != '='; d++)
-				if (*d == '-')
-					*d = '_';
-		} else {
-			*why = "the options hold a switch other than -c name=value";
-			return false;
-		}
-		const char *eq = strchr(setting, '=');
-		if (eq == NULL || !add_set(b, setting, (size_t)(eq - setting), eq + 1,
-					   strlen(eq + 1))) {
-			*why = "the options hold a setting that cannot be applied with SET";
-			return false;
-		}
-	}
-	if (want_setting) {
-		*why = "the options end with -c and no setting";
-		return false;
-	}
-	return true;
-}
-
-/*
- * What the program asked for in its startup message that the leased
- * session does not have already, as SET statements (malloc'd, NULL when
- * nothing).  -1 when something cannot be applied (why set).
- */
-static int
-settings_for(const struct shell_build *b, pgl_lease *l, char **out, const char **why)
-{
-	char *buf = malloc(SETTINGS_MAX);
-	struct sbuf sb = { .p = buf, .cap = SETTINGS_MAX, .ok = buf != NULL };
-
-	*out = NULL;
-	if (buf == NULL) {
-		*why = "out of memory";
-		return -1;
-	}
-	buf[0] = '\0';
-	/*
-	 * application_name, when the program asked for one (or a fallback):
-	 * one that asked for none keeps the pool's, which names the backend a
-	 * pooled one in pg_stat_activity and costs no round trip.
-	 */
-	const char *app = shell_startup_param(b, "application_name");
-	const char *pool_app = pgl_param(l, "application_name");
-	if (app != NULL && (pool_app == NULL || strcmp(app, pool_app) != 0))
-		add_set(&sb, "application_name", 16, app, strlen(app));
-
-	/* Every other parameter libpq put in the startup message, but ours. */
-	for (size_t i = 0; i < b->startup_len && b->startup[i] != '\0';) {
-		const char *k = (const char *)b->startup + i;
-		const char *v = k + strlen(k) + 1;
-		i += strlen(k) + 1 + strlen(v) + 1;
-		if (strcmp(k, "user") == 0 || strcmp(k, "database") == 0 ||
-		    strcmp(k, "application_name") == 0 || strncmp(k, "_pq_.", 5) == 0)
-			continue;
-		if (strcmp(k, "options") == 0) {
-			if (!add_options(&sb, v, why))
-				goto fail;
-			continue;
-		}
-		/* client_encoding, datestyle, timezone, geqo: reported ones compared */
-		const char *have = NULL;
-		if (strcasecmp(k, "client_encoding") == 0)
-			have = pgl_param(l, "client_encoding");
-		else if (strcasecmp(k, "datestyle") == 0)
-			have = pgl_param(l, "DateStyle");
-		else if (strcasecmp(k, "timezone") == 0)
-			have = pgl_param(l, "TimeZone");
-		if (have != NULL && strcasecmp(have, v) == 0)
-			continue;
-		if (!add_set(&sb, k, strlen(k), v, strlen(v))) {
-			*why = "a startup parameter cannot be applied with SET";
-			goto fail;
-		}
-	}
-	if (!sb.ok) {
-		*why = "the settings are too long";
-		goto fail;
-	}
-	if (sb.len == 0) {
-		free(buf);
-		return 0;
-	}
-	*out = buf;
-	return 0;
-fail:
-	free(buf);
-	return -1;
-}
-
-/* Runs the SETs on a fresh shell.  0, or -1 with the server's message in err. */
-static int
-apply_settings(PGconn *conn, const char *sql, char *err, size_t errlen)
-{
-	if (sql == NULL)
-		return 0;
-	PGresult *r = PQexec(conn, sql);
-	int rc = PQresultStatus(r) == PGRES_TUPLES_OK ? 0 : -1;
-	if (rc != 0) {
-		const char *m = r != NULL ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
-		snprintf(err, errlen, "%s", m != NULL ? m : PQerrorMessage(conn));
-	}
-	PQclear(r);
-	return rc;
-}
-
-/* --- the program's parameters -------------------------------------------- */
-
-/* Parameters that lead libpq to the server: ours replace them. */
-static bool
-dropped(const char *kw)
-{
-	static const char *const names[] = {
-		"host", "hostaddr", "port", "password", "passfile", "sslmode", "gssencmode",
-		"requiressl", "channel_binding", "require_auth", "target_session_attrs",
-		"load_balance_hosts", "connect_timeout", "sslnegotiation", "requirepeer",
-	};
-	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-		if (strcmp(kw, names[i]) == 0)
-			return true;
-	return false;
-}
-
-/* The program's explicit parameters, NULL-terminated arrays of copies. */
-struct params {
-	const char *kw[SHELL_PARAMS_MAX];
-	char *val[SHELL_PARAMS_MAX];
-	int n;
-	bool ok;
-};
-
-static void
-params_set(struct params *p, const char *kw, const char *val)
-{
-	if (val == NULL || val[0] == '\0' || dropped(kw))
-		return;	/* libpq takes an empty value as unset */
-	for (int i = 0; i < p->n; i++) {
-		if (strcmp(p->kw[i], kw) == 0) {
-			char *copy = strdup(val);
-			if (copy == NULL) {
-				p->ok = false;
-				return;
-			}
-			free(p->val[i]);
-			p->val[i] = copy;
-			return;
-		}
-	}
-	if (p->n + 1 >= (int)(sizeof(p->kw) / sizeof(p->kw[0]))) {
-		p->ok = false;
-		return;
-	}
-	/* kw points into libpq's static option table or the caller's arrays:
-	 * copied like the value, to outlive both. */
-	char *k = strdup(kw), *v = strdup(val);
-	if (k == NULL || v == NULL) {
-		free(k);
-		free(v);
-		p->ok = false;
-		return;
-	}
-	p->kw[p->n] = k;
-	p->val[p->n++] = v;
-	p->kw[p->n] = NULL;
-	p->val[p->n] = NULL;
-}
-
-static void
-params_free(struct params *p)
-{
-	for (int i = 0; i < p->n; i++) {
-		free((char *)p->kw[i]);
-		if (p->val[i] != NULL)
-			explicit_bzero(p->val[i], strlen(p->val[i]));
-		free(p->val[i]);
-	}
-	p->n = 0;
-}
-
-/* Whether a dbname is a connection string libpq would expand. */
-static bool
-is_conninfo(const char *s)
-{
-	return strchr(s, '=') != NULL || strncmp(s, "postgresql://", 13) == 0 ||
-	       strncmp(s, "postgres://", 11) == 0;
-}
-
-/* Adds what a conninfo string sets.  false when libpq cannot parse it. */
-static bool
-params_conninfo(struct params *p, const char *conninfo)
-{
-	PQconninfoOption *o = PQconninfoParse(conninfo, NULL);
-
-	if (o == NULL)
-		return false;
-	for (PQconninfoOption *x = o; x->keyword != NULL; x++)
-		params_set(p, x->keyword, x->val);
-	PQconninfoFree(o);
-	return true;
 }
 
 enum outcome { LEASED, PASS_THROUGH, REFUSED };
@@ -517,7 +217,7 @@ shim_connect(struct params *p, struct shim_conn *e, struct shim_client *sc, PGco
 		return PASS_THROUGH;	/* the shell could not be built: libpq's own way */
 	}
 	char err[1024];
-	if (apply_settings(conn, settings, err, sizeof(err)) != 0) {
+	if (settings_apply(conn, settings, err, sizeof(err)) != 0) {
 		/* As the server refuses a bad setting at connect. */
 		free(settings);
 		pgl_release(l);
@@ -619,7 +319,7 @@ from_params(const char *const *kw, const char *const *val, int expand, bool star
 		if (val[i] == NULL || val[i][0] == '\0')
 			continue;
 		/* The first dbname may be a whole connection string (expand_dbname). */
-		if (expand && strcmp(kw[i], "dbname") == 0 && is_conninfo(val[i])) {
+		if (expand && strcmp(kw[i], "dbname") == 0 && params_is_conninfo(val[i])) {
 			expand = 0;
 			if (!params_conninfo(&p, val[i]))
 				p.ok = false;
@@ -692,7 +392,7 @@ PQsetdbLogin(const char *pghost, const char *pgport, const char *pgoptions, cons
 	if (in_real)
 		return real_login(&a);
 	/* As libpq: a dbName may be a connection string; the others override it. */
-	if (dbName != NULL && is_conninfo(dbName)) {
+	if (dbName != NULL && params_is_conninfo(dbName)) {
 		if (!params_conninfo(&p, dbName))
 			p.ok = false;
 	} else {
@@ -771,7 +471,7 @@ shim_reset(struct shim_conn *e, PGconn *conn)
 		return -1;
 	}
 	char err[1024];
-	if (apply_settings(conn, e->settings, err, sizeof(err)) != 0) {
+	if (settings_apply(conn, e->settings, err, sizeof(err)) != 0) {
 		pgl_release(l);
 		return -1;
 	}
