@@ -1,11 +1,18 @@
 /*
- * preload.h - the preload shim's internals: the real libpq (real.c) and
- * the table of connections the shim leased (preload.c).
+ * preload.h - what every file of the preload shim shares: the mark of an
+ * interposer, and the real libpq behind them (real.c).
  */
 #ifndef PGL_PRELOAD_H
 #define PGL_PRELOAD_H
 
 #include <libpq-fe.h>
+
+/*
+ * Exported from libpglease_preload.so: the interposers, each declared with
+ * it in the header of the file that defines it.  Everything else stays
+ * inside the shim.
+ */
+#define SHIM_API __attribute__((visibility("default")))
 
 /* The real libpq's functions that the shim interposes. */
 struct real_libpq {
