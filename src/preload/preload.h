@@ -1,6 +1,7 @@
 /*
  * preload.h - what every file of the preload shim shares: the mark of an
- * interposer, and the real libpq behind them (real.c).
+ * interposer, and the real libpq behind them (real.c); and what the
+ * program sees of a leased connection (preload.c).
  */
 #ifndef PGL_PRELOAD_H
 #define PGL_PRELOAD_H
@@ -51,5 +52,14 @@ PGconn *pgl_real_PQconnectStartParams(const char *const *keywords, const char *c
 				      int expand_dbname);
 void pgl_real_PQfinish(PGconn *conn);
 PostgresPollingStatusType pgl_real_PQresetPoll(PGconn *conn);
+
+/* What the program sees of a leased connection: the pool's server, no password. */
+SHIM_API char *PQhost(const PGconn *conn);
+SHIM_API char *PQhostaddr(const PGconn *conn);
+SHIM_API char *PQport(const PGconn *conn);
+SHIM_API char *PQdb(const PGconn *conn);
+SHIM_API char *PQuser(const PGconn *conn);
+SHIM_API int PQconnectionNeedsPassword(const PGconn *conn);
+SHIM_API int PQconnectionUsedPassword(const PGconn *conn);
 
 #endif
