@@ -13,6 +13,7 @@
 
 #include "common/clock.h"
 #include "common/fdpass.h"
+#include "common/pgproto.h"
 #include "lib/client.h"
 #include "lib/shell.h"
 #include "lib/startup.h"
@@ -128,15 +129,6 @@ next_random(void)
 }
 
 /* --- the private listener ----------------------------------------------- */
-
-static void
-put32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
 
 /* Waits for events on fd until deadline; false on timeout or error. */
 static bool
@@ -623,24 +615,26 @@ PGconn *
 shell_refuse(struct shell_build *b, const char *sqlstate, const char *message)
 {
 	uint8_t out[1200];
+	struct pgproto_out o;
 	size_t mlen = strnlen(message, 1000);
-	size_t len = 4 + 1 + 6 + 1 + 6 + 1 + strlen(sqlstate) + 1 + 1 + mlen + 1 + 1;
-	size_t at = 0;
+	/* ErrorResponse: severity twice (localised and not), code, message, a NUL. */
+	size_t body = sizeof("SFATAL") + sizeof("VFATAL") + 1 + strlen(sqlstate) + 1 +
+		      1 + mlen + 1 + 1;
 
-	out[at++] = 'E';
-	put32(out + at, (uint32_t)len);
-	at += 4;
-	memcpy(out + at, "SFATAL", 7), at += 7;
-	memcpy(out + at, "VFATAL", 7), at += 7;
-	out[at++] = 'C';
-	memcpy(out + at, sqlstate, strlen(sqlstate) + 1), at += strlen(sqlstate) + 1;
-	out[at++] = 'M';
-	memcpy(out + at, message, mlen), at += mlen;
-	out[at++] = '\0';
-	out[at++] = '\0';
+	pgproto_out_init(&o, out, sizeof(out));
+	if (pgproto_begin(&o, 'E', body)) {
+		pgproto_put_cstring(&o, "SFATAL");
+		pgproto_put_cstring(&o, "VFATAL");
+		pgproto_put(&o, "C", 1);
+		pgproto_put_cstring(&o, sqlstate);
+		pgproto_put(&o, "M", 1);
+		pgproto_put(&o, message, mlen);
+		pgproto_put(&o, "\0", 2);	/* the message's end, and the fields' */
+	}
+	size_t len = pgproto_out_len(&o);
 	PGconn *conn = b->conn;
 	b->deadline = clock_mono_ms() + HANDSHAKE_MS;
-	bool sent = write_full(b->peer, out, at, b->deadline);
+	bool sent = len > 0 && write_full(b->peer, out, len, b->deadline);
 	/* The end of stream follows: libpq fails, with our message if it came. */
 	close(b->peer);
 	close(b->listener);
