@@ -14,6 +14,7 @@
 #include "common/clock.h"
 #include "common/fdpass.h"
 #include "common/pgproto.h"
+#include "common/rand.h"
 #include "lib/client.h"
 #include "lib/shell.h"
 #include "lib/startup.h"
@@ -28,7 +29,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -77,7 +77,7 @@ static struct {
 	const char *val[NNEUTRAL + NPER_CALL];
 	int n;				/* the neutral part */
 	char user[256];
-	uint64_t rng;
+	struct rng rng;			/* the listeners' names */
 	bool ok;
 } opts;
 static pthread_once_t opts_once = PTHREAD_ONCE_INIT;
@@ -106,9 +106,7 @@ build_options(void)
 		opts.val[opts.n++] = neutral[i].value != NULL ? neutral[i].value : opts.user;
 	}
 	PQconninfoFree(known);
-	if (getrandom(&opts.rng, sizeof(opts.rng), 0) != sizeof(opts.rng))
-		opts.rng = (uint64_t)getpid() * UINT64_C(0x9e3779b97f4a7c15);
-	opts.rng |= 1;
+	(void)rng_seed(&opts.rng);	/* the pid in the name keeps it apart anyway */
 	opts.ok = true;
 }
 
@@ -119,13 +117,9 @@ next_random(void)
 	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 
 	pthread_mutex_lock(&lock);
-	uint64_t x = opts.rng;
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	opts.rng = x;
+	uint64_t x = rng_next(&opts.rng);
 	pthread_mutex_unlock(&lock);
-	return x * UINT64_C(2685821657736338717);
+	return x;
 }
 
 /* --- the private listener ----------------------------------------------- */
