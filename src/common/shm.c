@@ -3,8 +3,9 @@
  */
 #include "autoconf.h"
 
-#include "common/shm.h"
+#include "common/clock.h"
 #include "common/log.h"
+#include "common/shm.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -16,17 +17,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
-
-static int64_t
-realtime_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static size_t
 segment_size(uint32_t max_pools, uint32_t nslots)
@@ -169,7 +160,7 @@ shm_create(struct shm *s, const char *name, mode_t mode, uint32_t nslots,
 	h->incarnation = incarnation;
 	h->max_pools = SHM_MAX_POOLS;
 	h->nslots = nslots;
-	h->start_time_ms = realtime_ms();
+	h->start_time_ms = clock_real_ms();
 	h->heartbeat_ms = h->start_time_ms;
 	for (uint32_t i = 0; i < nslots; i++)
 		s->slots[i].pool = -1;
@@ -223,7 +214,7 @@ shm_begin(struct shm *s)
 		;
 	s->locked = rc == 0;
 	if (!s->locked) {
-		int64_t now = realtime_ms();
+		int64_t now = clock_real_ms();
 		if (s->lock_warned_ms == 0 || now - s->lock_warned_ms >= 60000) {
 			s->lock_warned_ms = now;
 			log_warnx("the lock of shared memory %s is held by another process: "
@@ -331,7 +322,7 @@ shm_snapshot_owned(const char *name, uid_t owner, uid_t *found_owner, struct shm
 	int64_t give_up = 0;
 	for (int tries = 0;; tries++) {
 		if (tries > 0 && (tries & 63) == 0) {
-			int64_t now = realtime_ms();
+			int64_t now = clock_real_ms();
 			if (give_up == 0)
 				give_up = now + 1000;
 			else if (now >= give_up)
@@ -359,7 +350,7 @@ shm_snapshot_owned(const char *name, uid_t owner, uid_t *found_owner, struct shm
 		if (out->hdr.npools > out->hdr.max_pools)
 			out->hdr.npools = out->hdr.max_pools;
 		out->broker_alive = owner_running(out->hdr.broker_pid, out->hdr.broker_started) &&
-				    realtime_ms() - out->hdr.heartbeat_ms <= SHM_HEARTBEAT_STALE_MS;
+				    clock_real_ms() - out->hdr.heartbeat_ms <= SHM_HEARTBEAT_STALE_MS;
 	}
 out:
 	saved = errno;
