@@ -16,6 +16,8 @@
 #include "common/pgproto.h"
 #include "common/rand.h"
 #include "lib/client.h"
+#include "lib/lease.h"
+#include "lib/process.h"
 #include "lib/shell.h"
 #include "lib/startup.h"
 
@@ -338,7 +340,7 @@ shell_cache_free(pgl_client *c)
 PGconn *
 pgl_conn(pgl_lease *l)
 {
-	if (!client_lease_ok(l, "pgl_conn", false))
+	if (!lease_ok(l, "pgl_conn", false))
 		return NULL;
 	if (l->shell != NULL)
 		return l->shell;
@@ -350,11 +352,11 @@ pgl_conn(pgl_lease *l)
 		PGconn *cached = cache_take(l);
 		if (cached != NULL) {
 			/* The swap and its record are one step for a fork() elsewhere. */
-			client_lock();
+			process_lock();
 			bool swapped = dup3(l->fd, PQsocket(cached), O_CLOEXEC) >= 0;
 			if (swapped)
 				l->shell = cached;
-			client_unlock();
+			process_unlock();
 			if (swapped)
 				return cached;
 			PQfinish(cached);
@@ -592,16 +594,16 @@ shell_complete(pgl_client *c, struct shell_build *b, pgl_lease *l,
 
 	/* The swap: from here on libpq talks to the leased backend. */
 	PGconn *conn = b->conn;
-	client_lock();
+	process_lock();
 	if (dup3(l->fd, PQsocket(conn), O_CLOEXEC) < 0) {
 		int saved = errno;
-		client_unlock();
+		process_unlock();
 		build_fail(c, b, PGL_EBROKER, "dup3", strerror(saved));
 		return NULL;
 	}
 	l->shell = conn;
 	b->conn = NULL;
-	client_unlock();
+	process_unlock();
 	return conn;
 }
 
@@ -689,22 +691,22 @@ shell_detach(pgl_lease *l, int state)
 		return;
 	if (l->shell_borrowed) {
 		/* The program's PGconn (preload shim): blinded, and left to it. */
-		int devnull = client_devnull();
-		client_lock();
+		int devnull = process_devnull();
+		process_lock();
 		if (devnull < 0 || dup3(devnull, PQsocket(conn), O_CLOEXEC) < 0)
 			shutdown(PQsocket(conn), SHUT_RDWR);
 		l->shell = NULL;
-		client_unlock();
+		process_unlock();
 		return;
 	}
 	/* Nothing, PQfinish's Terminate included, may reach the pooled backend now. */
-	int devnull = client_devnull();
-	client_lock();
+	int devnull = process_devnull();
+	process_lock();
 	bool blinded = devnull >= 0 && dup3(devnull, PQsocket(conn), O_CLOEXEC) >= 0;
 	if (!blinded)
 		shutdown(PQsocket(conn), SHUT_RDWR);	/* last resort; the backend is replaced */
 	l->shell = NULL;
-	client_unlock();
+	process_unlock();
 	if (!blinded) {
 		PQfinish(conn);
 		return;
@@ -749,11 +751,11 @@ pgl_cancel(pgl_lease *l)
 	 * lease came on, once it has said WELCOME: a handler that interrupts a
 	 * reconnect must not put a CANCEL before the HELLO.
 	 */
-	pgl_client *c = client_lease_ok(l, "pgl_cancel", true) ? l->client : NULL;
+	pgl_client *c = lease_ok(l, "pgl_cancel", true) ? l->client : NULL;
 	if (c != NULL && !l->inert && c->ready) {
 		atomic_signal_fence(memory_order_seq_cst);
 		int fd = c->fd;
-		if (fd >= 0 && c->pid == client_pid() && l->conn_gen == c->conn_gen) {
+		if (fd >= 0 && c->pid == process_pid() && l->conn_gen == c->conn_gen) {
 			struct wire_msg m = { .h = { .type = PGL_MSG_LEASE_CANCEL } };
 			uint8_t buf[WIRE_HEADER_SIZE + 16];
 			size_t len;
