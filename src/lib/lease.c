@@ -16,6 +16,7 @@
 #include "lib/shell.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -369,6 +370,39 @@ pgl_discard(pgl_lease *l)
 	if (!lease_ok(l, "pgl_discard", false))
 		return -1;
 	return give_back(l, WIRE_RELEASE_BROKEN);
+}
+
+/* --- cancel ------------------------------------------------------------- */
+
+int
+pgl_cancel(pgl_lease *l)
+{
+	int saved = errno;
+	int rc = -1;
+
+	/*
+	 * Async-signal-safe: no locks, no allocation, one send that never
+	 * waits (a full socket is a failure), and only on the connection the
+	 * lease came on, once it has said WELCOME: a handler that interrupts a
+	 * reconnect must not put a CANCEL before the HELLO.
+	 */
+	pgl_client *c = lease_ok(l, "pgl_cancel", true) ? l->client : NULL;
+	if (c != NULL && !l->inert && c->ready) {
+		atomic_signal_fence(memory_order_seq_cst);
+		int fd = c->fd;
+		if (fd >= 0 && c->pid == process_pid() && l->conn_gen == c->conn_gen) {
+			struct wire_msg m = { .h = { .type = PGL_MSG_LEASE_CANCEL } };
+			uint8_t buf[WIRE_HEADER_SIZE + 16];
+			size_t len;
+
+			m.u.cancel.lease_id = l->lease_id;
+			len = wire_encode(&m, buf, sizeof(buf));
+			if (len > 0 && fdpass_send_nowait(fd, buf, len, -1) == (ssize_t)len)
+				rc = 0;
+		}
+	}
+	errno = saved;
+	return rc;
 }
 
 /* --- what a lease tells ------------------------------------------------- */
