@@ -10,6 +10,7 @@
 #include "broker/session.h"
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/rand.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -22,23 +23,25 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+/* common/rand's generator on the state struct broker keeps (seeded in broker_run). */
 uint64_t
 broker_random(struct broker *b)
 {
-	/* xorshift64*: fast, and good enough for jitter and reset nonces */
-	uint64_t x = b->rng;
+	struct rng r = { .s = b->rng };
+	uint64_t x = rng_next(&r);
 
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	b->rng = x;
-	return x * UINT64_C(2685821657736338717);
+	b->rng = r.s;
+	return x;
 }
 
 double
 broker_random01(struct broker *b)
 {
-	return (double)(broker_random(b) >> 11) / 9007199254740992.0;
+	struct rng r = { .s = b->rng };
+	double u = rng_unit(&r);
+
+	b->rng = r.s;
+	return u;
 }
 
 /* --- the listening socket ----------------------------------------------- */

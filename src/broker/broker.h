@@ -6,7 +6,7 @@
 #define PGL_BROKER_H
 
 #include "broker/config.h"
-#include "common/shm.h"
+#include "common/shm_writer.h"
 
 #include <ev.h>
 #include <stdbool.h>

@@ -11,7 +11,7 @@
 #define PGL_POOL_H
 
 #include "broker/broker.h"
-#include "broker/pgproto.h"
+#include "common/pgproto.h"
 #include "common/shm.h"
 #include "common/wire.h"
 

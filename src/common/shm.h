@@ -1,5 +1,7 @@
 /*
- * shm.h - the broker's accounting in POSIX shared memory.
+ * shm.h - the broker's accounting in POSIX shared memory: the segment's
+ * layout, and reading it (shm.c).  Writing it is the broker's alone
+ * (shm_writer.h).
  *
  * Layout: a header, max_pools pool records, nslots slot records; fixed size,
  * set when the broker starts.  The broker is the only writer: it holds the
@@ -99,39 +101,7 @@ struct shm_header {
 	sem_t lock;			/* the writer's, process-shared */
 };
 
-/* The broker's mapping. */
-struct shm {
-	char name[256];
-	int fd;
-	size_t size;
-	struct shm_header *hdr;
-	struct shm_pool *pools;
-	struct shm_slot *slots;
-	bool locked;			/* shm_begin() took the semaphore */
-	int64_t lock_warned_ms;		/* when an intruder's hold was last logged */
-};
-
-/*
- * Creates segment name (mode applied exactly, whatever the umask) with room
- * for nslots slots, and initialises it.  A segment whose broker is dead (pid
- * gone, or heartbeat stale) is replaced; one whose broker lives is not.
- * Returns 0, or -1 with a sentence in err.
- */
-int shm_create(struct shm *s, const char *name, mode_t mode, uint32_t nslots,
-	       uint32_t incarnation, char *err, size_t errlen)
-	__attribute__((warn_unused_result));
-
-/* Unmaps and removes the segment. */
-void shm_destroy(struct shm *s);
-
-/*
- * Brackets every update of the segment by the broker.  Never blocks: the
- * broker is the segment's only writer, so a lock it cannot take at once is
- * held by an intruder; that is logged (at most once a minute) and the
- * update goes on under the seqlock alone.
- */
-void shm_begin(struct shm *s);
-void shm_end(struct shm *s);
+/* --- reading ----------------------------------------------------------- */
 
 /* A consistent copy of the whole segment, for readers. */
 struct shm_snapshot {
@@ -161,5 +131,20 @@ void shm_snapshot_free(struct shm_snapshot *snap);
 
 /* The name of a slot state ("idle"). */
 const char *shm_slot_state_name(int state);
+
+/* --- what the writer shares with the readers ----------------------------- */
+
+/* The size of a segment with room for max_pools pools and nslots slots. */
+size_t shm_segment_size(uint32_t max_pools, uint32_t nslots);
+
+/* When process pid started (field 22 of /proc/PID/stat), or 0 when unknown. */
+uint64_t shm_process_started(pid_t pid);
+
+/*
+ * Whether the process that wrote a header still runs: pid is alive and,
+ * where /proc tells, started when the header says (not a later process
+ * that was given the same pid).
+ */
+bool shm_owner_running(pid_t pid, uint64_t started);
 
 #endif

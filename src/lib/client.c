@@ -1,6 +1,6 @@
 /*
- * client.c - libpglease's control connection to the broker, its errors,
- * and what happens to clients across fork() and exit().
+ * client.c - a libpglease client: its control connection to the broker,
+ * the answers read on it, and its errors.
  */
 #include "autoconf.h"
 
@@ -8,19 +8,16 @@
 #include "common/fdpass.h"
 #include "common/ident.h"
 #include "lib/client.h"
+#include "lib/process.h"
 #include "lib/shell.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <poll.h>
-#include <pthread.h>
-#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/uio.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -28,26 +25,6 @@
 #define DEFAULT_SOCKET "/run/pglease/pglease.sock"
 /* How long HELLO may take before the broker is called unresponsive. */
 #define HELLO_TIMEOUT_MS 10000
-
-/* Every client of this process, for the fork and exit handlers. */
-static pgl_client *clients;
-/*
- * Guards what the fork handlers read: the list of clients, each one's
- * control socket, held leases, in-flight descriptor, and the shells'
- * sockets.  Taken in the atfork prepare handler, so a fork() in another
- * thread never sees a descriptor half recorded.  Recursive: the exit
- * handler releases with it held, and lease code nests.
- */
-static pthread_mutex_t lib_lock = PTHREAD_RECURSIVE_MUTEX_INITIALIZER_NP;
-static pthread_once_t handlers_once = PTHREAD_ONCE_INIT;
-static pid_t self;
-static int devnull = -1;
-
-pid_t
-client_pid(void)
-{
-	return self;
-}
 
 int
 client_fail(pgl_client *c, int code, const char *fmt, ...)
@@ -59,112 +36,6 @@ client_fail(pgl_client *c, int code, const char *fmt, ...)
 	vsnprintf(c->error, sizeof(c->error), fmt, ap);
 	va_end(ap);
 	return -1;
-}
-
-void
-client_lock(void)
-{
-	pthread_mutex_lock(&lib_lock);
-}
-
-void
-client_unlock(void)
-{
-	pthread_mutex_unlock(&lib_lock);
-}
-
-int
-client_devnull(void)
-{
-	/* Opened by install_handlers(); inherited, still good, across fork(). */
-	return devnull;
-}
-
-/* --- fork and exit ------------------------------------------------------ */
-
-/* Puts /dev/null over a backend descriptor the child inherited (closes it without). */
-static void
-make_inert(int fd)
-{
-	if (fd < 0)
-		return;
-	if (devnull >= 0)
-		dup3(devnull, fd, O_CLOEXEC);
-	else
-		close(fd);
-}
-
-/* Before fork(): no other thread is between receiving a descriptor and recording it. */
-static void
-atfork_prepare(void)
-{
-	pthread_mutex_lock(&lib_lock);
-}
-
-static void
-atfork_parent(void)
-{
-	pthread_mutex_unlock(&lib_lock);
-}
-
-/*
- * In a forked child: the control connection and every lease belong to the
- * parent.  The child's copies are made inert, so it can neither talk to a
- * backend the parent gives back nor keep one alive: the leases' sockets,
- * their shells', and a GRANT's descriptor not yet given to a lease.
- */
-static void
-atfork_child(void)
-{
-	self = getpid();
-	for (pgl_client *c = clients; c != NULL; c = c->next) {
-		c->ready = 0;
-		if (c->fd >= 0) {
-			close(c->fd);
-			c->fd = -1;
-		}
-		c->nabandoned = 0;
-		make_inert(c->inflight_fd);
-		for (pgl_lease *l = c->held; l != NULL; l = l->next) {
-			if (l->inert)
-				continue;
-			l->inert = true;
-			make_inert(l->fd);
-			/* The shell's socket is a copy of the backend's too. */
-			if (l->shell != NULL)
-				make_inert(PQsocket(l->shell));
-		}
-	}
-	/*
-	 * Taken by atfork_prepare() in the thread that forked, but a recursive
-	 * mutex knows its owner by thread id, and this thread's is new: the
-	 * unlock would be refused.  A fresh lock instead.
-	 */
-	pthread_mutexattr_t attr;
-	pthread_mutexattr_init(&attr);
-	pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
-	pthread_mutex_init(&lib_lock, &attr);
-	pthread_mutexattr_destroy(&attr);
-}
-
-/* At exit: what this process still holds goes back (a reset, not a lost backend). */
-static void
-release_at_exit(void)
-{
-	client_lock();
-	for (pgl_client *c = clients; c != NULL; c = c->next)
-		while (c->held != NULL)
-			pgl_release(c->held);
-	client_unlock();
-}
-
-static void
-install_handlers(void)
-{
-	self = getpid();
-	devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
-	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
-	atexit(release_at_exit);
 }
 
 /* --- the connection ----------------------------------------------------- */
@@ -187,13 +58,7 @@ pgl_open(const char *socket_path)
 	}
 	c->fd = -1;
 	c->inflight_fd = -1;
-	pthread_once(&handlers_once, install_handlers);
-	client_lock();
-	c->next = clients;
-	if (clients != NULL)
-		clients->prev = c;
-	clients = c;
-	client_unlock();
+	process_add(c);
 	return c;
 }
 
@@ -206,14 +71,7 @@ pgl_close(pgl_client *c)
 		pgl_release(c->held);
 	shell_cache_free(c);
 	client_disconnect(c);
-	client_lock();
-	if (c->prev != NULL)
-		c->prev->next = c->next;
-	else
-		clients = c->next;
-	if (c->next != NULL)
-		c->next->prev = c->prev;
-	client_unlock();
+	process_remove(c);
 	while (c->spare != NULL) {
 		pgl_lease *l = c->spare;
 		c->spare = l->next;
@@ -227,15 +85,15 @@ pgl_close(pgl_client *c)
 void
 client_disconnect(pgl_client *c)
 {
-	client_lock();
+	process_lock();
 	/* Not ready first: a signal handler must never send on a closed or reused number. */
 	c->ready = 0;
 	atomic_signal_fence(memory_order_seq_cst);
-	if (c->fd >= 0 && c->pid == self)
+	if (c->fd >= 0 && c->pid == process_pid())
 		close(c->fd);
 	c->fd = -1;
 	c->nabandoned = 0;	/* the broker forgets them with the connection */
-	client_unlock();
+	process_unlock();
 }
 
 int
@@ -324,11 +182,11 @@ client_connect(pgl_client *c)
 		return client_fail(c, PGL_EINVAL, "broker socket path too long: %s", c->path);
 	memcpy(sun.sun_path, c->path, strlen(c->path) + 1);
 	/* Non-blocking for good: no call of the library waits on it unbounded. */
-	client_lock();		/* a fork() must find the socket recorded, or not made yet */
+	process_lock();		/* a fork() must find the socket recorded, or not made yet */
 	c->ready = 0;
 	c->fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	c->pid = self;
-	client_unlock();
+	c->pid = process_pid();
+	process_unlock();
 	if (c->fd < 0)
 		return client_fail(c, PGL_EBROKER, "socket: %s", strerror(errno));
 	if (connect_until(c->fd, &sun, deadline) != 0) {
@@ -357,7 +215,7 @@ client_connect(pgl_client *c)
 				     .request_id = ++c->next_request } };
 	m.u.hello.version_min = WIRE_VERSION_MIN;
 	m.u.hello.version_max = WIRE_VERSION_MAX;
-	m.u.hello.pid = (uint32_t)self;
+	m.u.hello.pid = (uint32_t)process_pid();
 	if (client_send(c, &m, deadline) != 0) {
 		int saved = errno;
 		/* A broker that refused us at once has said why before closing. */
@@ -404,7 +262,7 @@ client_connect(pgl_client *c)
 int
 client_ensure(pgl_client *c)
 {
-	if (c->fd >= 0 && c->pid != self) {
+	if (c->fd >= 0 && c->pid != process_pid()) {
 		c->ready = 0;
 		c->fd = -1;	/* the parent's: never ours to use or close */
 	}
@@ -523,12 +381,12 @@ client_drain(pgl_client *c)
 
 	if (c->nabandoned == 0)
 		return;		/* the common case: no lock, no system call */
-	client_lock();
-	while (c->nabandoned > 0 && c->fd >= 0 && c->ready && c->pid == self &&
+	process_lock();
+	while (c->nabandoned > 0 && c->fd >= 0 && c->ready && c->pid == process_pid() &&
 	       recv_one(c, &m, &got) > 0)
 		if (unawaited(c, &m, got) != 0)
 			break;
-	client_unlock();
+	process_unlock();
 }
 
 int
@@ -555,7 +413,7 @@ client_wait(pgl_client *c, uint64_t id, int64_t deadline_ms, struct wire_msg *m,
 		 * of every backend socket it inherits.
 		 */
 		int got;
-		client_lock();
+		process_lock();
 		rc = recv_one(c, m, &got);
 		if (rc > 0 && (m->h.request_id == id || (m->h.type == PGL_MSG_SESSION_ERROR &&
 							 m->h.request_id == 0))) {
@@ -565,124 +423,15 @@ client_wait(pgl_client *c, uint64_t id, int64_t deadline_ms, struct wire_msg *m,
 				close(got);
 			if (fd != NULL)
 				*fd = got;
-			client_unlock();
+			process_unlock();
 			return 0;
 		}
 		if (rc > 0)
 			rc = unawaited(c, m, got) == 0 ? 0 : -1;
-		client_unlock();
+		process_unlock();
 		if (rc < 0)
 			return -1;
 	}
-}
-
-pgl_lease *
-client_lease_new(pgl_client *c, int fd)
-{
-	pgl_lease *l;
-
-	if (c->nspare > SPARE_QUARANTINE) {
-		l = c->spare;
-		c->spare = l->next;
-		if (c->spare == NULL)
-			c->spare_tail = NULL;
-		c->nspare--;
-	} else if ((l = malloc(sizeof(*l))) == NULL) {
-		return NULL;
-	}
-	l->magic = LEASE_LIVE;
-	l->client = c;
-	l->inert = false;
-	l->shell_borrowed = false;
-	l->shell = NULL;
-	l->prev = NULL;
-	client_lock();
-	l->fd = fd;
-	if (c->inflight_fd == fd)
-		c->inflight_fd = -1;	/* the lease has it now */
-	l->next = c->held;
-	if (c->held != NULL)
-		c->held->prev = l;
-	c->held = l;
-	client_unlock();
-	return l;
-}
-
-void
-client_lease_free(pgl_lease *l)
-{
-	pgl_client *c = l->client;
-
-	client_lock();
-	if (l->fd >= 0)
-		close(l->fd);
-	if (l->prev != NULL)
-		l->prev->next = l->next;
-	else
-		c->held = l->next;
-	if (l->next != NULL)
-		l->next->prev = l->prev;
-	l->magic = LEASE_FREED;
-	l->fd = -1;
-	l->shell = NULL;
-	l->prev = l->next = NULL;
-	if (c->spare_tail != NULL)
-		c->spare_tail->next = l;
-	else
-		c->spare = l;
-	c->spare_tail = l;
-	c->nspare++;
-	client_unlock();
-}
-
-void
-client_inflight_close(pgl_client *c, int fd)
-{
-	client_lock();
-	if (fd >= 0)
-		close(fd);
-	if (c->inflight_fd == fd)
-		c->inflight_fd = -1;
-	client_unlock();
-}
-
-#ifdef PGLEASE_DEBUG
-/* The debug build's answer to a misuse: say it on stderr and abort.  Async-signal-safe. */
-static void
-misuse_abort(const char *what, const char *why)
-{
-#define PIECE(s, n) { .iov_base = (void *)(uintptr_t)(s), .iov_len = (n) }
-	static const char head[] = "libpglease: ", sep[] = ": ",
-		tail[] = " (built with PGLEASE_DEBUG: aborting)\n";
-	struct iovec iov[] = {
-		PIECE(head, sizeof(head) - 1), PIECE(what, strlen(what)),
-		PIECE(sep, sizeof(sep) - 1), PIECE(why, strlen(why)),
-		PIECE(tail, sizeof(tail) - 1),
-	};
-#undef PIECE
-	ssize_t rc = writev(STDERR_FILENO, iov, sizeof(iov) / sizeof(iov[0]));
-	(void)rc;
-	abort();
-}
-#endif
-
-bool
-client_lease_ok(const pgl_lease *l, const char *what, bool signal_safe)
-{
-	if (l == NULL)
-		return false;
-	if (l->magic == LEASE_LIVE)
-		return true;
-	const char *why = l->magic == LEASE_FREED ?
-			  "the lease was released or discarded already" :
-			  "this is not a lease (or one freed by pgl_close)";
-#ifdef PGLEASE_DEBUG
-	misuse_abort(what, why);
-#endif
-	if (l->magic == LEASE_FREED && !signal_safe)
-		client_fail(l->client, PGL_EINVAL, "%s: %s; a lease is not to be used after "
-			    "pgl_release() or pgl_discard()", what, why);
-	return false;
 }
 
 const char *

@@ -1,5 +1,6 @@
 /*
- * client.h - libpglease's internals shared by client.c and lease.c.
+ * client.h - libpglease's client and lease objects, and the client's
+ * control connection to the broker (client.c).
  */
 #ifndef PGL_LIB_CLIENT_H
 #define PGL_LIB_CLIENT_H
@@ -17,13 +18,6 @@
 /* pgl_lease.magic: a lease in use, and one released (poisoned, kept for reuse). */
 #define LEASE_LIVE 0x4c495645u		/* "LIVE" */
 #define LEASE_FREED 0x46524545u		/* "FREE" */
-
-/*
- * Released lease objects wait in the client's spare list, oldest first,
- * and are reused only once more than this many wait: a second release of
- * a pointer just released finds it poisoned instead of lent again.
- */
-#define SPARE_QUARANTINE 4
 
 struct pgl_lease {
 	uint32_t magic;			/* LEASE_LIVE, or LEASE_FREED once given back */
@@ -88,15 +82,6 @@ struct pgl_client {
 	uint8_t buf[WIRE_MESSAGE_MAX];
 };
 
-/*
- * This process's pid, kept up to date by the atfork child handler: glibc no
- * longer caches getpid(), and the lease path checks it on every call.
- */
-pid_t client_pid(void);
-
-/* A descriptor of /dev/null kept open for the process (close-on-exec), or -1. */
-int client_devnull(void);
-
 /* Records an error on c; returns -1 for "return client_fail(...)". */
 int client_fail(pgl_client *c, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -138,35 +123,5 @@ void client_abandon(pgl_client *c, uint64_t id);
  * do not read).
  */
 void client_drain(pgl_client *c);
-
-/*
- * Lease bookkeeping: link a new lease (LEASE_LIVE) holding the GRANT's
- * descriptor fd to its client (NULL when out of memory: fd is still in
- * flight); close a lease's descriptor, unlink it, poison it (LEASE_FREED,
- * no fd, no shell) and keep it for reuse.
- */
-pgl_lease *client_lease_new(pgl_client *c, int fd);
-void client_lease_free(pgl_lease *l);
-
-/* Closes a GRANT's descriptor that no lease will hold (fd < 0: nothing to close). */
-void client_inflight_close(pgl_client *c, int fd);
-
-/*
- * The library's lock against fork(): whoever creates, receives, swaps or
- * closes a descriptor that the atfork child handler must know of holds it
- * from that moment until the descriptor is recorded (client, lease, shell)
- * or gone.  Recursive; never taken in a signal handler.
- */
-void client_lock(void);
-void client_unlock(void);
-
-/*
- * Whether l is a lease in use.  Otherwise a misuse of the API (a lease
- * used after pgl_release() or pgl_discard()): false, with the client's
- * error set when l is recognisably a released lease (never from a signal
- * handler: signal_safe).  Built with PGLEASE_DEBUG, a misuse writes a line
- * to stderr and aborts instead.
- */
-bool client_lease_ok(const pgl_lease *l, const char *what, bool signal_safe);
 
 #endif

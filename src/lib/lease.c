@@ -1,5 +1,6 @@
 /*
- * lease.c - acquire and release leases: the hot path.
+ * lease.c - acquire and release leases: the hot path; and the lease
+ * objects' bookkeeping.
  *
  * acquire is one ACQUIRE out and one GRANT (with the fd) in; release is one
  * RELEASE out and a close(), with no answer awaited: the broker resets the
@@ -10,11 +11,17 @@
 #include "common/clock.h"
 #include "common/fdpass.h"
 #include "lib/client.h"
+#include "lib/lease.h"
+#include "lib/process.h"
 #include "lib/shell.h"
 
 #include <errno.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 /*
@@ -30,6 +37,136 @@
  * default is 5 s).
  */
 #define V1_DEFAULT_WAIT_MS 60000
+
+/*
+ * Released lease objects wait in the client's spare list, oldest first,
+ * and are reused only once more than this many wait: a second release of
+ * a pointer just released finds it poisoned instead of lent again.
+ */
+#define SPARE_QUARANTINE 4
+
+/* --- lease objects ------------------------------------------------------ */
+
+/*
+ * A new lease (LEASE_LIVE) holding the GRANT's descriptor fd, linked to
+ * its client; NULL when out of memory (fd is still in flight).
+ */
+static pgl_lease *
+lease_new(pgl_client *c, int fd)
+{
+	pgl_lease *l;
+
+	if (c->nspare > SPARE_QUARANTINE) {
+		l = c->spare;
+		c->spare = l->next;
+		if (c->spare == NULL)
+			c->spare_tail = NULL;
+		c->nspare--;
+	} else if ((l = malloc(sizeof(*l))) == NULL) {
+		return NULL;
+	}
+	l->magic = LEASE_LIVE;
+	l->client = c;
+	l->inert = false;
+	l->shell_borrowed = false;
+	l->shell = NULL;
+	l->prev = NULL;
+	process_lock();
+	l->fd = fd;
+	if (c->inflight_fd == fd)
+		c->inflight_fd = -1;	/* the lease has it now */
+	l->next = c->held;
+	if (c->held != NULL)
+		c->held->prev = l;
+	c->held = l;
+	process_unlock();
+	return l;
+}
+
+/*
+ * Closes l's descriptor, unlinks l, poisons it (LEASE_FREED, no fd, no
+ * shell) and keeps it for reuse.
+ */
+static void
+lease_free(pgl_lease *l)
+{
+	pgl_client *c = l->client;
+
+	process_lock();
+	if (l->fd >= 0)
+		close(l->fd);
+	if (l->prev != NULL)
+		l->prev->next = l->next;
+	else
+		c->held = l->next;
+	if (l->next != NULL)
+		l->next->prev = l->prev;
+	l->magic = LEASE_FREED;
+	l->fd = -1;
+	l->shell = NULL;
+	l->prev = l->next = NULL;
+	if (c->spare_tail != NULL)
+		c->spare_tail->next = l;
+	else
+		c->spare = l;
+	c->spare_tail = l;
+	c->nspare++;
+	process_unlock();
+}
+
+/* Closes a GRANT's descriptor that no lease will hold (fd < 0: nothing to close). */
+static void
+inflight_close(pgl_client *c, int fd)
+{
+	process_lock();
+	if (fd >= 0)
+		close(fd);
+	if (c->inflight_fd == fd)
+		c->inflight_fd = -1;
+	process_unlock();
+}
+
+#ifdef PGLEASE_DEBUG
+/* The debug build's answer to a misuse: say it on stderr and abort.  Async-signal-safe. */
+static void
+misuse_abort(const char *what, const char *why)
+{
+#define PIECE(s, n) { .iov_base = (void *)(uintptr_t)(s), .iov_len = (n) }
+	static const char head[] = "libpglease: ", sep[] = ": ",
+		tail[] = " (built with PGLEASE_DEBUG: aborting)\n";
+	struct iovec iov[] = {
+		PIECE(head, sizeof(head) - 1), PIECE(what, strlen(what)),
+		PIECE(sep, sizeof(sep) - 1), PIECE(why, strlen(why)),
+		PIECE(tail, sizeof(tail) - 1),
+	};
+#undef PIECE
+	ssize_t rc = writev(STDERR_FILENO, iov, sizeof(iov) / sizeof(iov[0]));
+	(void)rc;
+	abort();
+}
+#endif
+
+bool
+lease_ok(const pgl_lease *l, const char *what, bool signal_safe)
+{
+	if (l == NULL)
+		return false;
+	if (l->magic == LEASE_LIVE)
+		return true;
+	const char *why = l->magic == LEASE_FREED ?
+			  "the lease was released or discarded already" :
+			  "this is not a lease (or one freed by pgl_close)";
+#ifdef PGLEASE_DEBUG
+	misuse_abort(what, why);
+#endif
+	if (l->magic == LEASE_FREED && !signal_safe)
+		client_fail(l->client, PGL_EINVAL, "%s: %s; a lease is not to be used after "
+			    "pgl_release() or pgl_discard()", what, why);
+	return false;
+}
+
+/* --- acquire ------------------------------------------------------------ */
+
 
 /*
  * When the library stops waiting for the answer to an ACQUIRE with
@@ -145,7 +282,7 @@ pgl_acquire(pgl_client *c, const char *pool, int timeout_ms)
 		return NULL;
 	}
 
-	pgl_lease *l = client_lease_new(c, fd);
+	pgl_lease *l = lease_new(c, fd);
 	if (l == NULL) {
 		struct wire_msg r = { .h = { .type = PGL_MSG_LEASE_RELEASE,
 					     .request_id = ++c->next_request } };
@@ -153,7 +290,7 @@ pgl_acquire(pgl_client *c, const char *pool, int timeout_ms)
 		r.u.release.state = WIRE_RELEASE_CLEAN;
 		if (client_send(c, &r, -1) != 0)
 			client_disconnect(c);	/* the broker takes it back as an orphan */
-		client_inflight_close(c, fd);
+		inflight_close(c, fd);
 		client_fail(c, PGL_ENOMEM, "out of memory");
 		return NULL;
 	}
@@ -167,6 +304,8 @@ pgl_acquire(pgl_client *c, const char *pool, int timeout_ms)
 	memcpy(l->params, m.u.grant.params, m.u.grant.params_len);
 	return l;
 }
+
+/* --- release ------------------------------------------------------------ */
 
 /* Gives l back in state; frees l and closes its fd whatever happens. */
 static int
@@ -184,7 +323,7 @@ give_back(pgl_lease *l, int state)
 	} else if (wire_lease_incarnation(l->lease_id) != c->incarnation) {
 		rc = client_fail(c, PGL_ESTALE, "the broker restarted since this lease was "
 				 "granted; its backend is closed");
-	} else if (c->fd < 0 || c->pid != client_pid() || !c->ready ||
+	} else if (c->fd < 0 || c->pid != process_pid() || !c->ready ||
 		   l->conn_gen != c->conn_gen) {
 		rc = client_fail(c, PGL_ESTALE, "the connection to the broker this lease was "
 				 "granted on is closed, and the broker took the lease back with "
@@ -211,14 +350,14 @@ give_back(pgl_lease *l, int state)
 		}
 	}
 	/* Closing our copy ends the backend when the broker's copy is gone. */
-	client_lease_free(l);
+	lease_free(l);
 	return rc;
 }
 
 int
 pgl_release(pgl_lease *l)
 {
-	if (!client_lease_ok(l, "pgl_release", false))
+	if (!lease_ok(l, "pgl_release", false))
 		return -1;
 	/* A raw-fd lease: the library cannot see the stream; a shell can. */
 	return give_back(l, l->shell != NULL && !l->inert ? shell_release_state(l) :
@@ -228,21 +367,56 @@ pgl_release(pgl_lease *l)
 int
 pgl_discard(pgl_lease *l)
 {
-	if (!client_lease_ok(l, "pgl_discard", false))
+	if (!lease_ok(l, "pgl_discard", false))
 		return -1;
 	return give_back(l, WIRE_RELEASE_BROKEN);
 }
 
+/* --- cancel ------------------------------------------------------------- */
+
+int
+pgl_cancel(pgl_lease *l)
+{
+	int saved = errno;
+	int rc = -1;
+
+	/*
+	 * Async-signal-safe: no locks, no allocation, one send that never
+	 * waits (a full socket is a failure), and only on the connection the
+	 * lease came on, once it has said WELCOME: a handler that interrupts a
+	 * reconnect must not put a CANCEL before the HELLO.
+	 */
+	pgl_client *c = lease_ok(l, "pgl_cancel", true) ? l->client : NULL;
+	if (c != NULL && !l->inert && c->ready) {
+		atomic_signal_fence(memory_order_seq_cst);
+		int fd = c->fd;
+		if (fd >= 0 && c->pid == process_pid() && l->conn_gen == c->conn_gen) {
+			struct wire_msg m = { .h = { .type = PGL_MSG_LEASE_CANCEL } };
+			uint8_t buf[WIRE_HEADER_SIZE + 16];
+			size_t len;
+
+			m.u.cancel.lease_id = l->lease_id;
+			len = wire_encode(&m, buf, sizeof(buf));
+			if (len > 0 && fdpass_send_nowait(fd, buf, len, -1) == (ssize_t)len)
+				rc = 0;
+		}
+	}
+	errno = saved;
+	return rc;
+}
+
+/* --- what a lease tells ------------------------------------------------- */
+
 int
 pgl_fd(const pgl_lease *l)
 {
-	return client_lease_ok(l, "pgl_fd", false) ? l->fd : -1;
+	return lease_ok(l, "pgl_fd", false) ? l->fd : -1;
 }
 
 const char *
 pgl_param(const pgl_lease *l, const char *name)
 {
-	if (!client_lease_ok(l, "pgl_param", false) || name == NULL)
+	if (!lease_ok(l, "pgl_param", false) || name == NULL)
 		return NULL;
 	return wire_param(l->params, l->params_len, name);
 }
@@ -250,5 +424,5 @@ pgl_param(const pgl_lease *l, const char *name)
 int
 pgl_backend_pid(const pgl_lease *l)
 {
-	return client_lease_ok(l, "pgl_backend_pid", false) ? l->backend_pid : 0;
+	return lease_ok(l, "pgl_backend_pid", false) ? l->backend_pid : 0;
 }

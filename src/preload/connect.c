@@ -19,7 +19,7 @@
 #include "common/ident.h"
 #include "common/shm.h"
 #include "lib/client.h"
-#include "lib/shell.h"
+#include "lib/shell_build.h"
 #include "pglease.h"
 #include "preload/connect.h"
 #include "preload/conns.h"

@@ -5,7 +5,7 @@
 #ifndef PGL_PRELOAD_PARAMS_H
 #define PGL_PRELOAD_PARAMS_H
 
-#include "lib/shell.h"
+#include "lib/shell_build.h"
 
 #include <stdbool.h>
 

@@ -10,7 +10,7 @@
 #include "autoconf.h"
 
 #include "lib/client.h"
-#include "lib/shell.h"
+#include "lib/shell_build.h"
 #include "pglease.h"
 #include "preload/connect.h"
 #include "preload/conns.h"

@@ -9,7 +9,7 @@
  */
 #include "autoconf.h"
 
-#include "lib/shell.h"
+#include "lib/shell_build.h"
 #include "preload/settings.h"
 
 #include <ctype.h>

@@ -5,7 +5,7 @@
  */
 #include "autoconf.h"
 
-#include "common/shm.h"
+#include "common/shm_writer.h"
 #include "testutil.h"
 
 #include <check.h>

@@ -1,16 +1,87 @@
 /*
- * pgproto.c - PostgreSQL v3 framing for the broker's own queries.
+ * pgproto.c - PostgreSQL v3 framing: a bounded message writer, the
+ * broker's queries, and its reader of a backend's replies.
  */
 #include "autoconf.h"
 
-#include "broker/pgproto.h"
+#include "common/pgproto.h"
 
 #include <errno.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-const uint8_t pgproto_terminate[5] = { 'X', 0, 0, 0, 4 };
+/* --- writing ------------------------------------------------------------ */
+
+void
+pgproto_out_init(struct pgproto_out *o, uint8_t *buf, size_t cap)
+{
+	*o = (struct pgproto_out){ .buf = buf, .cap = cap };
+}
+
+bool
+pgproto_begin(struct pgproto_out *o, char type, size_t body_len)
+{
+	if (o->full || o->len != o->end || body_len > UINT32_MAX - 4 ||
+	    o->cap - o->len < PGPROTO_HEADER_SIZE + body_len) {
+		o->full = true;
+		return false;
+	}
+	const uint8_t h[PGPROTO_HEADER_SIZE] = { PGPROTO_HEADER(type, body_len) };
+
+	memcpy(o->buf + o->len, h, sizeof(h));
+	o->len += sizeof(h);
+	o->end = o->len + body_len;
+	return true;
+}
+
+void
+pgproto_put(struct pgproto_out *o, const void *data, size_t len)
+{
+	if (o->full || o->end - o->len < len) {
+		o->full = true;
+		return;
+	}
+	memcpy(o->buf + o->len, data, len);
+	o->len += len;
+}
+
+void
+pgproto_put32(struct pgproto_out *o, uint32_t v)
+{
+	uint8_t b[4] = { (uint8_t)(v >> 24), (uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v };
+
+	pgproto_put(o, b, sizeof(b));
+}
+
+void
+pgproto_put_cstring(struct pgproto_out *o, const char *s)
+{
+	pgproto_put(o, s, strlen(s) + 1);
+}
+
+size_t
+pgproto_out_len(const struct pgproto_out *o)
+{
+	return o->full || o->len != o->end ? 0 : o->len;
+}
+
+/* --- the broker's queries ------------------------------------------------ */
+
+const uint8_t pgproto_terminate[PGPROTO_HEADER_SIZE] = { PGPROTO_HEADER('X', 0) };
+
+size_t
+pgproto_query(uint8_t *buf, size_t cap, const char *sql)
+{
+	struct pgproto_out o;
+
+	pgproto_out_init(&o, buf, cap);
+	if (pgproto_begin(&o, 'Q', strlen(sql) + 1))
+		pgproto_put_cstring(&o, sql);
+	return pgproto_out_len(&o);
+}
+
+/* --- reading a backend's replies ----------------------------------------- */
 
 void
 pgproto_reset(struct pgproto_reader *r)
@@ -72,24 +143,6 @@ bool
 pgproto_pending(const struct pgproto_reader *r)
 {
 	return r->len > r->off;
-}
-
-size_t
-pgproto_query(uint8_t *buf, size_t cap, const char *sql)
-{
-	size_t n = strlen(sql);
-	size_t total = 1 + 4 + n + 1;
-
-	if (total > cap || n + 5 > UINT32_MAX)
-		return 0;
-	uint32_t len = (uint32_t)(4 + n + 1);
-	buf[0] = 'Q';
-	buf[1] = (uint8_t)(len >> 24);
-	buf[2] = (uint8_t)(len >> 16);
-	buf[3] = (uint8_t)(len >> 8);
-	buf[4] = (uint8_t)len;
-	memcpy(buf + 5, sql, n + 1);
-	return total;
 }
 
 const char *
