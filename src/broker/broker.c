@@ -7,9 +7,13 @@
 #include "broker/backend.h"
 #include "broker/broker.h"
 #include "broker/pool.h"
+#include "broker/reload.h"
 #include "broker/session.h"
+#include "broker/slot.h"
+#include "broker/waitq.h"
 #include "common/clock.h"
 #include "common/log.h"
+#include "pglease.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -182,19 +186,24 @@ listen_stop(struct broker *b)
 
 /* --- stopping ----------------------------------------------------------- */
 
-void
-broker_check_done(struct broker *b)
+/*
+ * After each loop iteration while draining: once every lease came back the
+ * backends close; once they are all gone the loop ends.
+ */
+static void
+done_check_cb(struct ev_loop *loop, ev_check *w, int revents)
 {
-	if (!b->draining && !b->stopping)
-		return;
-	if (b->draining && !b->stopping && pool_total_leased(b) == 0) {
+	struct broker *b = w->data;
+
+	(void)revents;
+	if (!b->stopping && pool_total_leased(b) == 0) {
 		log_info("every lease came back; closing");
 		b->stopping = true;
-		ev_timer_stop(b->loop, &b->drain_timer);
+		ev_timer_stop(loop, &b->drain_timer);
 		pool_close_all(b, true);
 	}
 	if (b->stopping && pool_total_size(b) == 0)
-		ev_break(b->loop, EVBREAK_ALL);
+		ev_break(loop, EVBREAK_ALL);
 }
 
 static void
@@ -208,7 +217,18 @@ drain_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
 		  pool_total_leased(b));
 	b->stopping = true;
 	pool_close_all(b, true);
-	broker_check_done(b);
+}
+
+/* Refuses what waits, and every new lease. */
+static void
+stop_serving(struct broker *b)
+{
+	b->draining = true;
+	listen_stop(b);
+	for (size_t i = 0; i < b->npools; i++) {
+		waitq_fail_all(b->pools[i], PGL_EDRAINING, "the broker is shutting down");
+		ev_timer_stop(b->loop, &b->pools[i]->retry_timer);
+	}
 }
 
 /* SIGTERM: no new clients or leases; wait for leases up to shutdown_timeout. */
@@ -220,9 +240,7 @@ drain(struct broker *b)
 	if (b->draining)
 		return;
 	log_info("draining: %d leases out, waiting up to %g s", pool_total_leased(b), t);
-	b->draining = true;
-	listen_stop(b);
-	pool_drain_waiters(b);
+	stop_serving(b);
 	pool_close_all(b, false);
 	ev_timer_init(&b->drain_timer, drain_timeout_cb, t, 0.);
 	b->drain_timer.data = b;
@@ -230,122 +248,9 @@ drain(struct broker *b)
 		ev_timer_start(b->loop, &b->drain_timer);
 	else
 		b->stopping = true, pool_close_all(b, true);
-	broker_check_done(b);
-}
-
-static void
-report_log(void *arg, bool is_error, const char *msg)
-{
-	(void)arg;
-	if (is_error)
-		log_error("reload: %s", msg);
-	else
-		log_warnx("reload: %s", msg);
-}
-
-/* Settings only a restart changes: kept as they are, with a warning. */
-static void
-keep_restart_only(struct broker *b, struct config *nc)
-{
-	struct broker_config *now = &b->cfg->broker, *next = &nc->broker;
-
-	if (strcmp(now->socket, next->socket) != 0 || now->socket_mode != next->socket_mode ||
-	    now->socket_gid != next->socket_gid ||
-	    (now->socket_group == NULL) != (next->socket_group == NULL))
-		log_warnx("reload: socket, socket_mode and socket_group change only with a "
-			  "restart; keeping %s", now->socket);
-	if (strcmp(now->shm_name, next->shm_name) != 0 || now->shm_mode != next->shm_mode)
-		log_warnx("reload: shm_name and shm_mode change only with a restart; keeping %s",
-			  now->shm_name);
-	if (now->max_total_slots != next->max_total_slots)
-		log_warnx("reload: max_total_slots changes only with a restart; keeping %d",
-			  now->max_total_slots);
-	char *socket = strdup(now->socket), *shm = strdup(now->shm_name);
-	if (socket != NULL && shm != NULL) {
-		free(next->socket);
-		free(next->shm_name);
-		next->socket = socket;
-		next->shm_name = shm;
-	} else {
-		free(socket);
-		free(shm);
-	}
-	next->socket_mode = now->socket_mode;
-	next->socket_gid = now->socket_gid;
-	free(next->socket_group);
-	next->socket_group = now->socket_group != NULL ? strdup(now->socket_group) : NULL;
-	next->shm_mode = now->shm_mode;
-	next->max_total_slots = now->max_total_slots;
-}
-
-/*
- * SIGHUP: a valid file applies in place; an invalid one changes nothing and
- * every error is logged with its FILE:LINE.
- */
-/*
- * Frees the configurations that reloads replaced and that no pool points
- * into any more (a removed pool keeps its own until it is reaped), secrets
- * zeroed.
- */
-void
-broker_release_configs(struct broker *b)
-{
-	size_t keep = 0;
-
-	for (size_t i = 0; i < b->nold_configs; i++) {
-		struct config *old = b->old_configs[i];
-		bool used = false;
-		for (size_t j = 0; j < b->npools && !used; j++)
-			used = b->pools[j]->cfg >= old->pools &&
-			       b->pools[j]->cfg < old->pools + old->npools;
-		if (used)
-			b->old_configs[keep++] = old;
-		else
-			config_free(old);
-	}
-	b->nold_configs = keep;
-}
-
-static void
-reload(struct broker *b)
-{
-	const char *path = b->cfg->path;
-	int nerrors = 0;
-	char err[512];
-
-	log_info("SIGHUP: reloading %s", path);
-	if (b->draining || b->stopping) {
-		log_warnx("reload: the broker is stopping; ignored");
-		return;
-	}
-	struct config *nc = config_load(path, report_log, NULL, &nerrors);
-	if (nc == NULL) {
-		log_error("reload: %s has %d error%s; the running configuration stays", path,
-			  nerrors, nerrors == 1 ? "" : "s");
-		return;
-	}
-	keep_restart_only(b, nc);
-	if (pool_reload(b, nc, err, sizeof(err)) != 0) {
-		log_error("reload refused: %s; the running configuration stays", err);
-		config_free(nc);
-		return;
-	}
-	/* Pools still draining may point into the old configuration: it stays
-	 * until broker_release_configs() finds nothing pointing into it. */
-	struct config **old = realloc(b->old_configs, (b->nold_configs + 1) * sizeof(*old));
-	if (old == NULL) {
-		log_error("reload refused: out of memory; the running configuration stays");
-		config_free(nc);
-		return;
-	}
-	old[b->nold_configs++] = b->cfg;
-	b->old_configs = old;
-	b->cfg = nc;
-	b->cfg_gen++;
-	log_init("pgleased", nc->broker.log_level,
-		 nc->broker.log_target == CONFIG_LOG_SYSLOG ? LOG_TARGET_SYSLOG : LOG_TARGET_STDERR);
-	broker_release_configs(b);
-	log_info("reloaded %s: %zu pools", nc->path, nc->npools);
+	ev_check_init(&b->done_check, done_check_cb);
+	b->done_check.data = b;
+	ev_check_start(b->loop, &b->done_check);
 }
 
 static void
@@ -360,14 +265,13 @@ signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 		break;
 	case SIGINT:
 		log_info("SIGINT: closing every connection now");
-		b->draining = b->stopping = true;
-		listen_stop(b);
-		pool_drain_waiters(b);
+		stop_serving(b);
+		b->stopping = true;
 		pool_close_all(b, true);
 		ev_break(loop, EVBREAK_ALL);
 		break;
 	case SIGHUP:
-		reload(b);
+		reload_run(b);
 		break;
 	}
 }
@@ -420,6 +324,7 @@ broker_run(struct config *cfg)
 		 cfg->broker.log_target == CONFIG_LOG_SYSLOG ? LOG_TARGET_SYSLOG : LOG_TARGET_STDERR);
 	signal(SIGPIPE, SIG_IGN);
 	TAILQ_INIT(&b.sessions);
+	TAILQ_INIT(&b.graveyard);
 
 	if (getrandom(&b.rng, sizeof(b.rng), 0) != sizeof(b.rng) ||
 	    getrandom(&b.incarnation, sizeof(b.incarnation), 0) != sizeof(b.incarnation)) {
@@ -450,6 +355,8 @@ broker_run(struct config *cfg)
 	snprintf(b.shm.hdr->socket, sizeof(b.shm.hdr->socket), "%s", cfg->broker.socket);
 	shm_end(&b.shm);
 	backend_setup(b.loop);
+	b.backend_events = &slot_backend_events;
+	b.slot_hooks = &waitq_slot_hooks;
 	if (pool_init_all(&b) != 0) {
 		log_error("cannot set the pools up: out of memory");
 		goto out;
@@ -485,15 +392,15 @@ out:
 	listen_stop(&b);
 	ev_timer_stop(b.loop, &b.heartbeat);
 	ev_timer_stop(b.loop, &b.drain_timer);
+	ev_check_stop(b.loop, &b.done_check);
+	ev_check_stop(b.loop, &b.reaper);
 	ev_signal_stop(b.loop, &b.sig_term);
 	ev_signal_stop(b.loop, &b.sig_int);
 	ev_signal_stop(b.loop, &b.sig_hup);
 	backend_teardown();
 	shm_destroy(&b.shm);
 	ev_loop_destroy(b.loop);
-	for (size_t i = 0; i < b.nold_configs; i++)
-		config_free(b.old_configs[i]);
+	reload_free_configs(&b);
 	config_free(b.cfg);
-	free(b.old_configs);
 	return status;
 }

@@ -6,7 +6,7 @@
 #define PGL_SESSION_H
 
 #include "broker/broker.h"
-#include "broker/pool.h"
+#include "broker/holder.h"
 
 #include <ev.h>
 #include <stdbool.h>
@@ -15,6 +15,7 @@
 #include <sys/types.h>
 
 struct session {
+	struct holder holder;		/* what the pools see of it: pid, requests */
 	struct broker *broker;
 	TAILQ_ENTRY(session) link;
 	int fd;
@@ -22,7 +23,7 @@ struct session {
 	int pidfd;			/* the peer process, -1 when unknown */
 	ev_io pid_io;
 	ev_timer hello_timer;		/* HELLO must come soon after connecting */
-	pid_t pid;			/* from SO_PEERCRED */
+	pid_t pid;			/* from SO_PEERCRED; also holder.pid */
 	uid_t uid;
 	gid_t gid;
 	bool welcomed;
@@ -40,9 +41,6 @@ struct session {
 	struct slot **leases;		/* lease_cap of them; grows after a reload */
 	int nleases;
 	int lease_cap;
-	struct acquire_queue requests;	/* queued or validating ACQUIREs */
-	int nrequests;
-	struct slot *last_used[SHM_MAX_POOLS]; /* per pool: the slot to try first */
 };
 
 /*
@@ -50,16 +48,6 @@ struct session {
  * -1 when the process is out of descriptors: accepting should pause.
  */
 int session_accept(struct broker *b);
-
-/* Sends a GRANT with the slot's fd; records the lease.  -1 when the send failed. */
-int session_grant(struct session *s, uint64_t request_id, struct slot *slot);
-
-/* Sends an ERROR answering request_id. */
-void session_error(struct session *s, uint64_t request_id, int code, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-/* The lease on slot ended (released, orphaned, cut): forgets it. */
-void session_drop_lease(struct session *s, struct slot *slot);
 
 /* Closes the connection; its leases are orphaned, its requests dropped. */
 void session_close(struct session *s, const char *why);
