@@ -7,6 +7,7 @@
 #include "broker/backend.h"
 #include "broker/broker.h"
 #include "broker/pool.h"
+#include "broker/listener.h"
 #include "broker/reload.h"
 #include "broker/session.h"
 #include "broker/slot.h"
@@ -43,145 +44,6 @@ double
 broker_random01(struct broker *b)
 {
 	return (double)(broker_random(b) >> 11) / 9007199254740992.0;
-}
-
-/* --- the listening socket ----------------------------------------------- */
-
-/*
- * Whether a broker answers on path.  A socket file nobody listens on is a
- * dead broker's and may be replaced.
- */
-static int
-socket_in_use(const char *path, bool *in_use)
-{
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
-	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-	int rc = 0;
-
-	*in_use = false;
-	if (fd < 0)
-		return -1;
-	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
-	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0)
-		*in_use = true;
-	else if (errno != ECONNREFUSED && errno != ENOENT)
-		rc = -1;
-	close(fd);
-	return rc;
-}
-
-/* Seconds accepting pauses after running out of descriptors. */
-#define ACCEPT_PAUSE 0.1
-
-static void
-accept_resume_cb(struct ev_loop *loop, ev_timer *w, int revents)
-{
-	struct broker *b = w->data;
-
-	(void)revents;
-	if (b->listening)
-		ev_io_start(loop, &b->listen_io);
-}
-
-static void
-listen_cb(struct ev_loop *loop, ev_io *w, int revents)
-{
-	struct broker *b = w->data;
-
-	(void)revents;
-	if (session_accept(b) < 0) {
-		/* EMFILE leaves the connection queued: the socket stays readable. */
-		ev_io_stop(loop, &b->listen_io);
-		ev_timer_init(&b->accept_pause, accept_resume_cb, ACCEPT_PAUSE, 0.);
-		b->accept_pause.data = b;
-		ev_timer_start(loop, &b->accept_pause);
-	}
-}
-
-static int
-listen_start(struct broker *b)
-{
-	const char *path = b->cfg->broker.socket;
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
-	struct stat st;
-	bool in_use;
-
-	if (lstat(path, &st) == 0) {
-		if (!S_ISSOCK(st.st_mode)) {
-			log_error("%s exists and is not a socket: not replacing it", path);
-			return -1;
-		}
-		if (socket_in_use(path, &in_use) != 0) {
-			log_error("cannot tell whether a broker listens on %s: %s", path,
-				  strerror(errno));
-			return -1;
-		}
-		if (in_use) {
-			log_error("another broker listens on %s", path);
-			return -1;
-		}
-		log_info("replacing the stale socket %s", path);
-		if (unlink(path) != 0 && errno != ENOENT) {
-			log_error("cannot remove the stale socket %s: %s", path, strerror(errno));
-			return -1;
-		}
-	}
-
-	b->listen_fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (b->listen_fd < 0) {
-		log_error("socket: %s", strerror(errno));
-		return -1;
-	}
-	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
-	/* No window in which the socket is more open than configured. */
-	mode_t old = umask(0777 & ~b->cfg->broker.socket_mode);
-	int rc = bind(b->listen_fd, (struct sockaddr *)&sun, sizeof(sun));
-	int saved = errno;
-	umask(old);
-	if (rc != 0) {
-		log_error("cannot bind %s: %s%s", path, strerror(saved),
-			  saved == ENOENT ? " (create its directory first)" : "");
-		goto fail;
-	}
-	if (b->cfg->broker.socket_group != NULL &&
-	    chown(path, (uid_t)-1, b->cfg->broker.socket_gid) != 0) {
-		log_error("cannot give %s to group %s: %s", path, b->cfg->broker.socket_group,
-			  strerror(errno));
-		unlink(path);
-		goto fail;
-	}
-	if (chmod(path, b->cfg->broker.socket_mode) != 0) {
-		log_error("cannot set the mode of %s: %s", path, strerror(errno));
-		unlink(path);
-		goto fail;
-	}
-	if (listen(b->listen_fd, SOMAXCONN) != 0) {
-		log_error("cannot listen on %s: %s", path, strerror(errno));
-		unlink(path);
-		goto fail;
-	}
-	ev_io_init(&b->listen_io, listen_cb, b->listen_fd, EV_READ);
-	b->listen_io.data = b;
-	ev_io_start(b->loop, &b->listen_io);
-	b->listening = true;
-	return 0;
-fail:
-	close(b->listen_fd);
-	b->listen_fd = -1;
-	return -1;
-}
-
-static void
-listen_stop(struct broker *b)
-{
-	if (!b->listening)
-		return;
-	ev_io_stop(b->loop, &b->listen_io);
-	ev_timer_stop(b->loop, &b->accept_pause);
-	close(b->listen_fd);
-	b->listen_fd = -1;
-	unlink(b->cfg->broker.socket);
-	b->listening = false;
 }
 
 /* --- stopping ----------------------------------------------------------- */
@@ -224,7 +86,7 @@ static void
 stop_serving(struct broker *b)
 {
 	b->draining = true;
-	listen_stop(b);
+	listener_stop(b);
 	for (size_t i = 0; i < b->npools; i++) {
 		waitq_fail_all(b->pools[i], PGL_EDRAINING, "the broker is shutting down");
 		ev_timer_stop(b->loop, &b->pools[i]->retry_timer);
@@ -344,7 +206,7 @@ broker_run(struct config *cfg)
 	}
 	/* The socket first: a live broker on it keeps its segment too. */
 	b.shm.fd = -1;
-	if (listen_start(&b) != 0)
+	if (listener_start(&b) != 0)
 		goto out;
 	if (shm_create(&b.shm, cfg->broker.shm_name, cfg->broker.shm_mode,
 		       (uint32_t)cfg->broker.max_total_slots, b.incarnation, err, sizeof(err)) != 0) {
@@ -383,13 +245,13 @@ broker_run(struct config *cfg)
 out:
 	session_close_all(&b);
 	if (b.shm.hdr == NULL) {	/* never got that far */
-		listen_stop(&b);
+		listener_stop(&b);
 		ev_loop_destroy(b.loop);
 		return status;
 	}
 	if (b.pools != NULL)
 		pool_free_all(&b);
-	listen_stop(&b);
+	listener_stop(&b);
 	ev_timer_stop(b.loop, &b.heartbeat);
 	ev_timer_stop(b.loop, &b.drain_timer);
 	ev_check_stop(b.loop, &b.done_check);

@@ -35,8 +35,6 @@ static void session_pid_cb(struct ev_loop *loop, ev_io *w, int revents);
 
 /* Seconds a connection may stay without HELLO before it is dropped. */
 #define HELLO_TIMEOUT 10.0
-/* Refused connections waiting for their HELLO, at most. */
-#define MAX_REFUSED 64
 
 static void
 session_hello_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -251,37 +249,22 @@ protocol_error(struct session *s, uint64_t request_id, const char *why)
 
 /*
  * Whether the session's peer passes the broker's lists as they are now.
- * Decided at accept and again after each reload (cfg_gen), so a reload that
- * drops a uid or gid refuses that peer's next ACQUIRE.
+ * Decided at accept and again after each reload, so a reload that drops a
+ * uid or gid refuses that peer's next ACQUIRE.
  */
 static bool
 session_allowed(struct session *s)
 {
-	struct broker *b = s->broker;
-
-	if (s->access_gen != b->cfg_gen) {
-		gid_t groups[256];
-		struct access_peer peer = { .uid = s->uid, .gid = s->gid };
-
-		access_peer_groups(s->fd, &peer, groups, sizeof(groups) / sizeof(groups[0]));
-		s->access_ok = access_broker_allows(&b->cfg->broker, b->uid, &peer);
-		s->pools_ok = 0;
-		for (size_t i = 0; i < b->npools; i++) {
-			struct pool *p = b->pools[i];
-			if (!p->removed && access_pool_allows(p->cfg, &peer))
-				s->pools_ok |= UINT64_C(1) << p->index;
-		}
-		s->access_gen = b->cfg_gen;
+	if (access_refresh(&s->access, s->broker, s->fd, s->uid, s->gid))
 		s->pools_denied_logged = 0;
-	}
-	return s->access_ok;
+	return s->access.broker_ok;
 }
 
 /* Whether the session's peer may lease from p; session_allowed() was asked first. */
 static bool
 session_may_use(const struct session *s, const struct pool *p)
 {
-	return (s->pools_ok >> p->index) & 1;
+	return (s->access.pools_ok >> p->index) & 1;
 }
 
 /* --- requests ----------------------------------------------------------- */
@@ -615,102 +598,53 @@ refuse(int fd, int code, const char *text)
 	close(fd);
 }
 
-int
-session_accept(struct broker *b)
+void
+session_open(struct broker *b, int fd, const struct ucred *peer, int refusal,
+	     const struct access_verdict *verdict)
 {
-	for (int accepted = 0; accepted < 256; accepted++) {
-		int fd = accept4(b->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (fd < 0) {
-			if (errno == EINTR || errno == ECONNABORTED)
-				continue;
-			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-				/* Out of descriptors: those served keep being served; the
-				 * caller pauses accepting instead of spinning on it. */
-				log_warn("accept on %s: pausing new clients", b->cfg->broker.socket);
-				return -1;
-			}
-			if (errno != EAGAIN && errno != EWOULDBLOCK)
-				log_warn("accept on %s", b->cfg->broker.socket);
-			return 0;
-		}
+	struct ucred cred = *peer;
 
-		struct ucred cred;
-		socklen_t len = sizeof(cred);
-		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
-			log_warn("SO_PEERCRED");
-			close(fd);
-			continue;
-		}
-		/*
-		 * A stranger, or one client too many, is told why in answer to its
-		 * HELLO: closing with the HELLO unread would show the client a reset
-		 * instead of the reason.  Such connections never take a client's
-		 * place, and only a few may wait (HELLO_TIMEOUT bounds each).
-		 */
-		struct session probe = { .broker = b, .fd = fd, .uid = cred.uid, .gid = cred.gid,
-					 .access_gen = b->cfg_gen - 1 };
-		bool allowed = session_allowed(&probe);
-		int refusal = 0;
-		if (!allowed) {
-			log_warnx("client denied uid=%u gid=%u pid=%d: not in allowed_uids/allowed_gids",
-				  (unsigned)cred.uid, (unsigned)cred.gid, (int)cred.pid);
-			refusal = PGL_EDENIED;
-		} else if (b->nsessions >= b->cfg->broker.max_clients) {
-			log_warnx("client refused uid=%u pid=%d: max_clients=%d reached",
-				  (unsigned)cred.uid, (int)cred.pid, b->cfg->broker.max_clients);
-			refusal = PGL_ELIMIT;
-		}
-		if (refusal != 0 && b->nrefused >= MAX_REFUSED) {
-			close(fd);
-			continue;
-		}
-
-		struct session *s = calloc(1, sizeof(*s));
-		int max = b->cfg->broker.max_leases_per_client;
-		if (s == NULL || (s->leases = calloc((size_t)max, sizeof(*s->leases))) == NULL) {
-			free(s);
-			refuse(fd, PGL_ENOMEM, "the broker is out of memory");
-			continue;
-		}
-		s->broker = b;
-		s->fd = fd;
-		s->lease_cap = max;
-		s->refusal = refusal;
-		/* The verdicts of the probe stand until the next reload. */
-		s->access_ok = probe.access_ok;
-		s->pools_ok = probe.pools_ok;
-		s->access_gen = probe.access_gen;
-		s->pid = cred.pid;
-		s->uid = cred.uid;
-		s->gid = cred.gid;
-		s->pidfd = -1;
-		s->holder.ops = &holder_ops;
-		s->holder.pid = cred.pid;
-		TAILQ_INIT(&s->holder.requests);
-		TAILQ_INSERT_TAIL(&b->sessions, s, link);
-		if (refusal != 0)
-			b->nrefused++;
-		else
-			b->nsessions++;
-		ev_io_init(&s->io, session_read_cb, fd, EV_READ);
-		s->io.data = s;
-		ev_io_start(b->loop, &s->io);
-		ev_timer_init(&s->hello_timer, session_hello_timeout_cb, HELLO_TIMEOUT, 0.);
-		s->hello_timer.data = s;
-		ev_timer_start(b->loop, &s->hello_timer);
-
-		/* The process itself, not the socket: a forked child may keep that open. */
-		if (cred.pid > 0 && refusal == 0) {
-			s->pidfd = pidfd_open(cred.pid);
-			if (s->pidfd >= 0) {
-				ev_io_init(&s->pid_io, session_pid_cb, s->pidfd, EV_READ);
-				s->pid_io.data = s;
-				ev_io_start(b->loop, &s->pid_io);
-			} else {
-				log_debug("pidfd_open(%d): %s", (int)cred.pid, strerror(errno));
-			}
-		}
-		log_debug("client connected pid=%d uid=%u", (int)s->pid, (unsigned)s->uid);
+	struct session *s = calloc(1, sizeof(*s));
+	int max = b->cfg->broker.max_leases_per_client;
+	if (s == NULL || (s->leases = calloc((size_t)max, sizeof(*s->leases))) == NULL) {
+		free(s);
+		refuse(fd, PGL_ENOMEM, "the broker is out of memory");
+		return;
 	}
-	return 0;
+	s->broker = b;
+	s->fd = fd;
+	s->lease_cap = max;
+	s->refusal = refusal;
+	s->access = *verdict;		/* stands until the next reload */
+	s->pid = cred.pid;
+	s->uid = cred.uid;
+	s->gid = cred.gid;
+	s->pidfd = -1;
+	s->holder.ops = &holder_ops;
+	s->holder.pid = cred.pid;
+	TAILQ_INIT(&s->holder.requests);
+	TAILQ_INSERT_TAIL(&b->sessions, s, link);
+	if (refusal != 0)
+		b->nrefused++;
+	else
+		b->nsessions++;
+	ev_io_init(&s->io, session_read_cb, fd, EV_READ);
+	s->io.data = s;
+	ev_io_start(b->loop, &s->io);
+	ev_timer_init(&s->hello_timer, session_hello_timeout_cb, HELLO_TIMEOUT, 0.);
+	s->hello_timer.data = s;
+	ev_timer_start(b->loop, &s->hello_timer);
+
+	/* The process itself, not the socket: a forked child may keep that open. */
+	if (cred.pid > 0 && refusal == 0) {
+		s->pidfd = pidfd_open(cred.pid);
+		if (s->pidfd >= 0) {
+			ev_io_init(&s->pid_io, session_pid_cb, s->pidfd, EV_READ);
+			s->pid_io.data = s;
+			ev_io_start(b->loop, &s->pid_io);
+		} else {
+			log_debug("pidfd_open(%d): %s", (int)cred.pid, strerror(errno));
+		}
+	}
+	log_debug("client connected pid=%d uid=%u", (int)s->pid, (unsigned)s->uid);
 }

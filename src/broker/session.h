@@ -5,6 +5,7 @@
 #ifndef PGL_SESSION_H
 #define PGL_SESSION_H
 
+#include "broker/access.h"
 #include "broker/broker.h"
 #include "broker/holder.h"
 
@@ -12,6 +13,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/queue.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 struct session {
@@ -33,9 +35,7 @@ struct session {
 	bool closing;
 	bool unanswerable;		/* a send failed: closed after this loop pass */
 	int refusal;			/* PGL_E*: answer HELLO with this, then close */
-	bool access_ok;			/* passes allowed_uids/allowed_gids ... */
-	uint64_t pools_ok;		/* ... and may lease from these pools (by index) ... */
-	unsigned access_gen;		/* ... as of this configuration generation */
+	struct access_verdict access;	/* decided again after each reload */
 	bool denied_logged;
 	uint64_t pools_denied_logged;	/* refusals said once per pool */
 	struct slot **leases;		/* lease_cap of them; grows after a reload */
@@ -44,10 +44,13 @@ struct session {
 };
 
 /*
- * Accepts the clients waiting on the listening socket (a bounded batch).
- * -1 when the process is out of descriptors: accepting should pause.
+ * A new client on fd (accepted, non-blocking), peer as SO_PEERCRED tells,
+ * with the verdicts decided at accept.  refusal 0: served; else a PGL_E*
+ * code its HELLO is answered with before it is closed.  The session owns fd
+ * from here on, whatever happens.
  */
-int session_accept(struct broker *b);
+void session_open(struct broker *b, int fd, const struct ucred *peer, int refusal,
+		  const struct access_verdict *verdict);
 
 /* Closes the connection; its leases are orphaned, its requests dropped. */
 void session_close(struct session *s, const char *why);
