@@ -8,6 +8,7 @@
 #include "autoconf.h"
 
 #include "broker/access.h"
+#include "broker/pool.h"
 
 #include <sys/socket.h>
 
@@ -69,4 +70,26 @@ access_peer_groups(int fd, struct access_peer *peer, gid_t *buf, size_t cap)
 	peer->ngroups = 0;
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, buf, &len) == 0)
 		peer->ngroups = len / sizeof(gid_t);
+}
+
+/* --- a connected peer's verdicts ------------------------------------------------ */
+
+bool
+access_refresh(struct access_verdict *v, const struct broker *b, int fd, uid_t uid, gid_t gid)
+{
+	gid_t groups[256];
+	struct access_peer peer = { .uid = uid, .gid = gid };
+
+	if (v->gen == b->cfg_gen)
+		return false;
+	access_peer_groups(fd, &peer, groups, sizeof(groups) / sizeof(groups[0]));
+	v->broker_ok = access_broker_allows(&b->cfg->broker, b->uid, &peer);
+	v->pools_ok = 0;
+	for (size_t i = 0; i < b->npools; i++) {
+		const struct pool *p = b->pools[i];
+		if (!p->removed && access_pool_allows(p->cfg, &peer))
+			v->pools_ok |= UINT64_C(1) << p->index;
+	}
+	v->gen = b->cfg_gen;
+	return true;
 }

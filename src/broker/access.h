@@ -9,7 +9,10 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
+
+struct broker;
 
 /* A peer as the kernel reports it: SO_PEERCRED and SO_PEERGROUPS. */
 struct access_peer {
@@ -41,5 +44,20 @@ bool access_pool_allows(const struct pool_config *pc, const struct access_peer *
  * the peer has none.
  */
 void access_peer_groups(int fd, struct access_peer *peer, gid_t *buf, size_t cap);
+
+/* A connected peer's verdicts under one configuration generation. */
+struct access_verdict {
+	bool broker_ok;			/* passes allowed_uids/allowed_gids ... */
+	uint64_t pools_ok;		/* ... and may lease from these pools (bit = shm index) */
+	unsigned gen;			/* ... as of this configuration generation */
+};
+
+/*
+ * Decides again, for the peer connected on fd (uid, gid from SO_PEERCRED),
+ * when the broker's configuration changed since v was decided (b->cfg_gen).
+ * Returns true when it did (so once-per-verdict notices can be said again).
+ */
+bool access_refresh(struct access_verdict *v, const struct broker *b, int fd, uid_t uid,
+		    gid_t gid);
 
 #endif

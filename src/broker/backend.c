@@ -10,6 +10,7 @@
 #include "autoconf.h"
 
 #include "broker/backend.h"
+#include "broker/pool.h"
 #include "common/log.h"
 
 #include <errno.h>
@@ -53,6 +54,9 @@ enum op {
 	OP_RESET,
 	OP_TERMINATE,
 };
+
+/* Where the slot's operations report how they ended. */
+#define EV(slot) (*(slot)->pool->broker->backend_events)
 
 static const double close_grace_min = 1.0;	/* seconds to wait for a backend's end */
 
@@ -211,7 +215,7 @@ static void
 connect_done(struct slot *slot, bool ok, const char *error)
 {
 	backend_stop(slot);
-	pool_slot_connected(slot, ok, error);
+	EV(slot).connected(slot, ok, error);
 }
 
 static void
@@ -426,9 +430,9 @@ exchange_end(struct slot *slot, bool ok, const char *why)
 	slot->skip_prefix = false;
 	slot->reset_held = false;
 	if (op == OP_RESET)
-		pool_slot_reset(slot, ok, why);
+		EV(slot).reset(slot, ok, why);
 	else
-		pool_slot_validated(slot, ok, why);
+		EV(slot).checked(slot, ok, why);
 }
 
 /*
@@ -663,7 +667,7 @@ backend_reset(struct slot *slot, bool rollback)
 		return;
 	}
 	char nonce_sql[64];
-	uint64_t r = broker_random(slot->pool->broker);
+	uint64_t r = rng_next(&slot->pool->broker->rng);
 	const char *extra = slot->pool->cfg->reset_query;
 	const char *q[4];
 	int n = 0;
@@ -706,7 +710,7 @@ reset_stalled(struct slot *slot)
 		 slot->pool->cfg->name, slot->index, slot->backend_pid);
 	backend_cancel(slot);
 	set_timer(slot, left > 0.001 ? left : 0.001);
-	pool_slot_stalled(slot);
+	EV(slot).stalled(slot);
 }
 
 void
@@ -729,11 +733,11 @@ idle_read(struct slot *slot)
 	int rc = pgproto_fill(&slot->rd, slot->fd);
 
 	if (rc == -1) {
-		pool_slot_lost(slot, errno == 0 ? "the server closed the connection" : strerror(errno));
+		EV(slot).lost(slot, errno == 0 ? "the server closed the connection" : strerror(errno));
 		return;
 	}
 	if (rc == -2) {
-		pool_slot_lost(slot, "unexpected data from an idle backend");
+		EV(slot).lost(slot, "unexpected data from an idle backend");
 		return;
 	}
 	while ((rc = pgproto_next(&slot->rd, &m)) == 1) {
@@ -745,15 +749,15 @@ idle_read(struct slot *slot)
 			char why[300];
 			const char *msg = pgproto_error_field(&m, 'M');
 			snprintf(why, sizeof(why), "server error: %s", msg != NULL ? msg : "(none)");
-			pool_slot_lost(slot, why);
+			EV(slot).lost(slot, why);
 			return;
 		} else {
-			pool_slot_lost(slot, "unexpected message from an idle backend");
+			EV(slot).lost(slot, "unexpected message from an idle backend");
 			return;
 		}
 	}
 	if (rc < 0)
-		pool_slot_lost(slot, "malformed message from an idle backend");
+		EV(slot).lost(slot, "malformed message from an idle backend");
 }
 
 void
@@ -985,7 +989,7 @@ terminated_done(struct terminate_job *list)
 		struct terminate_job *next = list->next;
 		struct pool *p = list->pool_ref;
 		free(list);
-		pool_terminate_done(p);
+		p->broker->backend_events->terminated(p);
 		list = next;
 	}
 }
@@ -1107,7 +1111,7 @@ close_read(struct slot *slot)
 	}
 	backend_stop(slot);
 	backend_free(slot);
-	pool_slot_closed(slot);
+	EV(slot).closed(slot);
 }
 
 void
@@ -1118,7 +1122,7 @@ backend_close(struct slot *slot, enum slot_close_how how)
 	slot->terminate_attempts = 0;
 	if (slot->conn == NULL || slot->fd < 0) {
 		backend_free(slot);
-		pool_slot_closed(slot);
+		EV(slot).closed(slot);
 		return;
 	}
 	if (how == SLOT_CLOSE_ABORT) {
@@ -1235,7 +1239,7 @@ slot_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 				/* Waiting for a cancel to land before it starts. */
 				slot->stalled = true;
 				set_timer(slot, slot->deadline - ev_now(loop));
-				pool_slot_stalled(slot);
+				EV(slot).stalled(slot);
 			} else {
 				reset_stalled(slot);
 			}
@@ -1252,7 +1256,7 @@ slot_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 			log_warnx("pool=%s slot=%u backend_pid=%d did not end; the broker stops "
 				  "without it", slot->pool->cfg->name, slot->index, slot->backend_pid);
 			backend_free(slot);
-			pool_slot_closed(slot);
+			EV(slot).closed(slot);
 			break;
 		}
 		/*
@@ -1268,7 +1272,7 @@ slot_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 				  slot->terminate_attempts);
 		slot->terminate_attempts++;
 		set_timer(slot, closing_retry(slot));
-		pool_slot_stuck(slot);
+		EV(slot).stuck(slot);
 		break;
 	default:
 		break;

@@ -1,14 +1,30 @@
 /*
  * backend.h - one backend connection's I/O: connect with libpq, then the
  * broker's own exchanges on it (health check, reset, terminate) and its
- * closing.  Each operation ends with a call back into pool.c.
+ * closing.  Each operation reports how it ended through the broker's
+ * backend_events (the slot state machine's).
  */
 #ifndef PGL_BACKEND_H
 #define PGL_BACKEND_H
 
-#include "broker/pool.h"
+#include "broker/config.h"
+#include "broker/slot.h"
+
+#include <ev.h>
 
 #include <stdbool.h>
+
+/* What a backend's I/O reports to the slot state machine.  Each is called from the loop thread. */
+struct backend_events {
+	void (*connected)(struct slot *slot, bool ok, const char *error);
+	void (*checked)(struct slot *slot, bool ok, const char *why);	/* validate or terminate-other ended */
+	void (*reset)(struct slot *slot, bool ok, const char *why);
+	void (*stalled)(struct slot *slot);	/* a reset did not end promptly */
+	void (*lost)(struct slot *slot, const char *why);	/* an idle backend died or spoke */
+	void (*closed)(struct slot *slot);
+	void (*stuck)(struct slot *slot);	/* a closing backend did not end in time */
+	void (*terminated)(struct pool *p);	/* a terminate helper's own connection is closed */
+};
 
 /* Sets up (and tears down) what all backends share: cancel completions. */
 void backend_setup(struct ev_loop *loop);

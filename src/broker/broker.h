@@ -6,6 +6,7 @@
 #define PGL_BROKER_H
 
 #include "broker/config.h"
+#include "common/rand.h"
 #include "common/shm_writer.h"
 
 #include <ev.h>
@@ -15,6 +16,9 @@
 
 struct pool;
 struct session;
+struct slot;
+struct backend_events;
+struct slot_hooks;
 
 struct broker {
 	struct ev_loop *loop;
@@ -25,11 +29,16 @@ struct broker {
 	struct shm shm;
 	uint32_t incarnation;		/* random, never 0; in every lease id */
 	uint32_t lease_seq;
-	uint64_t rng;			/* xorshift state */
+	struct rng rng;			/* jitter, reset nonces */
 
 	struct pool **pools;
 	size_t npools;
-	bool *record_used;		/* shm slot records taken, by index */
+	struct slot **record_slot;	/* the slot of each shm slot record, or NULL */
+	ev_check reaper;		/* reload.c: frees removed pools once drained */
+
+	/* The callback interfaces between the layers (slot.h, backend.h). */
+	const struct backend_events *backend_events;	/* backend I/O -> state machine */
+	const struct slot_hooks *slot_hooks;		/* state machine -> wait queue */
 
 	int listen_fd;
 	ev_io listen_io;
@@ -38,11 +47,15 @@ struct broker {
 	TAILQ_HEAD(, session) sessions;
 	int nsessions;			/* served clients, bounded by max_clients */
 	int nrefused;			/* connections waiting to be told no */
+	TAILQ_HEAD(, session) graveyard; /* closed this loop iteration, freed after it */
+	ev_check session_reaper;	/* session.c: empties the graveyard */
+	ev_check session_closer;	/* session.c: closes clients that cannot be answered */
 
 	bool draining;			/* SIGTERM: no new leases */
 	bool stopping;			/* closing every backend, then exit */
 	ev_timer heartbeat;
 	ev_timer drain_timer;
+	ev_check done_check;		/* draining: stops when every lease and backend is gone */
 	ev_signal sig_term, sig_int, sig_hup;
 	uid_t uid;
 };
@@ -52,17 +65,5 @@ struct broker {
  * frees it (and every configuration a reload made).  Returns the exit status.
  */
 int broker_run(struct config *cfg);
-
-/* A uniform random 64-bit number (not for secrets). */
-uint64_t broker_random(struct broker *b);
-
-/* A uniform random number in [0, 1). */
-double broker_random01(struct broker *b);
-
-/* Frees replaced configurations nothing points into any more. */
-void broker_release_configs(struct broker *b);
-
-/* Called when a lease or a backend went away: a stopping broker may be done. */
-void broker_check_done(struct broker *b);
 
 #endif

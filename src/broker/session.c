@@ -9,6 +9,9 @@
 
 #include "broker/session.h"
 #include "broker/access.h"
+#include "broker/pool.h"
+#include "broker/slot.h"
+#include "broker/waitq.h"
 #include "common/fdpass.h"
 #include "common/log.h"
 #include "common/wire.h"
@@ -19,6 +22,7 @@
 #include <math.h>
 #include <poll.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,8 +35,6 @@ static void session_pid_cb(struct ev_loop *loop, ev_io *w, int revents);
 
 /* Seconds a connection may stay without HELLO before it is dropped. */
 #define HELLO_TIMEOUT 10.0
-/* Refused connections waiting for their HELLO, at most. */
-#define MAX_REFUSED 64
 
 static void
 session_hello_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -46,21 +48,25 @@ session_hello_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	session_close(s, "no HELLO");
 }
 
-/* Sessions closed during this loop iteration, freed once it is over. */
-static TAILQ_HEAD(, session) graveyard = TAILQ_HEAD_INITIALIZER(graveyard);
-static ev_check reaper;
+/* Sessions closed during a loop iteration are freed once it is over. */
+static void
+bury(struct broker *b)
+{
+	while (!TAILQ_EMPTY(&b->graveyard)) {
+		struct session *s = TAILQ_FIRST(&b->graveyard);
+		TAILQ_REMOVE(&b->graveyard, s, link);
+		free(s->leases);
+		free(s);
+	}
+	ev_check_stop(b->loop, &b->session_reaper);
+}
 
 static void
 reap_cb(struct ev_loop *loop, ev_check *w, int revents)
 {
+	(void)loop;
 	(void)revents;
-	while (!TAILQ_EMPTY(&graveyard)) {
-		struct session *s = TAILQ_FIRST(&graveyard);
-		TAILQ_REMOVE(&graveyard, s, link);
-		free(s->leases);
-		free(s);
-	}
-	ev_check_stop(loop, w);
+	bury(w->data);
 }
 
 /*
@@ -68,8 +74,6 @@ reap_cb(struct ev_loop *loop, ev_check *w, int revents)
  * gone) is closed once the current callbacks are done: callers up the
  * stack may still hold its requests.
  */
-static ev_check closer;
-
 static void
 closer_cb(struct ev_loop *loop, ev_check *w, int revents)
 {
@@ -85,6 +89,17 @@ closer_cb(struct ev_loop *loop, ev_check *w, int revents)
 	ev_check_stop(loop, w);
 }
 
+/* Starts a check watcher of the broker's, for after this loop iteration. */
+static void
+after_iteration(struct broker *b, ev_check *w, void (*cb)(struct ev_loop *, ev_check *, int))
+{
+	if (!ev_is_active(w)) {
+		ev_check_init(w, cb);
+		w->data = b;
+		ev_check_start(b->loop, w);
+	}
+}
+
 static void
 close_soon(struct session *s)
 {
@@ -94,11 +109,7 @@ close_soon(struct session *s)
 		return;
 	s->unanswerable = true;
 	ev_io_stop(b->loop, &s->io);	/* no more requests from it */
-	if (!ev_is_active(&closer)) {
-		ev_check_init(&closer, closer_cb);
-		closer.data = b;
-		ev_check_start(b->loop, &closer);
-	}
+	after_iteration(b, &b->session_closer, closer_cb);
 }
 
 static int
@@ -119,7 +130,8 @@ send_msg(struct session *s, const struct wire_msg *m, int fd)
 	return 0;
 }
 
-void
+/* Sends an ERROR answering request_id. */
+static void __attribute__((format(printf, 4, 5)))
 session_error(struct session *s, uint64_t request_id, int code, const char *fmt, ...)
 {
 	struct wire_msg m = { .h = { .type = PGL_MSG_SESSION_ERROR, .request_id = request_id } };
@@ -135,7 +147,8 @@ session_error(struct session *s, uint64_t request_id, int code, const char *fmt,
 		close_soon(s);
 }
 
-int
+/* Sends a GRANT with the slot's fd; records the lease.  -1 when the send failed. */
+static int
 session_grant(struct session *s, uint64_t request_id, struct slot *slot)
 {
 	struct wire_msg m = { .h = { .type = PGL_MSG_LEASE_GRANT, .request_id = request_id } };
@@ -165,11 +178,11 @@ session_grant(struct session *s, uint64_t request_id, struct slot *slot)
 	if (send_msg(s, &m, slot->fd) != 0)
 		return -1;
 	s->leases[s->nleases++] = slot;
-	s->last_used[slot->pool->index] = slot;
 	return 0;
 }
 
-void
+/* The lease on slot ended (released, orphaned, cut): forgets it. */
+static void
 session_drop_lease(struct session *s, struct slot *slot)
 {
 	for (int i = 0; i < s->nleases; i++) {
@@ -197,11 +210,11 @@ session_close(struct session *s, const char *why)
 		close(s->pidfd);
 		s->pidfd = -1;
 	}
-	while (!TAILQ_EMPTY(&s->requests))
-		pool_forget_request(TAILQ_FIRST(&s->requests));
+	while (!TAILQ_EMPTY(&s->holder.requests))
+		waitq_forget(TAILQ_FIRST(&s->holder.requests));
 	while (s->nleases > 0) {
 		struct slot *slot = s->leases[--s->nleases];
-		pool_orphan(slot, why);
+		slot_orphan(slot, why);
 	}
 	close(s->fd);
 	s->fd = -1;
@@ -210,12 +223,8 @@ session_close(struct session *s, const char *why)
 		b->nrefused--;
 	else
 		b->nsessions--;
-	TAILQ_INSERT_TAIL(&graveyard, s, link);
-	if (!ev_is_active(&reaper)) {
-		ev_check_init(&reaper, reap_cb);
-		ev_check_start(b->loop, &reaper);
-	}
-	broker_check_done(b);
+	TAILQ_INSERT_TAIL(&b->graveyard, s, link);
+	after_iteration(b, &b->session_reaper, reap_cb);
 }
 
 void
@@ -223,7 +232,7 @@ session_close_all(struct broker *b)
 {
 	while (!TAILQ_EMPTY(&b->sessions))
 		session_close(TAILQ_FIRST(&b->sessions), "the broker is stopping");
-	reap_cb(b->loop, &reaper, 0);
+	bury(b);
 }
 
 /* A client's fault: said once, in the log and to the client, then it is closed. */
@@ -240,37 +249,22 @@ protocol_error(struct session *s, uint64_t request_id, const char *why)
 
 /*
  * Whether the session's peer passes the broker's lists as they are now.
- * Decided at accept and again after each reload (cfg_gen), so a reload that
- * drops a uid or gid refuses that peer's next ACQUIRE.
+ * Decided at accept and again after each reload, so a reload that drops a
+ * uid or gid refuses that peer's next ACQUIRE.
  */
 static bool
 session_allowed(struct session *s)
 {
-	struct broker *b = s->broker;
-
-	if (s->access_gen != b->cfg_gen) {
-		gid_t groups[256];
-		struct access_peer peer = { .uid = s->uid, .gid = s->gid };
-
-		access_peer_groups(s->fd, &peer, groups, sizeof(groups) / sizeof(groups[0]));
-		s->access_ok = access_broker_allows(&b->cfg->broker, b->uid, &peer);
-		s->pools_ok = 0;
-		for (size_t i = 0; i < b->npools; i++) {
-			struct pool *p = b->pools[i];
-			if (!p->removed && access_pool_allows(p->cfg, &peer))
-				s->pools_ok |= UINT64_C(1) << p->index;
-		}
-		s->access_gen = b->cfg_gen;
+	if (access_refresh(&s->access, s->broker, s->fd, s->uid, s->gid))
 		s->pools_denied_logged = 0;
-	}
-	return s->access_ok;
+	return s->access.broker_ok;
 }
 
 /* Whether the session's peer may lease from p; session_allowed() was asked first. */
 static bool
 session_may_use(const struct session *s, const struct pool *p)
 {
-	return (s->pools_ok >> p->index) & 1;
+	return (s->access.pools_ok >> p->index) & 1;
 }
 
 /* --- requests ----------------------------------------------------------- */
@@ -322,7 +316,7 @@ on_hello(struct session *s, const struct wire_msg *m)
 	w.u.welcome.version = hi;
 	if (hi >= 2) {
 		/* The library waits this long (plus a grace) for an ACQUIRE with
-		 * timeout -1; pool_acquire() never makes it wait longer, even after a
+		 * timeout -1; on_acquire() never makes it wait longer, even after a
 		 * reload raises acquire_timeout. */
 		double longest = 0;
 		for (size_t i = 0; i < b->cfg->npools; i++)
@@ -382,12 +376,18 @@ on_acquire(struct session *s, const struct wire_msg *m)
 		return;
 	}
 	int max = b->cfg->broker.max_leases_per_client;
-	if (s->nleases + s->nrequests >= max) {
+	int held = s->nleases + s->holder.nrequests;
+	if (held >= max) {
 		session_error(s, id, PGL_ELIMIT, "this client already holds or awaits %d leases "
-			      "(max_leases_per_client = %d)", s->nleases + s->nrequests, max);
+			      "(max_leases_per_client = %d)", held, max);
 		return;
 	}
-	pool_acquire(p, s, id, m->u.acquire.timeout_ms);
+	int32_t ms = m->u.acquire.timeout_ms;
+	double timeout = ms >= 0 ? ms / 1000.0 : p->cfg->acquire_timeout;
+	/* The library gives up on -1 after what WELCOME announced (plus a grace). */
+	if (ms < 0 && s->version >= 2 && timeout > s->acquire_cap)
+		timeout = s->acquire_cap;
+	waitq_acquire(p, &s->holder, id, timeout);
 }
 
 static void
@@ -408,7 +408,7 @@ on_release(struct session *s, const struct wire_msg *m)
 		return;
 	}
 	session_drop_lease(s, slot);
-	pool_release(slot, m->u.release.state);
+	slot_release(slot, m->u.release.state);
 }
 
 static void
@@ -418,7 +418,7 @@ on_cancel(struct session *s, const struct wire_msg *m)
 	struct slot *slot = find_lease(s, m->u.cancel.lease_id);
 
 	if (slot != NULL)
-		pool_cancel_query(slot);
+		slot_cancel_query(slot);
 }
 
 static void
@@ -532,6 +532,43 @@ session_pid_cb(struct ev_loop *loop, ev_io *w, int revents)
 	session_close(s, "the client process exited");
 }
 
+/* --- what the pools call --------------------------------------------------- */
+
+static struct session *
+of_holder(struct holder *h)
+{
+	return (struct session *)((char *)h - offsetof(struct session, holder));
+}
+
+static int
+holder_grant(struct holder *h, uint64_t request_id, struct slot *slot)
+{
+	struct session *s = of_holder(h);
+
+	if (session_grant(s, request_id, slot) == 0)
+		return 0;
+	session_close(s, "cannot send to the client");
+	return -1;
+}
+
+static void
+holder_error(struct holder *h, uint64_t request_id, int code, const char *msg)
+{
+	session_error(of_holder(h), request_id, code, "%s", msg);
+}
+
+static void
+holder_cut(struct holder *h, struct slot *slot)
+{
+	session_drop_lease(of_holder(h), slot);
+}
+
+static const struct holder_ops holder_ops = {
+	.grant = holder_grant,
+	.error = holder_error,
+	.cut = holder_cut,
+};
+
 /* --- accepting ---------------------------------------------------------- */
 
 static int
@@ -561,100 +598,53 @@ refuse(int fd, int code, const char *text)
 	close(fd);
 }
 
-int
-session_accept(struct broker *b)
+void
+session_open(struct broker *b, int fd, const struct ucred *peer, int refusal,
+	     const struct access_verdict *verdict)
 {
-	for (int accepted = 0; accepted < 256; accepted++) {
-		int fd = accept4(b->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (fd < 0) {
-			if (errno == EINTR || errno == ECONNABORTED)
-				continue;
-			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-				/* Out of descriptors: those served keep being served; the
-				 * caller pauses accepting instead of spinning on it. */
-				log_warn("accept on %s: pausing new clients", b->cfg->broker.socket);
-				return -1;
-			}
-			if (errno != EAGAIN && errno != EWOULDBLOCK)
-				log_warn("accept on %s", b->cfg->broker.socket);
-			return 0;
-		}
+	struct ucred cred = *peer;
 
-		struct ucred cred;
-		socklen_t len = sizeof(cred);
-		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
-			log_warn("SO_PEERCRED");
-			close(fd);
-			continue;
-		}
-		/*
-		 * A stranger, or one client too many, is told why in answer to its
-		 * HELLO: closing with the HELLO unread would show the client a reset
-		 * instead of the reason.  Such connections never take a client's
-		 * place, and only a few may wait (HELLO_TIMEOUT bounds each).
-		 */
-		struct session probe = { .broker = b, .fd = fd, .uid = cred.uid, .gid = cred.gid,
-					 .access_gen = b->cfg_gen - 1 };
-		bool allowed = session_allowed(&probe);
-		int refusal = 0;
-		if (!allowed) {
-			log_warnx("client denied uid=%u gid=%u pid=%d: not in allowed_uids/allowed_gids",
-				  (unsigned)cred.uid, (unsigned)cred.gid, (int)cred.pid);
-			refusal = PGL_EDENIED;
-		} else if (b->nsessions >= b->cfg->broker.max_clients) {
-			log_warnx("client refused uid=%u pid=%d: max_clients=%d reached",
-				  (unsigned)cred.uid, (int)cred.pid, b->cfg->broker.max_clients);
-			refusal = PGL_ELIMIT;
-		}
-		if (refusal != 0 && b->nrefused >= MAX_REFUSED) {
-			close(fd);
-			continue;
-		}
-
-		struct session *s = calloc(1, sizeof(*s));
-		int max = b->cfg->broker.max_leases_per_client;
-		if (s == NULL || (s->leases = calloc((size_t)max, sizeof(*s->leases))) == NULL) {
-			free(s);
-			refuse(fd, PGL_ENOMEM, "the broker is out of memory");
-			continue;
-		}
-		s->broker = b;
-		s->fd = fd;
-		s->lease_cap = max;
-		s->refusal = refusal;
-		/* The verdicts of the probe stand until the next reload. */
-		s->access_ok = probe.access_ok;
-		s->pools_ok = probe.pools_ok;
-		s->access_gen = probe.access_gen;
-		s->pid = cred.pid;
-		s->uid = cred.uid;
-		s->gid = cred.gid;
-		s->pidfd = -1;
-		TAILQ_INIT(&s->requests);
-		TAILQ_INSERT_TAIL(&b->sessions, s, link);
-		if (refusal != 0)
-			b->nrefused++;
-		else
-			b->nsessions++;
-		ev_io_init(&s->io, session_read_cb, fd, EV_READ);
-		s->io.data = s;
-		ev_io_start(b->loop, &s->io);
-		ev_timer_init(&s->hello_timer, session_hello_timeout_cb, HELLO_TIMEOUT, 0.);
-		s->hello_timer.data = s;
-		ev_timer_start(b->loop, &s->hello_timer);
-
-		/* The process itself, not the socket: a forked child may keep that open. */
-		if (cred.pid > 0 && refusal == 0) {
-			s->pidfd = pidfd_open(cred.pid);
-			if (s->pidfd >= 0) {
-				ev_io_init(&s->pid_io, session_pid_cb, s->pidfd, EV_READ);
-				s->pid_io.data = s;
-				ev_io_start(b->loop, &s->pid_io);
-			} else {
-				log_debug("pidfd_open(%d): %s", (int)cred.pid, strerror(errno));
-			}
-		}
-		log_debug("client connected pid=%d uid=%u", (int)s->pid, (unsigned)s->uid);
+	struct session *s = calloc(1, sizeof(*s));
+	int max = b->cfg->broker.max_leases_per_client;
+	if (s == NULL || (s->leases = calloc((size_t)max, sizeof(*s->leases))) == NULL) {
+		free(s);
+		refuse(fd, PGL_ENOMEM, "the broker is out of memory");
+		return;
 	}
-	return 0;
+	s->broker = b;
+	s->fd = fd;
+	s->lease_cap = max;
+	s->refusal = refusal;
+	s->access = *verdict;		/* stands until the next reload */
+	s->pid = cred.pid;
+	s->uid = cred.uid;
+	s->gid = cred.gid;
+	s->pidfd = -1;
+	s->holder.ops = &holder_ops;
+	s->holder.pid = cred.pid;
+	TAILQ_INIT(&s->holder.requests);
+	TAILQ_INSERT_TAIL(&b->sessions, s, link);
+	if (refusal != 0)
+		b->nrefused++;
+	else
+		b->nsessions++;
+	ev_io_init(&s->io, session_read_cb, fd, EV_READ);
+	s->io.data = s;
+	ev_io_start(b->loop, &s->io);
+	ev_timer_init(&s->hello_timer, session_hello_timeout_cb, HELLO_TIMEOUT, 0.);
+	s->hello_timer.data = s;
+	ev_timer_start(b->loop, &s->hello_timer);
+
+	/* The process itself, not the socket: a forked child may keep that open. */
+	if (cred.pid > 0 && refusal == 0) {
+		s->pidfd = pidfd_open(cred.pid);
+		if (s->pidfd >= 0) {
+			ev_io_init(&s->pid_io, session_pid_cb, s->pidfd, EV_READ);
+			s->pid_io.data = s;
+			ev_io_start(b->loop, &s->pid_io);
+		} else {
+			log_debug("pidfd_open(%d): %s", (int)cred.pid, strerror(errno));
+		}
+	}
+	log_debug("client connected pid=%d uid=%u", (int)s->pid, (unsigned)s->uid);
 }

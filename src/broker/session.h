@@ -5,16 +5,19 @@
 #ifndef PGL_SESSION_H
 #define PGL_SESSION_H
 
+#include "broker/access.h"
 #include "broker/broker.h"
-#include "broker/pool.h"
+#include "broker/holder.h"
 
 #include <ev.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/queue.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 struct session {
+	struct holder holder;		/* what the pools see of it: pid, requests */
 	struct broker *broker;
 	TAILQ_ENTRY(session) link;
 	int fd;
@@ -22,7 +25,7 @@ struct session {
 	int pidfd;			/* the peer process, -1 when unknown */
 	ev_io pid_io;
 	ev_timer hello_timer;		/* HELLO must come soon after connecting */
-	pid_t pid;			/* from SO_PEERCRED */
+	pid_t pid;			/* from SO_PEERCRED; also holder.pid */
 	uid_t uid;
 	gid_t gid;
 	bool welcomed;
@@ -32,34 +35,22 @@ struct session {
 	bool closing;
 	bool unanswerable;		/* a send failed: closed after this loop pass */
 	int refusal;			/* PGL_E*: answer HELLO with this, then close */
-	bool access_ok;			/* passes allowed_uids/allowed_gids ... */
-	uint64_t pools_ok;		/* ... and may lease from these pools (by index) ... */
-	unsigned access_gen;		/* ... as of this configuration generation */
+	struct access_verdict access;	/* decided again after each reload */
 	bool denied_logged;
 	uint64_t pools_denied_logged;	/* refusals said once per pool */
 	struct slot **leases;		/* lease_cap of them; grows after a reload */
 	int nleases;
 	int lease_cap;
-	struct acquire_queue requests;	/* queued or validating ACQUIREs */
-	int nrequests;
-	struct slot *last_used[SHM_MAX_POOLS]; /* per pool: the slot to try first */
 };
 
 /*
- * Accepts the clients waiting on the listening socket (a bounded batch).
- * -1 when the process is out of descriptors: accepting should pause.
+ * A new client on fd (accepted, non-blocking), peer as SO_PEERCRED tells,
+ * with the verdicts decided at accept.  refusal 0: served; else a PGL_E*
+ * code its HELLO is answered with before it is closed.  The session owns fd
+ * from here on, whatever happens.
  */
-int session_accept(struct broker *b);
-
-/* Sends a GRANT with the slot's fd; records the lease.  -1 when the send failed. */
-int session_grant(struct session *s, uint64_t request_id, struct slot *slot);
-
-/* Sends an ERROR answering request_id. */
-void session_error(struct session *s, uint64_t request_id, int code, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-/* The lease on slot ended (released, orphaned, cut): forgets it. */
-void session_drop_lease(struct session *s, struct slot *slot);
+void session_open(struct broker *b, int fd, const struct ucred *peer, int refusal,
+		  const struct access_verdict *verdict);
 
 /* Closes the connection; its leases are orphaned, its requests dropped. */
 void session_close(struct session *s, const char *why);
