@@ -14,6 +14,7 @@
 #include "autoconf.h"
 
 #include "broker/config.h"
+#include "common/defaults.h"
 #include "common/log.h"
 
 #include <arpa/inet.h>
@@ -84,11 +85,11 @@ static const char *const lease_action_choices[] = { "warn", "terminate", NULL };
 #define STR(def) .type = KEY_STRING, .sdef = (def)
 
 static const struct config_key config_keys[] = {
-	{ "socket", B(socket), STR("/run/pglease/pglease.sock") },
+	{ "socket", B(socket), STR(PGL_DEFAULT_SOCKET) },
 	{ "socket_mode", B(socket_mode), .type = KEY_MODE, .idef = 0660, .forbid = 07111,
 	  .forbid_why = "a socket has no use for execute, setuid, setgid or sticky bits" },
 	{ "socket_group", B(socket_group), STR(NULL) },
-	{ "shm_name", B(shm_name), STR("/pglease.main") },
+	{ "shm_name", B(shm_name), STR(PGL_DEFAULT_SHM_NAME) },
 	{ "shm_mode", B(shm_mode), .type = KEY_MODE, .idef = 0640, .forbid = 07022,
 	  .forbid_why = "whoever may write the segment can take the broker's lock and its "
 			"readers' trust; setuid, setgid and sticky bits mean nothing there" },
