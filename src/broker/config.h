@@ -15,6 +15,7 @@
 
 #define CONFIG_POOL_NAME_MAX 63		/* bytes, as in the control protocol */
 #define CONFIG_QUERY_MAX 1024		/* health_query, reset_query: bytes */
+#define CONFIG_STRING_MAX 4096		/* other strings, and a password: bytes */
 #define CONFIG_DEFAULT_PATH SYSCONFDIR "/pglease/pglease.conf"
 
 enum lease_timeout_action {
@@ -112,23 +113,6 @@ const struct pool_config *config_find_pool(const struct config *cfg,
  */
 int64_t config_seconds_to_ms(double seconds);
 
-/*
- * The "options" startup parameter for a backend of pool p: the conninfo's own
- * options followed by "-c statement_timeout=<ms>" (when statement_timeout is
- * set) and "-c client_connection_check_interval=<ms>" (when with_check_interval
- * and connection_check_interval is set).  Writes a NUL-terminated string into
- * buf; returns its length, or -1 when it does not fit.
- */
-int config_backend_options(const struct pool_config *p, bool with_check_interval,
-			   char *buf, size_t len)
-	__attribute__((warn_unused_result));
-
-/*
- * The pool's conninfo for display: keyword=value pairs with any password
- * replaced by "********".  Writes into buf (truncated with "..." when short).
- */
-void config_conninfo_masked(const struct pool_config *p, char *buf, size_t len);
-
 /* --- the schema, for documentation checks --- */
 
 enum config_section {
@@ -138,5 +122,13 @@ enum config_section {
 
 /* Name and section of the i-th setting; false past the last one. */
 bool config_schema_key(size_t i, const char **name, enum config_section *section);
+
+/*
+ * Transitional: backend.c calls config_backend_options(), which moved to
+ * conninfo.c as conninfo_options().  Remove both lines once backend.c
+ * includes broker/conninfo.h itself.
+ */
+#include "broker/conninfo.h"
+#define config_backend_options conninfo_options
 
 #endif

@@ -6,6 +6,7 @@
 #include "autoconf.h"
 
 #include "broker/config.h"
+#include "broker/conninfo.h"
 #include "common/log.h"
 #include "fuzz.h"
 
@@ -51,7 +52,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (cfg != NULL) {
 		for (size_t i = 0; i < cfg->npools; i++) {
 			char buf[512];
-			config_conninfo_masked(&cfg->pools[i], buf, sizeof(buf));
+			conninfo_masked(&cfg->pools[i], buf, sizeof(buf));
 			/* every password keyword shown is masked (other values are shown as
 			 * written, quoted when they hold spaces) */
 			bool quoted = false;
@@ -66,7 +67,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				    strncmp(p, "password=", 9) == 0 && strncmp(p + 9, "********", 8) != 0)
 					abort();
 			}
-			if (config_backend_options(&cfg->pools[i], true, buf, sizeof(buf)) > (int)sizeof(buf))
+			if (conninfo_options(&cfg->pools[i], true, buf, sizeof(buf)) > (int)sizeof(buf))
 				abort();
 		}
 		config_free(cfg);

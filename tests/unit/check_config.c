@@ -5,6 +5,7 @@
 #include "autoconf.h"
 
 #include "broker/config.h"
+#include "broker/conninfo.h"
 #include "testutil.h"
 
 #include <check.h>
@@ -467,25 +468,25 @@ START_TEST(test_backend_options)
 	};
 	char buf[256];
 
-	ck_assert_int_ge(config_backend_options(&p, false, buf, sizeof(buf)), 0);
+	ck_assert_int_ge(conninfo_options(&p, false, buf, sizeof(buf)), 0);
 	ck_assert_str_eq(buf, "-c search_path=app -c statement_timeout=30000");
-	ck_assert_int_ge(config_backend_options(&p, true, buf, sizeof(buf)), 0);
+	ck_assert_int_ge(conninfo_options(&p, true, buf, sizeof(buf)), 0);
 	ck_assert_str_eq(buf, "-c search_path=app -c statement_timeout=30000 "
 			 "-c client_connection_check_interval=1000");
 
 	p.conninfo = (char *)"dbname=app";
 	p.statement_timeout = 0.25;
-	ck_assert_int_ge(config_backend_options(&p, false, buf, sizeof(buf)), 0);
+	ck_assert_int_ge(conninfo_options(&p, false, buf, sizeof(buf)), 0);
 	ck_assert_str_eq(buf, "-c statement_timeout=250");
 
 	p.statement_timeout = 0;	/* off: the server's own setting stands */
-	ck_assert_int_eq(config_backend_options(&p, false, buf, sizeof(buf)), 0);
+	ck_assert_int_eq(conninfo_options(&p, false, buf, sizeof(buf)), 0);
 	ck_assert_str_eq(buf, "");
-	ck_assert_int_ge(config_backend_options(&p, true, buf, sizeof(buf)), 0);
+	ck_assert_int_ge(conninfo_options(&p, true, buf, sizeof(buf)), 0);
 	ck_assert_str_eq(buf, "-c client_connection_check_interval=1000");
 
 	p.statement_timeout = 30;
-	ck_assert_int_eq(config_backend_options(&p, false, buf, 10), -1);
+	ck_assert_int_eq(conninfo_options(&p, false, buf, 10), -1);
 }
 END_TEST
 
@@ -496,11 +497,11 @@ START_TEST(test_masked_conninfo)
 	};
 	char buf[256];
 
-	config_conninfo_masked(&p, buf, sizeof(buf));
+	conninfo_masked(&p, buf, sizeof(buf));
 	ck_assert_ptr_null(strstr(buf, SECRET));
 	ck_assert_msg(strstr(buf, "password=********") != NULL, "%s", buf);
 	ck_assert_msg(strstr(buf, "application_name='a b'") != NULL, "%s", buf);
-	config_conninfo_masked(&p, buf, 12);
+	conninfo_masked(&p, buf, 12);
 	ck_assert_uint_le(strlen(buf), 11);
 	ck_assert_ptr_null(strstr(buf, SECRET));
 }
