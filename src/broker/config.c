@@ -387,6 +387,7 @@ free_pool(struct pool_config *p)
 		explicit_bzero(p->password, strlen(p->password));
 		free(p->password);
 	}
+	conninfo_free(p);
 	free(p->health_query);
 	free(p->reset_query);
 	free(p->allowed_uids);

@@ -28,11 +28,15 @@ enum config_log_target {
 	CONFIG_LOG_SYSLOG,
 };
 
+struct conninfo_params;
+
 struct pool_config {
 	char *name;
 	char *conninfo;
 	char *password_file;		/* NULL when not set */
 	char *password;			/* read from password_file; a secret */
+	/* What its backends connect with, built at load (conninfo.h); secret too */
+	struct conninfo_params *connect;
 	int min_size;
 	int max_size;
 	double connect_timeout;		/* seconds, 0 = no deadline */
@@ -124,9 +128,9 @@ enum config_section {
 bool config_schema_key(size_t i, const char **name, enum config_section *section);
 
 /*
- * Transitional: backend.c calls config_backend_options(), which moved to
- * conninfo.c as conninfo_options().  Remove both lines once backend.c
- * includes broker/conninfo.h itself.
+ * Transitional: backend.c still builds its connect parameters with
+ * config_backend_options(), now conninfo_options().  Remove both lines when
+ * it connects with conninfo_keywords()/conninfo_values() instead.
  */
 #include "broker/conninfo.h"
 #define config_backend_options conninfo_options

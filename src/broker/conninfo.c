@@ -1,9 +1,11 @@
 /*
  * conninfo.c - a pool's conninfo and password file.
  *
- * At load the conninfo is checked: a leased socket carries no TLS or GSSAPI
+ * At load the conninfo is checked (a leased socket carries no TLS or GSSAPI
  * state, replication cannot be pooled, a host name would block the event
- * loop.
+ * loop) and parsed once into the keyword/value arrays its backends connect
+ * with, in one block that is zeroed when the configuration is freed: it
+ * holds the password.
  */
 #include "autoconf.h"
 
@@ -21,6 +23,32 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+/* The conninfo keywords that say who a backend is and where it runs. */
+enum { ID_USER, ID_DBNAME, ID_HOST, ID_PORT, ID_COUNT };
+static const char *const identity_keywords[ID_COUNT] = { "user", "dbname", "host", "port" };
+
+/*
+ * What a pool's backends connect with, one allocation: the arrays point into
+ * strings[] (or at literals).  [0] without, [1] with the check interval.
+ */
+struct conninfo_params {
+	const char *kw[2][CONNINFO_PARAMS_MAX];
+	const char *val[2][CONNINFO_PARAMS_MAX];
+	bool built[2];			/* false: that variant's options are too long */
+	const char *given[ID_COUNT];	/* as the conninfo gives them; NULL: not */
+	size_t size;			/* of the whole allocation */
+	char strings[];
+};
+
+static int
+identity_index(const char *keyword)
+{
+	for (int i = 0; i < ID_COUNT; i++)
+		if (strcmp(keyword, identity_keywords[i]) == 0)
+			return i;
+	return -1;
+}
 
 /* The value of keyword in opts (which may be NULL), or NULL. */
 static const char *
@@ -42,7 +70,7 @@ free_options(PQconninfoOption *opts)
 	PQconninfoFree(opts);
 }
 
-/* --- options ----------------------------------------------------------- */
+/* --- connect parameters ------------------------------------------------- */
 
 /* conninfo_options() with the conninfo's own options given: base, or NULL. */
 static int
@@ -87,6 +115,145 @@ conninfo_options(const struct pool_config *p, bool with_check_interval, char *bu
 
 	free_options(opts);
 	return n;
+}
+
+/* Whether a conninfo parameter is left out: replaced, or enforced by the broker. */
+static bool
+left_out(const struct pool_config *p, const char *keyword)
+{
+	return strcmp(keyword, "sslmode") == 0 || strcmp(keyword, "gssencmode") == 0 ||
+	       strcmp(keyword, "options") == 0 || strcmp(keyword, "connect_timeout") == 0 ||
+	       (p->password != NULL && strcmp(keyword, "password") == 0);
+}
+
+/* Copies s to the end of cp's strings; returns the copy. */
+static const char *
+keep(struct conninfo_params *cp, size_t *used, const char *s)
+{
+	char *copy = cp->strings + *used;
+	size_t n = strlen(s) + 1;
+
+	memcpy(copy, s, n);
+	*used += n;
+	return copy;
+}
+
+/*
+ * The parameters of conninfo_keywords()/conninfo_values() for pool p, whose
+ * conninfo parses to opts.  NULL when out of memory.
+ */
+static struct conninfo_params *
+build_params(const struct pool_config *p, const PQconninfoOption *opts)
+{
+	char options[2][CONNINFO_OPTIONS_MAX];
+	bool fits[2];
+	const char *base = option_value(opts, "options");
+	size_t need = 0;
+
+	for (int v = 0; v < 2; v++) {
+		fits[v] = options_string(base, p, v == 1, options[v], sizeof(options[v])) >= 0;
+		if (fits[v])
+			need += strlen(options[v]) + 1;
+	}
+	for (const PQconninfoOption *o = opts; o->keyword != NULL; o++)
+		if (o->val != NULL)
+			need += strlen(o->keyword) + 1 + strlen(o->val) + 1;
+	if (p->password != NULL)
+		need += strlen(p->password) + 1;
+
+	struct conninfo_params *cp = calloc(1, sizeof(*cp) + need);
+	size_t used = 0;
+	int n = 0;
+
+	if (cp == NULL)
+		return NULL;
+	cp->size = sizeof(*cp) + need;
+	for (const PQconninfoOption *o = opts; o->keyword != NULL; o++) {
+		if (o->val == NULL)
+			continue;
+		const char *kw = keep(cp, &used, o->keyword);
+		const char *val = keep(cp, &used, o->val);
+		int id = identity_index(o->keyword);
+		if (id >= 0)
+			cp->given[id] = val;
+		/* room for the broker's own parameters below */
+		if (left_out(p, o->keyword) || n >= CONNINFO_PARAMS_MAX - 8)
+			continue;
+		cp->kw[0][n] = cp->kw[1][n] = kw;
+		cp->val[0][n] = cp->val[1][n] = val;
+		n++;
+	}
+
+	const char *password = p->password != NULL ? keep(cp, &used, p->password) : NULL;
+
+	for (int v = 0; v < 2; v++) {
+		const char **kw = cp->kw[v], **val = cp->val[v];
+		int m = n;
+
+		if (!fits[v])
+			continue;
+		cp->built[v] = true;
+		kw[m] = "sslmode", val[m++] = "disable";
+		kw[m] = "gssencmode", val[m++] = "disable";
+		kw[m] = "fallback_application_name", val[m++] = "pgleased";
+		if (options[v][0] != '\0')
+			kw[m] = "options", val[m++] = keep(cp, &used, options[v]);
+		if (password != NULL)
+			kw[m] = "password", val[m++] = password;
+		kw[m] = NULL;
+		val[m] = NULL;
+	}
+	return cp;
+}
+
+void
+conninfo_free(struct pool_config *p)
+{
+	if (p->connect == NULL)
+		return;
+	explicit_bzero(p->connect, p->connect->size);
+	free(p->connect);
+	p->connect = NULL;
+}
+
+const char *const *
+conninfo_keywords(const struct pool_config *p, bool with_check_interval)
+{
+	return p->connect != NULL && p->connect->built[with_check_interval] ?
+	       p->connect->kw[with_check_interval] : NULL;
+}
+
+const char *const *
+conninfo_values(const struct pool_config *p, bool with_check_interval)
+{
+	return p->connect != NULL && p->connect->built[with_check_interval] ?
+	       p->connect->val[with_check_interval] : NULL;
+}
+
+void
+conninfo_identity(const struct pool_config *p, char *user, size_t ulen, char *db, size_t dlen,
+		  char *host, size_t hlen, char *port, size_t plen)
+{
+	const char *v[ID_COUNT] = { NULL };
+	PQconninfoOption *defaults = NULL;
+
+	if (p->connect != NULL)
+		memcpy(v, p->connect->given, sizeof(v));
+	/* libpq's defaults: environment, service file, the OS user */
+	if (v[ID_USER] == NULL || v[ID_DBNAME] == NULL || v[ID_HOST] == NULL || v[ID_PORT] == NULL)
+		defaults = PQconndefaults();
+	for (PQconninfoOption *o = defaults; o != NULL && o->keyword != NULL; o++) {
+		int id = o->val != NULL ? identity_index(o->keyword) : -1;
+		if (id >= 0 && v[id] == NULL)
+			v[id] = o->val;
+	}
+	snprintf(host, hlen, "%s", v[ID_HOST] != NULL ? v[ID_HOST] : "");
+	snprintf(port, plen, "%s", v[ID_PORT] != NULL ? v[ID_PORT] : "");
+	snprintf(user, ulen, "%s", v[ID_USER] != NULL ? v[ID_USER] : "");
+	/* a database named like a conninfo is not one we can match */
+	snprintf(db, dlen, "%s", v[ID_DBNAME] != NULL && strchr(v[ID_DBNAME], '=') == NULL ?
+		 v[ID_DBNAME] : v[ID_USER] != NULL ? v[ID_USER] : "");
+	PQconninfoFree(defaults);
 }
 
 /* --- checks at load ----------------------------------------------------- */
@@ -250,6 +417,8 @@ conninfo_check(struct confdiag *d, struct pool_config *p, const struct config_se
 		}
 	}
 
+	if ((p->connect = build_params(p, opts)) == NULL)
+		confdiag_error(d, s, name, "out of memory");
 	free_options(opts);
 }
 

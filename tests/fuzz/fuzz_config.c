@@ -69,6 +69,19 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			}
 			if (conninfo_options(&cfg->pools[i], true, buf, sizeof(buf)) > (int)sizeof(buf))
 				abort();
+			/* the connect parameters: paired, terminated, within bounds */
+			for (int v = 0; v < 2; v++) {
+				const char *const *kw = conninfo_keywords(&cfg->pools[i], v);
+				const char *const *val = conninfo_values(&cfg->pools[i], v);
+				size_t j = 0;
+				if ((kw == NULL) != (val == NULL))
+					abort();
+				for (; kw != NULL && kw[j] != NULL; j++)
+					if (val[j] == NULL || j + 1 >= CONNINFO_PARAMS_MAX)
+						abort();
+				if (kw != NULL && val[j] != NULL)
+					abort();
+			}
 		}
 		config_free(cfg);
 	}
