@@ -3,70 +3,38 @@
  *
  * The loader walks the file, not the schema: every setting it meets must be in
  * config_keys[], so a misspelt key is an error instead of a silent default.
- * It reports every problem it finds, each as "FILE:LINE: setting: problem",
- * and returns a config only when there was none.
+ * It reports every problem it finds, each as "FILE:LINE: setting: problem"
+ * (confdiag.c), and returns a config only when there was none.
  *
- * Two libconfig 1.5 traps are handled here: an integer literal too large for
- * an int is silently wrapped (3000000000 reads as -1294967296), so integers are
- * re-read from the source line and range-checked as 64-bit; and 0660 is read as
- * decimal, so file modes are octal strings.
+ * Two libconfig 1.5 traps are handled on the way: an integer literal too large
+ * for an int is silently wrapped, so integers are re-read from the source
+ * (confsrc.c) and range-checked as 64-bit; and 0660 is read as decimal, so
+ * file modes are octal strings (confkey.c).
  */
 #include "autoconf.h"
 
 #include "broker/config.h"
+#include "broker/confdiag.h"
+#include "broker/confkey.h"
+#include "broker/confsrc.h"
+#include "broker/conninfo.h"
+#include "common/defaults.h"
 #include "common/log.h"
 
-#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <grp.h>
 #include <inttypes.h>
 #include <libconfig.h>
-#include <libpq-fe.h>
 #include <limits.h>
 #include <math.h>
-#include <pwd.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/un.h>
-#include <unistd.h>
 
 /* --- the schema --------------------------------------------------------- */
-
-enum key_type {
-	KEY_INT,		/* int, range-checked as 64-bit */
-	KEY_DURATION,		/* seconds, integer or float, >= 0 */
-	KEY_FRACTION,		/* float in [0, 1) */
-	KEY_STRING,		/* non-empty string */
-	KEY_MODE,		/* octal string: "0660" */
-	KEY_ENUM,		/* one of choices[] */
-	KEY_UIDS,		/* list of uids or user names */
-	KEY_GIDS,		/* list of gids or group names */
-};
-
-struct config_key {
-	const char *name;
-	enum config_section section;
-	enum key_type type;
-	size_t offset;		/* into struct broker_config or pool_config */
-	size_t count_offset;	/* KEY_UIDS/KEY_GIDS: where the count goes */
-	int64_t min, max;	/* KEY_INT */
-	double dmax;		/* KEY_DURATION */
-	int64_t idef;		/* default for KEY_INT, KEY_MODE, KEY_ENUM */
-	double ddef;		/* default for KEY_DURATION, KEY_FRACTION */
-	const char *sdef;	/* default for KEY_STRING; NULL: none */
-	const char *const *choices; /* KEY_ENUM, NULL-terminated */
-	size_t max_len;		/* KEY_STRING; 0: CONFIG_STRING_MAX */
-	mode_t forbid;		/* KEY_MODE: bits refused */
-	const char *forbid_why;	/* ... and why */
-	bool required;
-};
-
-#define CONFIG_STRING_MAX 4096
 
 static const char *const log_level_choices[] = { "error", "warn", "info", "debug", NULL };
 static const char *const log_target_choices[] = { "stderr", "syslog", NULL };
@@ -84,11 +52,11 @@ static const char *const lease_action_choices[] = { "warn", "terminate", NULL };
 #define STR(def) .type = KEY_STRING, .sdef = (def)
 
 static const struct config_key config_keys[] = {
-	{ "socket", B(socket), STR("/run/pglease/pglease.sock") },
+	{ "socket", B(socket), STR(PGL_DEFAULT_SOCKET) },
 	{ "socket_mode", B(socket_mode), .type = KEY_MODE, .idef = 0660, .forbid = 07111,
 	  .forbid_why = "a socket has no use for execute, setuid, setgid or sticky bits" },
 	{ "socket_group", B(socket_group), STR(NULL) },
-	{ "shm_name", B(shm_name), STR("/pglease.main") },
+	{ "shm_name", B(shm_name), STR(PGL_DEFAULT_SHM_NAME) },
 	{ "shm_mode", B(shm_mode), .type = KEY_MODE, .idef = 0640, .forbid = 07022,
 	  .forbid_why = "whoever may write the segment can take the broker's lock and its "
 			"readers' trust; setuid, setgid and sticky bits mean nothing there" },
@@ -157,603 +125,23 @@ config_schema_key(size_t i, const char **name, enum config_section *section)
 	return true;
 }
 
-/* --- diagnostics -------------------------------------------------------- */
-
-#define MAX_SECRETS 64
-#define MAX_SOURCES 8
-
-struct source {
-	char *file;
-	char *text;		/* NULL when it could not be read */
-};
+/* --- the walk ----------------------------------------------------------- */
 
 struct loader {
-	const char *path;
-	config_report_fn *report;
-	void *arg;
-	int nerrors;
-	/* Every secret seen so far, blotted out of each message. */
-	char *secrets[MAX_SECRETS];
-	size_t nsecrets;
-	bool secrets_overflow;		/* more than MAX_SECRETS: show no libpq detail */
-	struct source sources[MAX_SOURCES];
-	size_t nsources;
-	const config_setting_t *root;
+	struct confdiag diag;		/* counts errors, masks secrets */
+	struct confsrc src;		/* integers as written */
 };
 
-static void
-loader_add_secret(struct loader *ld, const char *s, size_t len)
-{
-	if (len == 0)
-		return;
-	if (ld->nsecrets == MAX_SECRETS) {
-		ld->secrets_overflow = true;
-		return;
-	}
-	char *copy = strndup(s, len);
-	if (copy != NULL)
-		ld->secrets[ld->nsecrets++] = copy;
-}
-
-/*
- * Masks, in place, whatever in msg is shaped like a secret: the value after
- * "password" and '=', and "user:SECRET@".  No list, so no limit.
- */
-static void
-mask_shapes(char *msg)
-{
-	for (char *p = msg; (p = strstr(p, "password")) != NULL; p += 8) {
-		char *q = p + 8;
-		while (isspace((unsigned char)*q))
-			q++;
-		if (*q != '=')
-			continue;
-		q++;
-		while (isspace((unsigned char)*q))
-			q++;
-		if (*q == '\'' || *q == '"')
-			q++;
-		for (; *q != '\0' && !isspace((unsigned char)*q) && *q != '\'' && *q != '"' &&
-		       *q != '&'; q++)
-			*q = '*';
-	}
-	for (char *at = msg; (at = strchr(at, '@')) != NULL; at++) {
-		for (char *q = at; q > msg; q--) {
-			char c = q[-1];
-			if (isspace((unsigned char)c) || c == '/' || c == '\'' || c == '"')
-				break;
-			if (c == ':') {
-				for (char *m = q; m < at; m++)
-					*m = '*';
-				break;
-			}
-		}
-	}
-}
-
-/* Replaces every occurrence of every known secret in msg with asterisks. */
-static void
-redact(const struct loader *ld, char *msg)
-{
-	for (size_t i = 0; i < ld->nsecrets; i++) {
-		size_t n = strlen(ld->secrets[i]);
-		char *p = msg;
-
-		while ((p = strstr(p, ld->secrets[i])) != NULL) {
-			memset(p, '*', n);
-			p += n;
-		}
-	}
-}
-
-static const char *
-setting_file(const struct loader *ld, const config_setting_t *s)
-{
-	const char *f = s != NULL ? config_setting_source_file(s) : NULL;
-
-	return f != NULL ? f : ld->path;
-}
-
-static int
-setting_line(const config_setting_t *s)
-{
-	return s != NULL ? (int)config_setting_source_line(s) : 0;
-}
-
-/*
- * Reports one problem.  where: the setting the problem is about (its line is
- * used); name: the setting's path as the user reads it ("pools[0].max_size").
- */
-PGL_PRINTF(5, 6) static void
-diag(struct loader *ld, bool is_error, const config_setting_t *where,
-     const char *name, const char *fmt, ...)
-{
-	char problem[1024];
-	char msg[1400];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(problem, sizeof(problem), fmt, ap);
-	va_end(ap);
-	if (where != NULL && setting_line(where) > 0)
-		snprintf(msg, sizeof(msg), "%s:%d: %s: %s%s", setting_file(ld, where),
-			 setting_line(where), name, is_error ? "" : "warning: ", problem);
-	else
-		snprintf(msg, sizeof(msg), "%s: %s: %s%s", ld->path, name,
-			 is_error ? "" : "warning: ", problem);
-	/* Known secrets, and anything shaped like one wherever it was written
-	 * (a conninfo pasted into a pool name, libpq quoting a fragment). */
-	redact(ld, msg);
-	mask_shapes(msg);
-	if (is_error)
-		ld->nerrors++;
-	if (ld->report != NULL)
-		ld->report(ld->arg, is_error, msg);
-}
-
-#define error(ld, where, name, ...) diag((ld), true, (where), (name), __VA_ARGS__)
-#define warning(ld, where, name, ...) diag((ld), false, (where), (name), __VA_ARGS__)
-
-/* --- reading integers the way they are written -------------------------- */
-
-static const char *
-source_text(struct loader *ld, const char *file)
-{
-	for (size_t i = 0; i < ld->nsources; i++)
-		if (strcmp(ld->sources[i].file, file) == 0)
-			return ld->sources[i].text;
-	if (ld->nsources == MAX_SOURCES)
-		return NULL;
-
-	struct source *src = &ld->sources[ld->nsources];
-	FILE *f = fopen(file, "re");
-	char *text = NULL;
-	size_t cap = 0;
-
-	if (f != NULL) {
-		ssize_t n = getdelim(&text, &cap, '\0', f);
-		if (n < 0) {
-			free(text);
-			text = NULL;
-		}
-		fclose(f);
-	}
-	src->file = strdup(file);
-	if (src->file == NULL) {
-		free(text);
-		return NULL;
-	}
-	src->text = text;
-	ld->nsources++;
-	return text;
-}
-
-/*
- * Parses the integer literal at q (libconfig's syntax: decimal, or 0x hex as
- * a bit pattern, an optional L suffix).  Returns 1 with *out set, 0 when q
- * holds no literal, -1 when it does not fit in 64 bits.
- */
-static int
-parse_literal(const char *q, const char *eol, int64_t *out)
-{
-	bool neg = false;
-	int base = 10;
-	uint64_t v = 0;
-
-	if (*q == '-' || *q == '+')
-		neg = *q++ == '-';
-	if (q[0] == '0' && (q[1] == 'x' || q[1] == 'X')) {
-		base = 16;
-		q += 2;
-	}
-	if (!isxdigit((unsigned char)*q) || (base == 10 && !isdigit((unsigned char)*q)))
-		return 0;
-	for (; q < eol; q++) {
-		int d;
-		if (isdigit((unsigned char)*q))
-			d = *q - '0';
-		else if (base == 16 && isxdigit((unsigned char)*q))
-			d = tolower((unsigned char)*q) - 'a' + 10;
-		else
-			break;
-		if (v > (UINT64_MAX - (uint64_t)d) / (uint64_t)base)
-			return -1;
-		v = v * (uint64_t)base + (uint64_t)d;
-	}
-	if (base == 16) {
-		*out = (int64_t)v;
-		return 1;
-	}
-	if (neg ? v > (uint64_t)INT64_MAX + 1 : v > (uint64_t)INT64_MAX)
-		return -1;
-	*out = neg ? (int64_t)(0 - v) : (int64_t)v;
-	return 1;
-}
-
-/*
- * How many settings named like s, on the same line of the same file, come
- * before s in the file (pools written on one line share names).  -1 when s
- * is not found.
- */
-static int
-ordinal_on_line(const config_setting_t *node, const config_setting_t *s, int *count)
-{
-	if (node == s)
-		return *count;
-	if (node != s && config_setting_name(node) != NULL &&
-	    strcmp(config_setting_name(node), config_setting_name(s)) == 0 &&
-	    config_setting_source_line(node) == config_setting_source_line(s) &&
-	    config_setting_source_file(node) == config_setting_source_file(s))
-		(*count)++;
-	if (config_setting_is_aggregate(node)) {
-		int n = config_setting_length(node);
-		for (int i = 0; i < n; i++) {
-			int k = ordinal_on_line(config_setting_get_elem(node, (unsigned)i), s, count);
-			if (k >= 0)
-				return k;
-		}
-	}
-	return -1;
-}
-
-/*
- * Finds "name = <integer>" on the setting's line and parses the literal as a
- * 64-bit number.  When a line holds several settings of that name, the k-th
- * occurrence belongs to the k-th setting; an occurrence counts only when
- * libconfig's value, wrapped to an int as libconfig 1.5 does, agrees with
- * it.  Returns 1 with *out set, 0 when no literal was found (libconfig's
- * value stands), -1 when the literal does not fit in 64 bits.
- */
-static int
-raw_integer(struct loader *ld, const config_setting_t *s, int64_t *out)
-{
-	const char *name = config_setting_name(s);
-	const char *text = source_text(ld, setting_file(ld, s));
-	int line = setting_line(s);
-	int64_t seen = config_setting_get_int64(s);
-	bool is_int = config_setting_type(s) == CONFIG_TYPE_INT;
-	int count = 0;
-	int want = ld->root != NULL ? ordinal_on_line(ld->root, s, &count) : -1;
-	int occurrence = -1;
-
-	if (name == NULL || text == NULL || line <= 0)
-		return 0;
-	for (int l = 1; l < line && text != NULL; l++) {
-		text = strchr(text, '\n');
-		if (text != NULL)
-			text++;
-	}
-	if (text == NULL)
-		return 0;
-
-	const char *eol = strchr(text, '\n');
-	size_t nlen = strlen(name);
-
-	if (eol == NULL)
-		eol = text + strlen(text);
-	for (const char *p = text; p + nlen <= eol; p++) {
-		if (strncmp(p, name, nlen) != 0)
-			continue;
-		if (p > text && (isalnum((unsigned char)p[-1]) || p[-1] == '_'))
-			continue;
-		const char *q = p + nlen;
-		while (q < eol && isblank((unsigned char)*q))
-			q++;
-		if (q == eol || (*q != '=' && *q != ':'))
-			continue;
-		q++;
-		while (q < eol && isblank((unsigned char)*q))
-			q++;
-
-		int64_t v = 0;
-		int rc = parse_literal(q, eol, &v);
-		occurrence++;
-		if (want >= 0 && occurrence != want)
-			continue;
-		if (rc < 0)
-			return -1;
-		if (rc > 0 && (is_int ? (int32_t)(uint32_t)(uint64_t)v == (int32_t)seen : v == seen)) {
-			*out = v;
-			return 1;
-		}
-		return 0;
-	}
-	return 0;
-}
-
-/* --- one setting -------------------------------------------------------- */
-
-static const char *
-type_name(const config_setting_t *s)
-{
-	switch (config_setting_type(s)) {
-	case CONFIG_TYPE_GROUP: return "a group";
-	case CONFIG_TYPE_INT: return "an integer";
-	case CONFIG_TYPE_INT64: return "an integer";
-	case CONFIG_TYPE_FLOAT: return "a float";
-	case CONFIG_TYPE_STRING: return "a string";
-	case CONFIG_TYPE_BOOL: return "a boolean";
-	case CONFIG_TYPE_ARRAY: return "an array";
-	case CONFIG_TYPE_LIST: return "a list";
-	default: return "nothing";
-	}
-}
-
-static bool
-is_integer(const config_setting_t *s)
-{
-	int t = config_setting_type(s);
-
-	return t == CONFIG_TYPE_INT || t == CONFIG_TYPE_INT64;
-}
-
-/* The setting's integer value, range-checked against 64 bits. */
-static bool
-get_integer(struct loader *ld, const config_setting_t *s, const char *name,
-	    int64_t *out)
-{
-	*out = config_setting_get_int64(s);
-	if (raw_integer(ld, s, out) < 0) {
-		error(ld, s, name, "integer out of range");
-		return false;
-	}
-	return true;
-}
-
-/* Parses "0660", "660" or "02770" into a mode; -1 when it is not one. */
-static long
-parse_mode(const char *s)
-{
-	char *end;
-	size_t len = strlen(s);
-
-	if (len < 3 || len > 5 || strspn(s, "01234567") != len)
-		return -1;
-	errno = 0;
-	long m = strtol(s, &end, 8);
-	if (errno != 0 || *end != '\0' || m > 07777)
-		return -1;
-	return m;
-}
-
-static bool
-parse_id(struct loader *ld, const config_setting_t *e, const char *name,
-	 bool is_group, uint32_t *out)
-{
-	if (config_setting_type(e) == CONFIG_TYPE_STRING) {
-		const char *who = config_setting_get_string(e);
-		char buf[4096];
-
-		if (is_group) {
-			struct group g, *gp = NULL;
-			if (getgrnam_r(who, &g, buf, sizeof(buf), &gp) == 0 && gp != NULL) {
-				*out = gp->gr_gid;
-				return true;
-			}
-			error(ld, e, name, "no such group \"%s\"", who);
-		} else {
-			struct passwd pw, *pwp = NULL;
-			if (getpwnam_r(who, &pw, buf, sizeof(buf), &pwp) == 0 && pwp != NULL) {
-				*out = pwp->pw_uid;
-				return true;
-			}
-			error(ld, e, name, "no such user \"%s\"", who);
-		}
-		return false;
-	}
-	if (!is_integer(e)) {
-		error(ld, e, name, "must be a %s id or name, not %s",
-		      is_group ? "group" : "user", type_name(e));
-		return false;
-	}
-	int64_t v = config_setting_get_int64(e);
-	/* (uid_t)-1 is "no id" to the kernel. */
-	if (v < 0 || v >= (int64_t)UINT32_MAX) {
-		error(ld, e, name, "%s id out of range", is_group ? "group" : "user");
-		return false;
-	}
-	*out = (uint32_t)v;
-	return true;
-}
-
-static void
-parse_ids(struct loader *ld, const struct config_key *k, const config_setting_t *s,
-	  const char *name, void *base)
-{
-	int t = config_setting_type(s);
-
-	if (t != CONFIG_TYPE_ARRAY && t != CONFIG_TYPE_LIST) {
-		error(ld, s, name, "must be a list like [ 1000, \"www-data\" ], not %s",
-		      type_name(s));
-		return;
-	}
-
-	int n = config_setting_length(s);
-	uint32_t *ids = n > 0 ? calloc((size_t)n, sizeof(*ids)) : NULL;
-	size_t count = 0;
-
-	if (n > 0 && ids == NULL) {
-		error(ld, s, name, "out of memory");
-		return;
-	}
-	for (int i = 0; i < n; i++) {
-		if (parse_id(ld, config_setting_get_elem(s, (unsigned)i), name,
-			     k->type == KEY_GIDS, &ids[count]))
-			count++;
-	}
-	/* uid_t and gid_t are both 32-bit unsigned on Linux. */
-	_Static_assert(sizeof(uid_t) == sizeof(uint32_t) && sizeof(gid_t) == sizeof(uint32_t),
-		       "uid_t and gid_t must be 32-bit");
-	*(uint32_t **)((char *)base + k->offset) = ids;
-	*(size_t *)((char *)base + k->count_offset) = count;
-}
-
-/*
- * Stores setting s into base (a struct broker_config or pool_config) as key k
- * says.  On a problem, reports it and leaves the default in place.
- */
-static void
-parse_setting(struct loader *ld, const struct config_key *k,
-	      const config_setting_t *s, const char *name, void *base)
-{
-	void *field = (char *)base + k->offset;
-	int64_t iv;
-	double dv;
-
-	switch (k->type) {
-	case KEY_INT:
-		if (!is_integer(s)) {
-			error(ld, s, name, "must be an integer, not %s", type_name(s));
-			return;
-		}
-		if (!get_integer(ld, s, name, &iv))
-			return;
-		if (iv < k->min || iv > k->max) {
-			error(ld, s, name, "must be between %" PRId64 " and %" PRId64
-			      " (got %" PRId64 ")", k->min, k->max, iv);
-			return;
-		}
-		*(int *)field = (int)iv;
-		return;
-
-	case KEY_DURATION:
-	case KEY_FRACTION:
-		if (config_setting_type(s) == CONFIG_TYPE_FLOAT) {
-			dv = config_setting_get_float(s);
-		} else if (is_integer(s)) {
-			if (!get_integer(ld, s, name, &iv))
-				return;
-			dv = (double)iv;
-		} else {
-			error(ld, s, name, "must be a number%s, not %s",
-			      k->type == KEY_DURATION ? " of seconds" : "", type_name(s));
-			return;
-		}
-		if (k->type == KEY_FRACTION) {
-			if (!(dv >= 0.0 && dv < 1.0)) {
-				error(ld, s, name, "must be at least 0 and less than 1 (got %g)", dv);
-				return;
-			}
-		} else if (!(dv >= 0.0 && dv <= k->dmax)) {
-			error(ld, s, name, "must be a duration between 0 and %.*f seconds (got %g)",
-			      k->dmax == floor(k->dmax) ? 0 : 3, k->dmax, dv);
-			return;
-		}
-		*(double *)field = dv;
-		return;
-
-	case KEY_STRING: {
-		if (config_setting_type(s) != CONFIG_TYPE_STRING) {
-			error(ld, s, name, "must be a string, not %s", type_name(s));
-			return;
-		}
-		const char *sv = config_setting_get_string(s);
-		size_t max = k->max_len > 0 ? k->max_len : CONFIG_STRING_MAX;
-		if (sv[0] == '\0') {
-			error(ld, s, name, "must not be empty");
-			return;
-		}
-		if (strlen(sv) > max) {
-			error(ld, s, name, "is %zu bytes long; at most %zu", strlen(sv), max);
-			return;
-		}
-		char *copy = strdup(sv);
-		if (copy == NULL) {
-			error(ld, s, name, "out of memory");
-			return;
-		}
-		free(*(char **)field);
-		*(char **)field = copy;
-		return;
-	}
-
-	case KEY_MODE: {
-		if (is_integer(s)) {
-			/* 0660 arrives as 660: the digits as written. */
-			long long v = (long long)config_setting_get_int64(s);
-			error(ld, s, name, "file modes are octal strings: write \"0%lld\" "
-			      "(libconfig reads a bare 0%lld as a decimal number)", v, v);
-			return;
-		}
-		if (config_setting_type(s) != CONFIG_TYPE_STRING) {
-			error(ld, s, name, "must be an octal string like \"0660\", not %s",
-			      type_name(s));
-			return;
-		}
-		long m = parse_mode(config_setting_get_string(s));
-		if (m < 0) {
-			error(ld, s, name, "\"%s\" is not an octal file mode like \"0660\"",
-			      config_setting_get_string(s));
-			return;
-		}
-		if ((mode_t)m & k->forbid) {
-			error(ld, s, name, "\"%s\" has the bits %04o, which are refused: %s (default "
-			      "\"%04o\")", config_setting_get_string(s), (unsigned)((mode_t)m & k->forbid),
-			      k->forbid_why, (unsigned)k->idef);
-			return;
-		}
-		*(mode_t *)field = (mode_t)m;
-		return;
-	}
-
-	case KEY_ENUM: {
-		if (config_setting_type(s) != CONFIG_TYPE_STRING) {
-			error(ld, s, name, "must be a string, not %s", type_name(s));
-			return;
-		}
-		const char *sv = config_setting_get_string(s);
-		for (int i = 0; k->choices[i] != NULL; i++) {
-			if (strcmp(sv, k->choices[i]) == 0) {
-				*(int *)field = i;
-				return;
-			}
-		}
-		char list[256] = "";
-		for (int i = 0; k->choices[i] != NULL; i++) {
-			strncat(list, i == 0 ? "\"" : ", \"", sizeof(list) - strlen(list) - 1);
-			strncat(list, k->choices[i], sizeof(list) - strlen(list) - 1);
-			strncat(list, "\"", sizeof(list) - strlen(list) - 1);
-		}
-		error(ld, s, name, "\"%s\" is not one of %s", sv, list);
-		return;
-	}
-
-	case KEY_UIDS:
-	case KEY_GIDS:
-		parse_ids(ld, k, s, name, base);
-		return;
-	}
-}
+/* Every problem is reported through confdiag.c, which masks secrets. */
+#define error(ld, ...) confdiag_error(&(ld)->diag, __VA_ARGS__)
+#define warning(ld, ...) confdiag_warning(&(ld)->diag, __VA_ARGS__)
 
 static void
 apply_defaults(enum config_section section, void *base)
 {
-	for (size_t i = 0; i < NKEYS; i++) {
-		const struct config_key *k = &config_keys[i];
-		void *field = (char *)base + k->offset;
-
-		if (k->section != section)
-			continue;
-		switch (k->type) {
-		case KEY_INT:
-		case KEY_ENUM:
-			*(int *)field = (int)k->idef;
-			break;
-		case KEY_MODE:
-			*(mode_t *)field = (mode_t)k->idef;
-			break;
-		case KEY_DURATION:
-		case KEY_FRACTION:
-			*(double *)field = k->ddef;
-			break;
-		case KEY_STRING:
-			*(char **)field = k->sdef != NULL ? strdup(k->sdef) : NULL;
-			break;
-		case KEY_UIDS:
-		case KEY_GIDS:
-			break;
-		}
-	}
+	for (size_t i = 0; i < NKEYS; i++)
+		if (config_keys[i].section == section)
+			confkey_default(&config_keys[i], base);
 }
 
 /* Levenshtein distance, for "did you mean" on a misspelt key. */
@@ -843,214 +231,11 @@ parse_group(struct loader *ld, const config_setting_t *g, enum config_section se
 			continue;
 		}
 		seen[idx] = s;
-		parse_setting(ld, k, s, name, base);
+		confkey_parse(&ld->diag, &ld->src, k, s, name, base);
 	}
 }
 
 /* --- checks that span settings ------------------------------------------ */
-
-/* Whether a libpq host entry is a socket directory or an address (no lookup). */
-static bool
-host_is_literal(const char *h, size_t len)
-{
-	char buf[INET6_ADDRSTRLEN + 1];
-	unsigned char addr[sizeof(struct in6_addr)];
-
-	if (len == 0 || h[0] == '/' || h[0] == '@')
-		return true;
-	if (len >= sizeof(buf))
-		return false;
-	memcpy(buf, h, len);
-	buf[len] = '\0';
-	return inet_pton(AF_INET, buf, addr) == 1 || inet_pton(AF_INET6, buf, addr) == 1;
-}
-
-/*
- * Remembers the password a conninfo string carries, before libpq's parser
- * sees it, so that no message (including libpq's own, which may quote the
- * string) can show it.  Handles "password=..." and URIs' "user:secret@".
- */
-static void
-note_conninfo_secrets(struct loader *ld, const char *ci)
-{
-	for (const char *p = ci; (p = strstr(p, "password")) != NULL; p += 8) {
-		const char *q = p + 8;
-		while (isspace((unsigned char)*q))
-			q++;
-		if (*q != '=')
-			continue;
-		q++;
-		while (isspace((unsigned char)*q))
-			q++;
-		size_t len;
-		if (*q == '\'') {
-			q++;
-			len = strcspn(q, "'");
-		} else {
-			len = strcspn(q, " \t\n&");
-		}
-		loader_add_secret(ld, q, len);
-	}
-
-	/*
-	 * "user:secret@" wherever it stands, well-formed URI or not (libpq
-	 * quotes a string it cannot parse): between the last ':' of a token and
-	 * an '@'.
-	 */
-	for (const char *at = ci; (at = strchr(at, '@')) != NULL; at++) {
-		const char *colon = NULL;
-		for (const char *q = at; q > ci; q--) {
-			char c = q[-1];
-			if (isspace((unsigned char)c) || c == '/' || c == '\'' || c == '"')
-				break;
-			if (c == ':') {
-				colon = q - 1;
-				break;
-			}
-		}
-		if (colon != NULL)
-			loader_add_secret(ld, colon + 1, (size_t)(at - colon - 1));
-	}
-}
-
-static void
-check_conninfo(struct loader *ld, struct pool_config *p, const config_setting_t *s,
-	       const char *prefix)
-{
-	char name[160];
-	char *err = NULL;
-
-	snprintf(name, sizeof(name), "%sconninfo", prefix);
-	note_conninfo_secrets(ld, p->conninfo);
-
-	PQconninfoOption *opts = PQconninfoParse(p->conninfo, &err);
-	if (opts == NULL) {
-		if (err != NULL && ld->secrets_overflow) {
-			error(ld, s, name, "cannot be parsed (libpq's explanation is withheld: it "
-			      "could quote a password)");
-			PQfreemem(err);
-		} else if (err != NULL) {
-			err[strcspn(err, "\n")] = '\0';
-			error(ld, s, name, "cannot be parsed: %s", err);
-			PQfreemem(err);
-		} else {
-			error(ld, s, name, "cannot be parsed: out of memory");
-		}
-		return;
-	}
-
-	const char *host = NULL, *hostaddr = NULL;
-	bool has_password = false;
-
-	for (PQconninfoOption *o = opts; o->keyword != NULL; o++) {
-		if (o->val == NULL)
-			continue;
-		if (strcmp(o->keyword, "password") == 0) {
-			loader_add_secret(ld, o->val, strlen(o->val));
-			has_password = true;
-		} else if (strcmp(o->keyword, "sslmode") == 0 && strcmp(o->val, "disable") != 0) {
-			error(ld, s, name, "sslmode=%s asks for TLS, but a leased socket cannot carry "
-			      "TLS state (it lives in the broker's memory): use sslmode=disable over "
-			      "a UNIX socket or a trusted local network", o->val);
-		} else if (strcmp(o->keyword, "gssencmode") == 0 && strcmp(o->val, "disable") != 0) {
-			error(ld, s, name, "gssencmode=%s asks for GSSAPI encryption, but a leased "
-			      "socket cannot carry encryption state (it lives in the broker's "
-			      "memory): use gssencmode=disable", o->val);
-		} else if (strcmp(o->keyword, "requiressl") == 0 && strcmp(o->val, "0") != 0) {
-			error(ld, s, name, "requiressl asks for TLS, but a leased socket cannot carry "
-			      "TLS state (it lives in the broker's memory)");
-		} else if (strcmp(o->keyword, "replication") == 0) {
-			error(ld, s, name, "replication connections cannot be pooled");
-		} else if (strcmp(o->keyword, "connect_timeout") == 0) {
-			warning(ld, s, name, "connect_timeout in the conninfo is ignored; the pool's "
-				"connect_timeout setting applies");
-		} else if (strcmp(o->keyword, "host") == 0) {
-			host = o->val;
-		} else if (strcmp(o->keyword, "hostaddr") == 0) {
-			hostaddr = o->val;
-		}
-	}
-
-	if (has_password && p->password_file != NULL)
-		error(ld, s, name, "has a password and the pool has a password_file too: keep one");
-	else if (has_password)
-		warning(ld, s, name, "carries a password; a password_file readable only by the "
-			"broker keeps it out of the configuration file");
-
-	if (host != NULL && (hostaddr == NULL || hostaddr[0] == '\0')) {
-		for (const char *h = host; *h != '\0';) {
-			size_t len = strcspn(h, ",");
-			if (!host_is_literal(h, len))
-				warning(ld, s, name, "host \"%.*s\" is a name: libpq resolves it with a "
-					"blocking getaddrinfo() inside the broker's event loop; give an "
-					"address, a socket directory, or hostaddr", (int)len, h);
-			h += len;
-			if (*h == ',')
-				h++;
-		}
-	}
-	PQconninfoFree(opts);
-}
-
-static void
-check_password_file(struct loader *ld, struct pool_config *p, const config_setting_t *s,
-		    const char *prefix)
-{
-	char name[160];
-	struct stat st;
-
-	snprintf(name, sizeof(name), "%spassword_file", prefix);
-	FILE *f = fopen(p->password_file, "re");
-	if (f != NULL)
-		setvbuf(f, NULL, _IONBF, 0);	/* read() below; stdio buffers nothing */
-	if (f == NULL) {
-		error(ld, s, name, "cannot open \"%s\": %s", p->password_file, strerror(errno));
-		return;
-	}
-	if (fstat(fileno(f), &st) != 0) {
-		error(ld, s, name, "cannot stat \"%s\": %s", p->password_file, strerror(errno));
-		goto done;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		error(ld, s, name, "\"%s\" is not a regular file", p->password_file);
-		goto done;
-	}
-	if (st.st_mode & (S_IRWXG | S_IRWXO)) {
-		error(ld, s, name, "\"%s\" has mode %04o: it must not be accessible by group or "
-		      "others (chmod 0600)", p->password_file, (unsigned)(st.st_mode & 07777));
-		goto done;
-	}
-
-	/*
-	 * Read unbuffered into our own buffer, zeroed afterwards: stdio's
-	 * buffer and getline's reallocations would leave copies of the
-	 * password in freed memory.
-	 */
-	char buf[CONFIG_STRING_MAX + 2];
-	size_t len = 0;
-	ssize_t n;
-	while (len < sizeof(buf) - 1 &&
-	       ((n = read(fileno(f), buf + len, sizeof(buf) - 1 - len)) > 0 ||
-		(n < 0 && errno == EINTR)))
-		if (n > 0)
-			len += (size_t)n;
-	buf[len] = '\0';
-	buf[strcspn(buf, "\r\n")] = '\0';
-	if (buf[0] == '\0') {
-		error(ld, s, name, "\"%s\" is empty: its first line must be the password",
-		      p->password_file);
-	} else if (strlen(buf) > CONFIG_STRING_MAX) {
-		error(ld, s, name, "\"%s\": the password is longer than %d bytes",
-		      p->password_file, CONFIG_STRING_MAX);
-	} else {
-		loader_add_secret(ld, buf, strlen(buf));
-		if ((p->password = strdup(buf)) == NULL)
-			error(ld, s, name, "out of memory");
-	}
-	explicit_bzero(buf, sizeof(buf));
-done:
-	fclose(f);
-}
 
 static bool
 pool_name_ok(const char *n)
@@ -1115,9 +300,9 @@ check_pool(struct loader *ld, struct config *cfg, size_t idx,
 	}
 
 	if (p->password_file != NULL)
-		check_password_file(ld, p, seen_key(seen, "password_file"), prefix);
+		conninfo_check_password_file(&ld->diag, p, seen_key(seen, "password_file"), prefix);
 	if (p->conninfo != NULL)
-		check_conninfo(ld, p, seen_key(seen, "conninfo"), prefix);
+		conninfo_check(&ld->diag, p, seen_key(seen, "conninfo"), prefix);
 
 	if (seen_key(seen, "min_size") == NULL && p->min_size > p->max_size)
 		p->min_size = p->max_size;
@@ -1202,6 +387,7 @@ free_pool(struct pool_config *p)
 		explicit_bzero(p->password, strlen(p->password));
 		free(p->password);
 	}
+	conninfo_free(p);
 	free(p->health_query);
 	free(p->reset_query);
 	free(p->allowed_uids);
@@ -1230,7 +416,7 @@ load_pools(struct loader *ld, struct config *cfg, const config_setting_t *pools)
 {
 	if (config_setting_type(pools) != CONFIG_TYPE_LIST) {
 		error(ld, pools, "pools", "must be a list of groups: pools = ( { name = ...; "
-		      "conninfo = ...; } ), not %s", type_name(pools));
+		      "conninfo = ...; } ), not %s", confkey_type_name(pools));
 		return;
 	}
 
@@ -1252,12 +438,12 @@ load_pools(struct loader *ld, struct config *cfg, const config_setting_t *pools)
 
 		snprintf(prefix, sizeof(prefix), "pools[%d].", i);
 		apply_defaults(CONFIG_SECTION_POOL, p);
-		p->line = setting_line(g);
+		p->line = confdiag_line(g);
 		cfg->npools++;
 		if (config_setting_type(g) != CONFIG_TYPE_GROUP) {
 			prefix[strlen(prefix) - 1] = '\0';
 			error(ld, g, prefix, "must be a group { name = ...; conninfo = ...; }, not %s",
-			      type_name(g));
+			      confkey_type_name(g));
 			continue;
 		}
 		parse_group(ld, g, CONFIG_SECTION_POOL, prefix, p, seen);
@@ -1268,7 +454,7 @@ load_pools(struct loader *ld, struct config *cfg, const config_setting_t *pools)
 struct config *
 config_load(const char *path, config_report_fn *report, void *arg, int *nerrors)
 {
-	struct loader ld = { .path = path, .report = report, .arg = arg };
+	struct loader ld = { .diag = { .path = path, .report = report, .arg = arg } };
 	struct config *cfg = calloc(1, sizeof(*cfg));
 	const config_setting_t *broker_seen[NKEYS] = { 0 };
 	config_t lc;
@@ -1294,7 +480,7 @@ config_load(const char *path, config_report_fn *report, void *arg, int *nerrors)
 
 		snprintf(where, sizeof(where), "%s:%d", file != NULL ? file : path,
 			 config_error_line(&lc));
-		ld.nerrors++;
+		ld.diag.nerrors++;
 		if (report != NULL) {
 			char msg[PATH_MAX + 300];
 			snprintf(msg, sizeof(msg), "%s: syntax: %s", where, config_error_text(&lc));
@@ -1306,7 +492,7 @@ config_load(const char *path, config_report_fn *report, void *arg, int *nerrors)
 	const config_setting_t *root = config_root_setting(&lc);
 	const config_setting_t *pools = NULL;
 
-	ld.root = root;
+	ld.src.root = root;
 	int n = config_setting_length(root);
 
 	for (int i = 0; i < n; i++) {
@@ -1315,7 +501,8 @@ config_load(const char *path, config_report_fn *report, void *arg, int *nerrors)
 
 		if (strcmp(key, "broker") == 0) {
 			if (config_setting_type(s) != CONFIG_TYPE_GROUP)
-				error(&ld, s, "broker", "must be a group { ... }, not %s", type_name(s));
+				error(&ld, s, "broker", "must be a group { ... }, not %s",
+				      confkey_type_name(s));
 			else
 				parse_group(&ld, s, CONFIG_SECTION_BROKER, "broker.", &cfg->broker,
 					    broker_seen);
@@ -1333,17 +520,11 @@ config_load(const char *path, config_report_fn *report, void *arg, int *nerrors)
 
 out:
 	config_destroy(&lc);
-	for (size_t i = 0; i < ld.nsecrets; i++) {
-		explicit_bzero(ld.secrets[i], strlen(ld.secrets[i]));
-		free(ld.secrets[i]);
-	}
-	for (size_t i = 0; i < ld.nsources; i++) {
-		free(ld.sources[i].file);
-		free(ld.sources[i].text);
-	}
+	secret_clear(&ld.diag.secrets);
+	confsrc_free(&ld.src);
 	if (nerrors != NULL)
-		*nerrors = ld.nerrors;
-	if (ld.nerrors > 0) {
+		*nerrors = ld.diag.nerrors;
+	if (ld.diag.nerrors > 0) {
 		config_free(cfg);
 		return NULL;
 	}
@@ -1370,90 +551,4 @@ config_seconds_to_ms(double seconds)
 		return INT64_MAX;
 	int64_t ms = llround(seconds * 1000.0);
 	return ms > 0 ? ms : 1;
-}
-
-int
-config_backend_options(const struct pool_config *p, bool with_check_interval,
-		       char *buf, size_t len)
-{
-	PQconninfoOption *opts = PQconninfoParse(p->conninfo, NULL);
-	const char *base = NULL;
-	size_t used = 0;
-	int n;
-
-	if (len == 0)
-		return -1;
-	buf[0] = '\0';
-	if (opts != NULL)
-		for (PQconninfoOption *o = opts; o->keyword != NULL; o++)
-			if (strcmp(o->keyword, "options") == 0 && o->val != NULL)
-				base = o->val;
-
-#define APPEND(...)                                                        \
-	do {                                                               \
-		n = snprintf(buf + used, len - used, __VA_ARGS__);         \
-		if (n < 0 || (size_t)n >= len - used)                      \
-			goto toolong;                                      \
-		used += (size_t)n;                                         \
-	} while (0)
-
-	if (base != NULL && base[0] != '\0')
-		APPEND("%s", base);
-	if (p->statement_timeout > 0)
-		APPEND("%s-c statement_timeout=%" PRId64, used > 0 ? " " : "",
-		       config_seconds_to_ms(p->statement_timeout));
-	if (with_check_interval && p->connection_check_interval > 0)
-		APPEND("%s-c client_connection_check_interval=%" PRId64, used > 0 ? " " : "",
-		       config_seconds_to_ms(p->connection_check_interval));
-#undef APPEND
-	PQconninfoFree(opts);
-	return (int)used;
-toolong:
-	PQconninfoFree(opts);
-	buf[0] = '\0';
-	return -1;
-}
-
-void
-config_conninfo_masked(const struct pool_config *p, char *buf, size_t len)
-{
-	PQconninfoOption *opts = PQconninfoParse(p->conninfo, NULL);
-	size_t used = 0;
-
-	if (len == 0)
-		return;
-	buf[0] = '\0';
-	if (opts == NULL) {
-		snprintf(buf, len, "(unparsable)");
-		return;
-	}
-	for (PQconninfoOption *o = opts; o->keyword != NULL; o++) {
-		if (o->val == NULL)
-			continue;
-
-		bool secret = strcmp(o->keyword, "password") == 0;
-		const char *v = secret ? "********" : o->val;
-		bool quote = v[0] == '\0' || strpbrk(v, " \t\n'\\") != NULL;
-		char piece[512];
-		size_t pl = 0;
-
-		pl += (size_t)snprintf(piece, sizeof(piece), "%s%s=%s", used > 0 ? " " : "",
-				       o->keyword, quote ? "'" : "");
-		for (const char *c = v; *c != '\0' && pl + 4 < sizeof(piece); c++) {
-			if (quote && (*c == '\'' || *c == '\\'))
-				piece[pl++] = '\\';
-			piece[pl++] = *c;
-		}
-		if (quote)
-			piece[pl++] = '\'';
-		piece[pl] = '\0';
-		if (used + pl + 1 > len) {
-			if (len > 4)
-				memcpy(buf + (used < len - 4 ? used : len - 4), "...", 4);
-			break;
-		}
-		memcpy(buf + used, piece, pl + 1);
-		used += pl;
-	}
-	PQconninfoFree(opts);
 }

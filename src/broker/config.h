@@ -15,6 +15,7 @@
 
 #define CONFIG_POOL_NAME_MAX 63		/* bytes, as in the control protocol */
 #define CONFIG_QUERY_MAX 1024		/* health_query, reset_query: bytes */
+#define CONFIG_STRING_MAX 4096		/* other strings, and a password: bytes */
 #define CONFIG_DEFAULT_PATH SYSCONFDIR "/pglease/pglease.conf"
 
 enum lease_timeout_action {
@@ -27,11 +28,15 @@ enum config_log_target {
 	CONFIG_LOG_SYSLOG,
 };
 
+struct conninfo_params;
+
 struct pool_config {
 	char *name;
 	char *conninfo;
 	char *password_file;		/* NULL when not set */
 	char *password;			/* read from password_file; a secret */
+	/* What its backends connect with, built at load (conninfo.h); secret too */
+	struct conninfo_params *connect;
 	int min_size;
 	int max_size;
 	double connect_timeout;		/* seconds, 0 = no deadline */
@@ -112,23 +117,6 @@ const struct pool_config *config_find_pool(const struct config *cfg,
  */
 int64_t config_seconds_to_ms(double seconds);
 
-/*
- * The "options" startup parameter for a backend of pool p: the conninfo's own
- * options followed by "-c statement_timeout=<ms>" (when statement_timeout is
- * set) and "-c client_connection_check_interval=<ms>" (when with_check_interval
- * and connection_check_interval is set).  Writes a NUL-terminated string into
- * buf; returns its length, or -1 when it does not fit.
- */
-int config_backend_options(const struct pool_config *p, bool with_check_interval,
-			   char *buf, size_t len)
-	__attribute__((warn_unused_result));
-
-/*
- * The pool's conninfo for display: keyword=value pairs with any password
- * replaced by "********".  Writes into buf (truncated with "..." when short).
- */
-void config_conninfo_masked(const struct pool_config *p, char *buf, size_t len);
-
 /* --- the schema, for documentation checks --- */
 
 enum config_section {
@@ -138,5 +126,13 @@ enum config_section {
 
 /* Name and section of the i-th setting; false past the last one. */
 bool config_schema_key(size_t i, const char **name, enum config_section *section);
+
+/*
+ * Transitional: backend.c still builds its connect parameters with
+ * config_backend_options(), now conninfo_options().  Remove both lines when
+ * it connects with conninfo_keywords()/conninfo_values() instead.
+ */
+#include "broker/conninfo.h"
+#define config_backend_options conninfo_options
 
 #endif

@@ -5,6 +5,7 @@
 
 #include "broker/broker.h"
 #include "broker/config.h"
+#include "broker/conninfo.h"
 #include "common/log.h"
 
 #include <getopt.h>
@@ -68,7 +69,7 @@ check_config(const char *path)
 		const struct pool_config *p = &cfg->pools[i];
 		char ci[1024];
 
-		config_conninfo_masked(p, ci, sizeof(ci));
+		conninfo_masked(p, ci, sizeof(ci));
 		printf("  pool %s: %d..%d backends, %s\n", p->name, p->min_size, p->max_size, ci);
 	}
 	config_free(cfg);

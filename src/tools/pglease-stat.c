@@ -5,6 +5,7 @@
 #include "autoconf.h"
 
 #include "common/clock.h"
+#include "common/defaults.h"
 #include "common/ident.h"
 #include "common/shm.h"
 
@@ -46,7 +47,7 @@ read_config(const char *path, char *name, size_t namelen, char *socket, size_t s
 		snprintf(name, namelen, "%s", v);
 	snprintf(socket, socklen, "%s",
 		 config_lookup_string(&cf, "broker.socket", &v) == CONFIG_TRUE ? v :
-		 "/run/pglease/pglease.sock");
+		 PGL_DEFAULT_SOCKET);
 	config_destroy(&cf);
 	return 0;
 }
@@ -61,7 +62,7 @@ usage(FILE *out)
 		"Prints the pools and slots of a running pgleased from its shared memory.\n"
 		"\n"
 		"  -c, --config FILE      take the segment name from the broker's configuration\n"
-		"  -n, --shm-name NAME    the segment name (default /pglease.main)\n"
+		"  -n, --shm-name NAME    the segment name (default " PGL_DEFAULT_SHM_NAME ")\n"
 		"  -u, --owner USER       trust a segment of this user (default: root, yourself,\n"
 		"                         $PGLEASE_BROKER_UID, and with -c the socket's owner)\n"
 		"  -j, --json             JSON instead of a table\n"
@@ -254,7 +255,7 @@ main(int argc, char **argv)
 	};
 	enum format format = FORMAT_TABLE;
 	const char *conf = NULL;
-	char name[256] = "/pglease.main", socket[256] = "";
+	char name[256] = PGL_DEFAULT_SHM_NAME, socket[256] = "";
 	uid_t owner = ident_broker_uid(), found;
 	double watch = 0;
 	int ch;

@@ -6,6 +6,7 @@
 #include "autoconf.h"
 
 #include "broker/config.h"
+#include "broker/conninfo.h"
 #include "common/log.h"
 #include "fuzz.h"
 
@@ -51,7 +52,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (cfg != NULL) {
 		for (size_t i = 0; i < cfg->npools; i++) {
 			char buf[512];
-			config_conninfo_masked(&cfg->pools[i], buf, sizeof(buf));
+			conninfo_masked(&cfg->pools[i], buf, sizeof(buf));
 			/* every password keyword shown is masked (other values are shown as
 			 * written, quoted when they hold spaces) */
 			bool quoted = false;
@@ -66,8 +67,21 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				    strncmp(p, "password=", 9) == 0 && strncmp(p + 9, "********", 8) != 0)
 					abort();
 			}
-			if (config_backend_options(&cfg->pools[i], true, buf, sizeof(buf)) > (int)sizeof(buf))
+			if (conninfo_options(&cfg->pools[i], true, buf, sizeof(buf)) > (int)sizeof(buf))
 				abort();
+			/* the connect parameters: paired, terminated, within bounds */
+			for (int v = 0; v < 2; v++) {
+				const char *const *kw = conninfo_keywords(&cfg->pools[i], v);
+				const char *const *val = conninfo_values(&cfg->pools[i], v);
+				size_t j = 0;
+				if ((kw == NULL) != (val == NULL))
+					abort();
+				for (; kw != NULL && kw[j] != NULL; j++)
+					if (val[j] == NULL || j + 1 >= CONNINFO_PARAMS_MAX)
+						abort();
+				if (kw != NULL && val[j] != NULL)
+					abort();
+			}
 		}
 		config_free(cfg);
 	}

@@ -5,6 +5,7 @@
 #include "autoconf.h"
 
 #include "broker/config.h"
+#include "broker/conninfo.h"
 #include "testutil.h"
 
 #include <check.h>
@@ -467,25 +468,25 @@ START_TEST(test_backend_options)
 	};
 	char buf[256];
 
-	ck_assert_int_ge(config_backend_options(&p, false, buf, sizeof(buf)), 0);
+	ck_assert_int_ge(conninfo_options(&p, false, buf, sizeof(buf)), 0);
 	ck_assert_str_eq(buf, "-c search_path=app -c statement_timeout=30000");
-	ck_assert_int_ge(config_backend_options(&p, true, buf, sizeof(buf)), 0);
+	ck_assert_int_ge(conninfo_options(&p, true, buf, sizeof(buf)), 0);
 	ck_assert_str_eq(buf, "-c search_path=app -c statement_timeout=30000 "
 			 "-c client_connection_check_interval=1000");
 
 	p.conninfo = (char *)"dbname=app";
 	p.statement_timeout = 0.25;
-	ck_assert_int_ge(config_backend_options(&p, false, buf, sizeof(buf)), 0);
+	ck_assert_int_ge(conninfo_options(&p, false, buf, sizeof(buf)), 0);
 	ck_assert_str_eq(buf, "-c statement_timeout=250");
 
 	p.statement_timeout = 0;	/* off: the server's own setting stands */
-	ck_assert_int_eq(config_backend_options(&p, false, buf, sizeof(buf)), 0);
+	ck_assert_int_eq(conninfo_options(&p, false, buf, sizeof(buf)), 0);
 	ck_assert_str_eq(buf, "");
-	ck_assert_int_ge(config_backend_options(&p, true, buf, sizeof(buf)), 0);
+	ck_assert_int_ge(conninfo_options(&p, true, buf, sizeof(buf)), 0);
 	ck_assert_str_eq(buf, "-c client_connection_check_interval=1000");
 
 	p.statement_timeout = 30;
-	ck_assert_int_eq(config_backend_options(&p, false, buf, 10), -1);
+	ck_assert_int_eq(conninfo_options(&p, false, buf, 10), -1);
 }
 END_TEST
 
@@ -496,13 +497,89 @@ START_TEST(test_masked_conninfo)
 	};
 	char buf[256];
 
-	config_conninfo_masked(&p, buf, sizeof(buf));
+	conninfo_masked(&p, buf, sizeof(buf));
 	ck_assert_ptr_null(strstr(buf, SECRET));
 	ck_assert_msg(strstr(buf, "password=********") != NULL, "%s", buf);
 	ck_assert_msg(strstr(buf, "application_name='a b'") != NULL, "%s", buf);
-	config_conninfo_masked(&p, buf, 12);
+	conninfo_masked(&p, buf, 12);
 	ck_assert_uint_le(strlen(buf), 11);
 	ck_assert_ptr_null(strstr(buf, SECRET));
+}
+END_TEST
+
+/* A NULL-terminated keyword/value list as "k=v k=v ...". */
+static void
+join_params(const char *const *kw, const char *const *val, char *buf, size_t len)
+{
+	size_t used = 0, i;
+
+	ck_assert_ptr_nonnull(kw);
+	ck_assert_ptr_nonnull(val);
+	buf[0] = '\0';
+	for (i = 0; kw[i] != NULL; i++) {
+		ck_assert_ptr_nonnull(val[i]);
+		used += (size_t)snprintf(buf + used, len - used, "%s%s=%s", i > 0 ? " " : "",
+					 kw[i], val[i]);
+		ck_assert_uint_lt(used, len);
+	}
+	ck_assert_ptr_null(val[i]);
+}
+
+/* What a backend connects with is built at load, as it was at each connect. */
+START_TEST(test_connect_params)
+{
+	char pwpath[512], conf[1024], buf[1024];
+	char user[64], db[64], host[64], port[16];
+	int nerrors;
+
+	snprintf(pwpath, sizeof(pwpath), "%s", testutil_write_file("connect.password",
+								     SECRET "\n"));
+	ck_assert_int_eq(chmod(pwpath, 0600), 0);
+	snprintf(conf, sizeof(conf), BROKER "pools = ( {\n  name = \"a\";\n  password_file = \"%s\";\n"
+		 "  conninfo = \"host=/tmp port=5433 dbname=app user=app sslmode=disable "
+		 "connect_timeout=5 options='-c search_path=app'\";\n"
+		 "}, {\n  name = \"b\"; statement_timeout = 0; connection_check_interval = 0;\n"
+		 "  conninfo = \"host=/tmp dbname='port=1' password=%s\";\n" END, pwpath, SECRET);
+	struct config *cfg = config_load(testutil_write_file("connect.conf", conf), NULL, NULL,
+					 &nerrors);
+	ck_assert_ptr_nonnull(cfg);
+	const struct pool_config *a = &cfg->pools[0], *b = &cfg->pools[1];
+
+	/* the conninfo's own, in libpq's order, then the broker's; the file's password */
+	join_params(conninfo_keywords(a, false), conninfo_values(a, false), buf, sizeof(buf));
+	ck_assert_str_eq(buf, "user=app dbname=app host=/tmp port=5433 sslmode=disable "
+			 "gssencmode=disable fallback_application_name=pgleased "
+			 "options=-c search_path=app -c statement_timeout=30000 password=" SECRET);
+	join_params(conninfo_keywords(a, true), conninfo_values(a, true), buf, sizeof(buf));
+	ck_assert_str_eq(buf, "user=app dbname=app host=/tmp port=5433 sslmode=disable "
+			 "gssencmode=disable fallback_application_name=pgleased "
+			 "options=-c search_path=app -c statement_timeout=30000 "
+			 "-c client_connection_check_interval=1000 password=" SECRET);
+	/* no options at all: none passed; the conninfo's password stays */
+	join_params(conninfo_keywords(b, true), conninfo_values(b, true), buf, sizeof(buf));
+	ck_assert_str_eq(buf, "password=" SECRET " dbname=port=1 host=/tmp sslmode=disable "
+			 "gssencmode=disable fallback_application_name=pgleased");
+
+	ck_assert_int_eq(setenv("PGUSER", "envuser", 1), 0);
+	ck_assert_int_eq(setenv("PGPORT", "6543", 1), 0);
+	conninfo_identity(a, user, sizeof(user), db, sizeof(db), host, sizeof(host), port,
+			  sizeof(port));
+	ck_assert_str_eq(user, "app");
+	ck_assert_str_eq(db, "app");
+	ck_assert_str_eq(host, "/tmp");
+	ck_assert_str_eq(port, "5433");
+	/* libpq's defaults fill in; a dbname holding '=' is not matched: the user is */
+	conninfo_identity(b, user, sizeof(user), db, sizeof(db), host, sizeof(host), port,
+			  sizeof(port));
+	ck_assert_str_eq(user, "envuser");
+	ck_assert_str_eq(db, "envuser");
+	ck_assert_str_eq(port, "6543");
+	config_free(cfg);
+
+	/* a pool_config not built by config_load has none */
+	struct pool_config bare = { .conninfo = (char *)"dbname=app" };
+	ck_assert_ptr_null(conninfo_keywords(&bare, false));
+	ck_assert_ptr_null(conninfo_values(&bare, true));
 }
 END_TEST
 
@@ -612,6 +689,7 @@ config_suite(void)
 	tcase_add_test(tc, test_seconds_to_ms);
 	tcase_add_test(tc, test_backend_options);
 	tcase_add_test(tc, test_masked_conninfo);
+	tcase_add_test(tc, test_connect_params);
 	suite_add_tcase(s, tc);
 	return s;
 }
