@@ -20,6 +20,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* --- what the writer shares with the readers ----------------------------- */
+
 size_t
 shm_segment_size(uint32_t max_pools, uint32_t nslots)
 {
@@ -61,6 +63,8 @@ shm_owner_running(pid_t pid, uint64_t started)
 	uint64_t now = shm_process_started(pid);
 	return started == 0 || now == 0 || now == started;
 }
+
+/* --- reading ------------------------------------------------------------- */
 
 /* NUL-terminates every string of a copy: a writer may have left none. */
 static void

@@ -51,6 +51,8 @@ process_devnull(void)
 	return devnull;
 }
 
+/* --- fork and exit ------------------------------------------------------ */
+
 /* Puts /dev/null over a backend descriptor the child inherited (closes it without). */
 static void
 make_inert(int fd)
@@ -135,6 +137,8 @@ install_handlers(void)
 	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
 	atexit(release_at_exit);
 }
+
+/* --- the clients -------------------------------------------------------- */
 
 void
 process_add(pgl_client *c)
