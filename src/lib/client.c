@@ -5,6 +5,7 @@
 #include "autoconf.h"
 
 #include "common/clock.h"
+#include "common/defaults.h"
 #include "common/fdpass.h"
 #include "common/ident.h"
 #include "lib/client.h"
@@ -22,7 +23,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define DEFAULT_SOCKET "/run/pglease/pglease.sock"
 /* How long HELLO may take before the broker is called unresponsive. */
 #define HELLO_TIMEOUT_MS 10000
 
@@ -50,7 +50,7 @@ pgl_open(const char *socket_path)
 	if (socket_path == NULL || socket_path[0] == '\0')
 		socket_path = getenv("PGLEASE_SOCKET");
 	if (socket_path == NULL || socket_path[0] == '\0')
-		socket_path = DEFAULT_SOCKET;
+		socket_path = PGL_DEFAULT_SOCKET;
 	c->path = strdup(socket_path);
 	if (c->path == NULL) {
 		free(c);

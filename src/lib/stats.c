@@ -3,6 +3,7 @@
  */
 #include "autoconf.h"
 
+#include "common/defaults.h"
 #include "common/ident.h"
 #include "common/shm.h"
 #include "pglease.h"
@@ -17,7 +18,7 @@ pgl_stats(const char *shm_name, pgl_pool_stats *out, int max)
 	struct shm_snapshot snap;
 
 	if (shm_name == NULL || shm_name[0] == '\0')
-		shm_name = "/pglease.main";
+		shm_name = PGL_DEFAULT_SHM_NAME;
 	if (max < 0 || (max > 0 && out == NULL)) {
 		errno = EINVAL;
 		return -1;
