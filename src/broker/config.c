@@ -542,13 +542,3 @@ config_find_pool(const struct config *cfg, const char *name)
 	return NULL;
 }
 
-int64_t
-config_seconds_to_ms(double seconds)
-{
-	if (!(seconds > 0))
-		return 0;
-	if (seconds >= (double)INT64_MAX / 1000.0)
-		return INT64_MAX;
-	int64_t ms = llround(seconds * 1000.0);
-	return ms > 0 ? ms : 1;
-}

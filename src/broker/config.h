@@ -111,11 +111,6 @@ void config_free(struct config *cfg);
 const struct pool_config *config_find_pool(const struct config *cfg,
 					   const char *name);
 
-/*
- * Seconds to whole milliseconds, as PostgreSQL's timeouts take them: rounded,
- * and never 0 for a positive duration (0 would mean "off" to the server).
- */
-int64_t config_seconds_to_ms(double seconds);
 
 /* --- the schema, for documentation checks --- */
 

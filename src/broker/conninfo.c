@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <libpq-fe.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -96,15 +97,26 @@ options_string(const char *base, const struct pool_config *p, bool with_check_in
 		APPEND("%s", base);
 	if (p->statement_timeout > 0)
 		APPEND("%s-c statement_timeout=%" PRId64, used > 0 ? " " : "",
-		       config_seconds_to_ms(p->statement_timeout));
+		       conninfo_seconds_to_ms(p->statement_timeout));
 	if (with_check_interval && p->connection_check_interval > 0)
 		APPEND("%s-c client_connection_check_interval=%" PRId64, used > 0 ? " " : "",
-		       config_seconds_to_ms(p->connection_check_interval));
+		       conninfo_seconds_to_ms(p->connection_check_interval));
 #undef APPEND
 	return (int)used;
 toolong:
 	buf[0] = '\0';
 	return -1;
+}
+
+int64_t
+conninfo_seconds_to_ms(double seconds)
+{
+	if (!(seconds > 0))
+		return 0;
+	if (seconds >= (double)INT64_MAX / 1000.0)
+		return INT64_MAX;
+	int64_t ms = llround(seconds * 1000.0);
+	return ms > 0 ? ms : 1;
 }
 
 int

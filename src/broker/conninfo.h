@@ -7,6 +7,7 @@
 #define PGL_CONNINFO_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stddef.h>
 
 struct confdiag;
@@ -89,5 +90,11 @@ int conninfo_options(const struct pool_config *p, bool with_check_interval, char
  * replaced by "********".  Writes into buf (truncated with "..." when short).
  */
 void conninfo_masked(const struct pool_config *p, char *buf, size_t len);
+
+/*
+ * Seconds to whole milliseconds, as PostgreSQL's timeouts take them: rounded,
+ * and never 0 for a positive duration (0 would mean "off" to the server).
+ */
+int64_t conninfo_seconds_to_ms(double seconds);
 
 #endif

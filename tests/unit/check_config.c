@@ -449,13 +449,13 @@ END_TEST
 
 START_TEST(test_seconds_to_ms)
 {
-	ck_assert_int_eq(config_seconds_to_ms(0), 0);
-	ck_assert_int_eq(config_seconds_to_ms(30), 30000);
-	ck_assert_int_eq(config_seconds_to_ms(1.5), 1500);
-	ck_assert_int_eq(config_seconds_to_ms(0.0015), 2);
-	ck_assert_int_eq(config_seconds_to_ms(0.0001), 1);	/* positive stays on */
-	ck_assert_int_eq(config_seconds_to_ms(2147483.647), 2147483647);
-	ck_assert_int_eq(config_seconds_to_ms(-1), 0);
+	ck_assert_int_eq(conninfo_seconds_to_ms(0), 0);
+	ck_assert_int_eq(conninfo_seconds_to_ms(30), 30000);
+	ck_assert_int_eq(conninfo_seconds_to_ms(1.5), 1500);
+	ck_assert_int_eq(conninfo_seconds_to_ms(0.0015), 2);
+	ck_assert_int_eq(conninfo_seconds_to_ms(0.0001), 1);	/* positive stays on */
+	ck_assert_int_eq(conninfo_seconds_to_ms(2147483.647), 2147483647);
+	ck_assert_int_eq(conninfo_seconds_to_ms(-1), 0);
 }
 END_TEST
 
