@@ -80,6 +80,18 @@ grant(struct slot *slot, struct holder *h, uint64_t request_id, double started)
 	slot_unlease(slot, started);
 }
 
+/* Grants slot to req, which is answered and freed. */
+static void
+grant_request(struct slot *slot, struct acquire_req *req)
+{
+	struct holder *h = req->holder;
+	uint64_t id = req->request_id;
+	double started = req->started;
+
+	req_free(req);
+	grant(slot, h, id, started);
+}
+
 static bool
 needs_validation(const struct slot *slot, double now)
 {
@@ -158,13 +170,7 @@ dispatch_to(struct slot *slot, struct acquire_req *req)
 		slot_check(slot, req);
 		return;
 	}
-
-	struct holder *h = req->holder;
-	uint64_t id = req->request_id;
-	double started = req->started;
-
-	req_free(req);
-	grant(slot, h, id, started);
+	grant_request(slot, req);
 }
 
 /* Serves a request that has a deadline: an idle slot, or the queue. */
@@ -269,13 +275,7 @@ offer_checked(struct slot *slot, struct acquire_req *req, bool ok)
 		dispatch(req);
 		return;
 	}
-
-	struct holder *h = req->holder;
-	uint64_t id = req->request_id;
-	double started = req->started;
-
-	req_free(req);
-	grant(slot, h, id, started);
+	grant_request(slot, req);
 }
 
 const struct slot_hooks waitq_slot_hooks = {

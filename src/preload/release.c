@@ -96,32 +96,33 @@ shim_reset(struct shim_conn *e, PGconn *conn)
 	return 0;
 }
 
-SHIM_API void
-PQreset(PGconn *conn)
+/* A leased conn is reset with a new lease, under its client's lock: true.  Else false. */
+static bool
+reset_leased(PGconn *conn)
 {
 	real_resolve();
 	struct shim_conn *e = conns_find(conn);
-	if (e != NULL) {
-		pthread_mutex_lock(&e->client->lock);
-		shim_reset(e, conn);
-		pthread_mutex_unlock(&e->client->lock);
-		return;
-	}
-	real.reset(conn);
+	if (e == NULL)
+		return false;
+	pthread_mutex_lock(&e->client->lock);
+	shim_reset(e, conn);
+	pthread_mutex_unlock(&e->client->lock);
+	return true;
+}
+
+SHIM_API void
+PQreset(PGconn *conn)
+{
+	if (!reset_leased(conn))
+		real.reset(conn);
 }
 
 SHIM_API int
 PQresetStart(PGconn *conn)
 {
-	real_resolve();
-	struct shim_conn *e = conns_find(conn);
-	if (e != NULL) {
-		/* Done at once; PQresetPoll then reports how it went. */
-		pthread_mutex_lock(&e->client->lock);
-		shim_reset(e, conn);
-		pthread_mutex_unlock(&e->client->lock);
+	/* A leased one is done at once; PQresetPoll then reports how it went. */
+	if (reset_leased(conn))
 		return 1;
-	}
 	return real.resetStart(conn);
 }
 
