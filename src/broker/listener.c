@@ -7,7 +7,8 @@
 
 #include "broker/listener.h"
 #include "broker/access.h"
-#include "broker/session.h"
+#include "broker/broker.h"
+#include "broker/control.h"
 #include "common/log.h"
 #include "pglease.h"
 
@@ -111,7 +112,7 @@ accept_batch(struct broker *b)
 			close(fd);
 			continue;
 		}
-		session_open(b, fd, &cred, refusal, &verdict);
+		control_open(b, fd, &cred, refusal, &verdict);
 	}
 	return 0;
 }

@@ -8,6 +8,7 @@
 #include "broker/access.h"
 #include "broker/broker.h"
 #include "broker/holder.h"
+#include "common/wire.h"
 
 #include <ev.h>
 #include <stdbool.h>
@@ -43,14 +44,21 @@ struct session {
 	int lease_cap;
 };
 
-/*
- * A new client on fd (accepted, non-blocking), peer as SO_PEERCRED tells,
- * with the verdicts decided at accept.  refusal 0: served; else a PGL_E*
- * code its HELLO is answered with before it is closed.  The session owns fd
- * from here on, whatever happens.
- */
-void session_open(struct broker *b, int fd, const struct ucred *peer, int refusal,
-		  const struct access_verdict *verdict);
+/* A new session for the client on fd, not yet served (control_open does that); NULL when out of memory. */
+struct session *session_new(struct broker *b, int fd, const struct ucred *peer);
+
+/* Sends m (with fd, unless -1) to the client.  -1 when it could not be sent (logged). */
+int session_send(struct session *s, const struct wire_msg *m, int fd);
+
+/* Sends an ERROR answering request_id; a client that cannot take it is closed after this loop pass. */
+void session_error(struct session *s, uint64_t request_id, int code, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+/* A client's fault: said once, in the log and to the client, then it is closed. */
+void session_protocol_error(struct session *s, uint64_t request_id, const char *why);
+
+/* The lease on slot ended (released, orphaned, cut): forgets it. */
+void session_drop_lease(struct session *s, struct slot *slot);
 
 /* Closes the connection; its leases are orphaned, its requests dropped. */
 void session_close(struct session *s, const char *why);
