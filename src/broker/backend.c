@@ -188,25 +188,6 @@ params_from_libpq(struct slot *slot)
 
 /* --- connect ------------------------------------------------------------ */
 
-/* libpq's message on one line, without the trailing newline. */
-static void
-one_line(char *dst, size_t len, const char *msg)
-{
-	size_t j = 0;
-
-	for (size_t i = 0; msg[i] != '\0' && j + 3 < len; i++) {
-		if (msg[i] == '\n') {
-			if (msg[i + 1] == '\0')
-				break;
-			dst[j++] = ';';
-			dst[j++] = ' ';
-		} else {
-			dst[j++] = msg[i];
-		}
-	}
-	dst[j] = '\0';
-}
-
 static void
 connect_done(struct slot *slot, bool ok, const char *error)
 {
@@ -219,7 +200,7 @@ connect_fail(struct slot *slot, const char *error)
 {
 	char msg[512];
 
-	one_line(msg, sizeof(msg), error);
+	log_one_line(msg, sizeof(msg), error);
 	connect_done(slot, false, msg);
 }
 
@@ -999,13 +980,13 @@ terminate_thread(void *arg)
 
 	snprintf(sql, sizeof(sql), "SELECT pg_terminate_backend(%d)", job->pid);
 	if (PQstatus(conn) != CONNECTION_OK) {
-		one_line(msg, sizeof(msg), conn != NULL ? PQerrorMessage(conn) : "out of memory");
+		log_one_line(msg, sizeof(msg), conn != NULL ? PQerrorMessage(conn) : "out of memory");
 		log_warnx("cannot connect to end backend_pid=%d of pool=%s: %s", job->pid,
 			  job->pool, msg);
 	} else {
 		PGresult *r = PQexec(conn, sql);
 		if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-			one_line(msg, sizeof(msg), PQresultErrorMessage(r));
+			log_one_line(msg, sizeof(msg), PQresultErrorMessage(r));
 			log_warnx("pg_terminate_backend(%d) failed pool=%s: %s", job->pid,
 				  job->pool, msg);
 		} else if (strcmp(PQgetvalue(r, 0, 0), "t") != 0) {
