@@ -56,6 +56,12 @@ enum op {
 
 static const double close_grace_min = 1.0;	/* seconds to wait for a backend's end */
 
+static const struct backend_events *
+events_of(const struct slot *slot)
+{
+	return slot->pool->broker->backend_events;
+}
+
 /*
  * A reset takes a millisecond or so.  One that has not ended after this long
  * is stuck behind something (most often a query the holder left running):
@@ -192,7 +198,7 @@ static void
 connect_done(struct slot *slot, bool ok, const char *error)
 {
 	backend_stop(slot);
-	pool_slot_connected(slot, ok, error);
+	events_of(slot)->connected(slot, ok, error);
 }
 
 static void
@@ -407,9 +413,9 @@ exchange_end(struct slot *slot, bool ok, const char *why)
 	slot->skip_prefix = false;
 	slot->reset_held = false;
 	if (op == OP_RESET)
-		pool_slot_reset(slot, ok, why);
+		events_of(slot)->reset(slot, ok, why);
 	else
-		pool_slot_validated(slot, ok, why);
+		events_of(slot)->checked(slot, ok, why);
 }
 
 /*
@@ -687,7 +693,7 @@ reset_stalled(struct slot *slot)
 		 slot->pool->cfg->name, slot->index, slot->backend_pid);
 	backend_cancel(slot);
 	set_timer(slot, left > 0.001 ? left : 0.001);
-	pool_slot_stalled(slot);
+	events_of(slot)->stalled(slot);
 }
 
 void
@@ -710,11 +716,12 @@ idle_read(struct slot *slot)
 	int rc = pgproto_fill(&slot->rd, slot->fd);
 
 	if (rc == -1) {
-		pool_slot_lost(slot, errno == 0 ? "the server closed the connection" : strerror(errno));
+		events_of(slot)->lost(slot, errno == 0 ? "the server closed the connection" :
+				   strerror(errno));
 		return;
 	}
 	if (rc == -2) {
-		pool_slot_lost(slot, "unexpected data from an idle backend");
+		events_of(slot)->lost(slot, "unexpected data from an idle backend");
 		return;
 	}
 	while ((rc = pgproto_next(&slot->rd, &m)) == 1) {
@@ -726,15 +733,15 @@ idle_read(struct slot *slot)
 			char why[300];
 			const char *msg = pgproto_error_field(&m, 'M');
 			snprintf(why, sizeof(why), "server error: %s", msg != NULL ? msg : "(none)");
-			pool_slot_lost(slot, why);
+			events_of(slot)->lost(slot, why);
 			return;
 		} else {
-			pool_slot_lost(slot, "unexpected message from an idle backend");
+			events_of(slot)->lost(slot, "unexpected message from an idle backend");
 			return;
 		}
 	}
 	if (rc < 0)
-		pool_slot_lost(slot, "malformed message from an idle backend");
+		events_of(slot)->lost(slot, "malformed message from an idle backend");
 }
 
 void
@@ -966,7 +973,7 @@ terminated_done(struct terminate_job *list)
 		struct terminate_job *next = list->next;
 		struct pool *p = list->pool_ref;
 		free(list);
-		pool_terminate_done(p);
+		p->broker->backend_events->terminated(p);
 		list = next;
 	}
 }
@@ -1088,7 +1095,7 @@ close_read(struct slot *slot)
 	}
 	backend_stop(slot);
 	backend_free(slot);
-	pool_slot_closed(slot);
+	events_of(slot)->closed(slot);
 }
 
 void
@@ -1099,7 +1106,7 @@ backend_close(struct slot *slot, enum slot_close_how how)
 	slot->terminate_attempts = 0;
 	if (slot->conn == NULL || slot->fd < 0) {
 		backend_free(slot);
-		pool_slot_closed(slot);
+		events_of(slot)->closed(slot);
 		return;
 	}
 	if (how == SLOT_CLOSE_ABORT) {
@@ -1216,7 +1223,7 @@ slot_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 				/* Waiting for a cancel to land before it starts. */
 				slot->stalled = true;
 				set_timer(slot, slot->deadline - ev_now(loop));
-				pool_slot_stalled(slot);
+				events_of(slot)->stalled(slot);
 			} else {
 				reset_stalled(slot);
 			}
@@ -1233,7 +1240,7 @@ slot_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 			log_warnx("pool=%s slot=%u backend_pid=%d did not end; the broker stops "
 				  "without it", slot->pool->cfg->name, slot->index, slot->backend_pid);
 			backend_free(slot);
-			pool_slot_closed(slot);
+			events_of(slot)->closed(slot);
 			break;
 		}
 		/*
@@ -1249,7 +1256,7 @@ slot_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 				  slot->terminate_attempts);
 		slot->terminate_attempts++;
 		set_timer(slot, closing_retry(slot));
-		pool_slot_stuck(slot);
+		events_of(slot)->stuck(slot);
 		break;
 	default:
 		break;

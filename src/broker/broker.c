@@ -449,6 +449,7 @@ broker_run(struct config *cfg)
 	shm_begin(&b.shm);
 	snprintf(b.shm.hdr->socket, sizeof(b.shm.hdr->socket), "%s", cfg->broker.socket);
 	shm_end(&b.shm);
+	b.backend_events = &pool_backend_events;
 	backend_setup(b.loop);
 	if (pool_init_all(&b) != 0) {
 		log_error("cannot set the pools up: out of memory");

@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <sys/queue.h>
 
+struct backend_events;
 struct pool;
 struct session;
 
@@ -45,6 +46,8 @@ struct broker {
 	ev_timer drain_timer;
 	ev_signal sig_term, sig_int, sig_hup;
 	uid_t uid;
+
+	const struct backend_events *backend_events; /* what backends report, to the pools */
 };
 
 /*

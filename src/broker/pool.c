@@ -31,6 +31,7 @@ static void pool_fill(struct pool *p);
 static void dispatch(struct acquire_req *req);
 static void dispatch_to(struct slot *slot, struct acquire_req *req);
 static void pool_slot_ready(struct slot *slot);
+static void pool_slot_lost(struct slot *slot, const char *why);
 static void reap_pools_soon(struct broker *b);
 
 /* --- shared memory ------------------------------------------------------ */
@@ -455,7 +456,7 @@ back_off(struct pool *p, const char *why)
 	ev_timer_start(b->loop, &p->retry_timer);
 }
 
-void
+static void
 pool_slot_connected(struct slot *slot, bool ok, const char *error)
 {
 	struct pool *p = slot->pool;
@@ -810,7 +811,7 @@ pool_slot_ready(struct slot *slot)
 	backend_watch_idle(slot);
 }
 
-void
+static void
 pool_slot_validated(struct slot *slot, bool ok, const char *why)
 {
 	struct pool *p = slot->pool;
@@ -899,7 +900,7 @@ pool_release(struct slot *slot, int state)
 	backend_reset(slot, state != WIRE_RELEASE_CLEAN);
 }
 
-void
+static void
 pool_slot_reset(struct slot *slot, bool ok, const char *why)
 {
 	struct pool *p = slot->pool;
@@ -937,7 +938,7 @@ pool_cancel_query(struct slot *slot)
 		backend_cancel(slot);
 }
 
-void
+static void
 pool_slot_lost(struct slot *slot, const char *why)
 {
 	struct pool *p = slot->pool;
@@ -960,7 +961,7 @@ all_stuck(const struct pool *p)
 	return true;
 }
 
-void
+static void
 pool_slot_stuck(struct slot *victim)
 {
 	struct pool *p = victim->pool;
@@ -1018,7 +1019,7 @@ room_freed(struct pool *p)
 		pool_fill(p);
 }
 
-void
+static void
 pool_terminate_done(struct pool *p)
 {
 	p->terminating--;
@@ -1027,7 +1028,7 @@ pool_terminate_done(struct pool *p)
 	room_freed(p);
 }
 
-void
+static void
 pool_slot_closed(struct slot *slot)
 {
 	struct pool *p = slot->pool;
@@ -1153,7 +1154,7 @@ reap_pools_cb(struct ev_loop *loop, ev_check *w, int revents)
 	ev_check_stop(loop, w);
 }
 
-void
+static void
 pool_slot_stalled(struct slot *slot)
 {
 	pool_fill(slot->pool);
@@ -1386,3 +1387,16 @@ pool_close_all(struct broker *b, bool force)
 		}
 	}
 }
+
+/* --- what a backend reports --------------------------------------------- */
+
+const struct backend_events pool_backend_events = {
+	.connected = pool_slot_connected,
+	.checked = pool_slot_validated,
+	.reset = pool_slot_reset,
+	.stalled = pool_slot_stalled,
+	.lost = pool_slot_lost,
+	.closed = pool_slot_closed,
+	.stuck = pool_slot_stuck,
+	.terminated = pool_terminate_done,
+};

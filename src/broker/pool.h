@@ -21,6 +21,7 @@
 #include <stdint.h>
 #include <sys/queue.h>
 
+struct backend_events;
 struct session;
 
 /* An ACQUIRE waiting in a pool's queue, or for the slot validating for it. */
@@ -174,21 +175,10 @@ void pool_cancel_query(struct slot *slot);
 /* Forgets a request whose session is going away. */
 void pool_forget_request(struct acquire_req *req);
 
-/* --- for backend.c: the end of each asynchronous step --- */
+/* --- for the broker: the end of each asynchronous step of a backend --- */
 
-void pool_slot_connected(struct slot *slot, bool ok, const char *error);
-void pool_slot_validated(struct slot *slot, bool ok, const char *why);
-void pool_slot_reset(struct slot *slot, bool ok, const char *why);
-void pool_slot_lost(struct slot *slot, const char *why);	/* idle backend died */
-void pool_slot_closed(struct slot *slot);
-/* A closing backend did not end in time: have another connection terminate it. */
-void pool_slot_stuck(struct slot *slot);
-
-/* A terminate helper's connection is closed: its room is free again. */
-void pool_terminate_done(struct pool *p);
-
-/* A reset did not end promptly: the slot no longer counts as coming free. */
-void pool_slot_stalled(struct slot *slot);
+/* The slot state machine's side of the backends' I/O (broker->backend_events). */
+extern const struct backend_events pool_backend_events;
 
 /* Publishes the slot's state and the pool's gauges to shared memory. */
 void pool_publish(struct slot *slot);
