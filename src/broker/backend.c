@@ -10,6 +10,7 @@
 #include "autoconf.h"
 
 #include "broker/backend.h"
+#include "broker/exchange.h"
 #include "common/log.h"
 
 #include <errno.h>
@@ -39,7 +40,7 @@ static const char *const grant_params[] = {
 };
 #define NPARAMS (sizeof(grant_params) / sizeof(grant_params[0]))
 
-/* The replies an exchange expects, one step per query sent (slot->plan). */
+/* The replies an exchange expects, one step per query sent (slot->exchange->plan). */
 enum step {
 	STEP_ANY,		/* rows, notices, one CommandComplete or none; ReadyForQuery idle */
 	STEP_ROLLBACK,		/* CommandComplete "ROLLBACK"; ReadyForQuery idle */
@@ -249,7 +250,7 @@ connect_poll(struct slot *slot)
 	snprintf(slot->user, sizeof(slot->user), "%s", PQuser(slot->conn));
 	snprintf(slot->database, sizeof(slot->database), "%s", PQdb(slot->conn));
 	params_from_libpq(slot);
-	pgproto_reset(&slot->rd);
+	pgproto_reset(&slot->exchange->rd);
 	connect_done(slot, true, NULL);
 }
 
@@ -370,6 +371,11 @@ backend_connect(struct slot *slot)
 	char options[2048];
 
 	slot->with_check_interval = slot->pool->server_version >= 140000;
+	/* Only a backend has them (about 10 KB): not an EMPTY slot. */
+	if ((slot->exchange = calloc(1, sizeof(*slot->exchange))) == NULL) {
+		connect_fail(slot, "out of memory");
+		return;
+	}
 	if (connect_params(slot->pool, slot->with_check_interval, &opts, kw, val, options,
 			   sizeof(options), &why) != 0) {
 		connect_fail(slot, why);
@@ -395,7 +401,7 @@ backend_connect(struct slot *slot)
 static void
 exchange_end(struct slot *slot, bool ok, const char *why)
 {
-	int op = slot->op;
+	int op = slot->exchange->op;
 
 	if (op == OP_RESET && ok && slot->cancel_in_flight) {
 		/*
@@ -404,14 +410,14 @@ exchange_end(struct slot *slot, bool ok, const char *why)
 		 * ends the reset when it has landed; the deadline still holds.
 		 */
 		set_io(slot, -1, 0);
-		slot->reset_held = true;
+		slot->exchange->reset_held = true;
 		return;
 	}
 	backend_stop(slot);
-	slot->op = OP_NONE;
+	slot->exchange->op = OP_NONE;
 	slot->stalled = false;
-	slot->skip_prefix = false;
-	slot->reset_held = false;
+	slot->exchange->skip_prefix = false;
+	slot->exchange->reset_held = false;
 	if (op == OP_RESET)
 		events_of(slot)->reset(slot, ok, why);
 	else
@@ -436,15 +442,15 @@ expect_prefix(struct slot *slot, const struct pgproto_msg *m, const char **why)
 		return 0;
 	case 'E': {
 		const char *code = pgproto_error_field(m, 'C');
-		if (code != NULL && strcmp(code, "57014") == 0 && !slot->prefix_cancelled) {
-			slot->prefix_cancelled = true;
+		if (code != NULL && strcmp(code, "57014") == 0 && !slot->exchange->prefix_cancelled) {
+			slot->exchange->prefix_cancelled = true;
 			return 0;
 		}
 		break;
 	}
 	case 'Z':
-		if (slot->prefix_cancelled) {
-			slot->skip_prefix = false;
+		if (slot->exchange->prefix_cancelled) {
+			slot->exchange->skip_prefix = false;
 			return 1;
 		}
 		break;
@@ -462,10 +468,10 @@ expect_prefix(struct slot *slot, const struct pgproto_msg *m, const char **why)
 static int
 expect(struct slot *slot, const struct pgproto_msg *m, const char **why)
 {
-	int *sub = &slot->sub;
-	enum step st = slot->op == OP_RESET ? (enum step)slot->plan[slot->step] : STEP_ANY;
+	int *sub = &slot->exchange->sub;
+	enum step st = slot->exchange->op == OP_RESET ? (enum step)slot->exchange->plan[slot->exchange->step] : STEP_ANY;
 
-	if (slot->skip_prefix) {
+	if (slot->exchange->skip_prefix) {
 		int rc = expect_prefix(slot, m, why);
 		return rc < 0 ? -1 : 0;
 	}
@@ -498,8 +504,8 @@ expect(struct slot *slot, const struct pgproto_msg *m, const char **why)
 			return -1;
 		}
 		*sub = 0;
-		slot->step++;
-		return slot->step == slot->nsteps ? 1 : 0;
+		slot->exchange->step++;
+		return slot->exchange->step == slot->exchange->nsteps ? 1 : 0;
 	}
 
 	switch (st) {
@@ -523,7 +529,7 @@ expect(struct slot *slot, const struct pgproto_msg *m, const char **why)
 			*sub = 1;
 			return 0;
 		}
-		if (*sub == 1 && pgproto_datarow_is(m, slot->nonce)) {
+		if (*sub == 1 && pgproto_datarow_is(m, slot->exchange->nonce)) {
 			*sub = 2;
 			return 0;
 		}
@@ -543,11 +549,11 @@ expect(struct slot *slot, const struct pgproto_msg *m, const char **why)
 static void
 exchange_flush(struct slot *slot)
 {
-	while (slot->out_off < slot->out_len) {
-		ssize_t n = send(slot->fd, slot->out + slot->out_off, slot->out_len - slot->out_off,
+	while (slot->exchange->out_off < slot->exchange->out_len) {
+		ssize_t n = send(slot->fd, slot->exchange->out + slot->exchange->out_off, slot->exchange->out_len - slot->exchange->out_off,
 				 MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (n > 0) {
-			slot->out_off += (size_t)n;
+			slot->exchange->out_off += (size_t)n;
 			continue;
 		}
 		if (n < 0 && errno == EINTR)
@@ -569,7 +575,7 @@ exchange_read(struct slot *slot)
 	const char *why = NULL;
 	int rc;
 
-	rc = pgproto_fill(&slot->rd, slot->fd);
+	rc = pgproto_fill(&slot->exchange->rd, slot->fd);
 	if (rc == -1) {
 		exchange_end(slot, false, errno == 0 ? "the server closed the connection" :
 			     strerror(errno));
@@ -579,14 +585,14 @@ exchange_read(struct slot *slot)
 		exchange_end(slot, false, "a reply too large to be the broker's");
 		return;
 	}
-	while ((rc = pgproto_next(&slot->rd, &m)) == 1) {
+	while ((rc = pgproto_next(&slot->exchange->rd, &m)) == 1) {
 		int done = expect(slot, &m, &why);
 		if (done < 0) {
 			exchange_end(slot, false, why);
 			return;
 		}
 		if (done > 0) {
-			if (pgproto_pending(&slot->rd)) {
+			if (pgproto_pending(&slot->exchange->rd)) {
 				exchange_end(slot, false, "more replies than queries");
 				return;
 			}
@@ -603,26 +609,26 @@ exchange_start(struct slot *slot, int op, const char *const *queries, int nqueri
 {
 	size_t len = 0;
 
-	slot->op = op;
-	slot->nsteps = nqueries;
-	slot->step = 0;
-	slot->sub = 0;
-	slot->out_off = 0;
-	slot->skip_prefix = false;
-	slot->prefix_cancelled = false;
-	slot->reset_held = false;
-	pgproto_reset(&slot->rd);
+	slot->exchange->op = op;
+	slot->exchange->nsteps = nqueries;
+	slot->exchange->step = 0;
+	slot->exchange->sub = 0;
+	slot->exchange->out_off = 0;
+	slot->exchange->skip_prefix = false;
+	slot->exchange->prefix_cancelled = false;
+	slot->exchange->reset_held = false;
+	pgproto_reset(&slot->exchange->rd);
 	for (int i = 0; i < nqueries; i++) {
-		size_t n = pgproto_query(slot->out + len, sizeof(slot->out) - len, queries[i]);
+		size_t n = pgproto_query(slot->exchange->out + len, sizeof(slot->exchange->out) - len, queries[i]);
 		if (n == 0) {
-			slot->out_len = 0;
+			slot->exchange->out_len = 0;
 			exchange_end(slot, false, "query too long");
 			return;
 		}
 		len += n;
 	}
-	slot->out_len = len;
-	slot->deadline = ev_now(slot->pool->broker->loop) + deadline_of(slot);
+	slot->exchange->out_len = len;
+	slot->exchange->deadline = ev_now(slot->pool->broker->loop) + deadline_of(slot);
 	/* A reset is watched for a stall first (slot_timer_cb), then for its deadline. */
 	set_timer(slot, op == OP_RESET ? reset_first_wait(slot) : deadline_of(slot));
 	exchange_flush(slot);
@@ -642,10 +648,10 @@ backend_reset(struct slot *slot, bool rollback)
 	slot->stalled = false;
 	if (slot->cancel_in_flight) {
 		/* cancels_done_cb() starts it; the deadline still holds */
-		slot->rollback = rollback;
-		slot->reset_pending = true;
-		slot->op = OP_RESET;
-		slot->deadline = ev_now(slot->pool->broker->loop) + deadline_of(slot);
+		slot->exchange->rollback = rollback;
+		slot->exchange->reset_pending = true;
+		slot->exchange->op = OP_RESET;
+		slot->exchange->deadline = ev_now(slot->pool->broker->loop) + deadline_of(slot);
 		set_timer(slot, reset_first_wait(slot));
 		return;
 	}
@@ -655,21 +661,21 @@ backend_reset(struct slot *slot, bool rollback)
 	const char *q[4];
 	int n = 0;
 
-	snprintf(slot->nonce, sizeof(slot->nonce), "%016" PRIx64, r);
-	snprintf(nonce_sql, sizeof(nonce_sql), "SELECT '%s'", slot->nonce);
-	slot->rollback = rollback;
+	snprintf(slot->exchange->nonce, sizeof(slot->exchange->nonce), "%016" PRIx64, r);
+	snprintf(nonce_sql, sizeof(nonce_sql), "SELECT '%s'", slot->exchange->nonce);
+	slot->exchange->rollback = rollback;
 	if (rollback) {
-		slot->plan[n] = STEP_ROLLBACK;
+		slot->exchange->plan[n] = STEP_ROLLBACK;
 		q[n++] = "ROLLBACK";
 	}
 	/* Always: a reset_query adds to DISCARD ALL, never replaces it. */
-	slot->plan[n] = STEP_DISCARD;
+	slot->exchange->plan[n] = STEP_DISCARD;
 	q[n++] = "DISCARD ALL";
 	if (extra != NULL && strcasecmp(extra, "DISCARD ALL") != 0) {
-		slot->plan[n] = STEP_ANY;
+		slot->exchange->plan[n] = STEP_ANY;
 		q[n++] = extra;
 	}
-	slot->plan[n] = STEP_NONCE;
+	slot->exchange->plan[n] = STEP_NONCE;
 	q[n++] = nonce_sql;
 	exchange_start(slot, OP_RESET, q, n);
 }
@@ -682,12 +688,12 @@ backend_reset(struct slot *slot, bool rollback)
 static void
 reset_stalled(struct slot *slot)
 {
-	double left = slot->deadline - ev_now(slot->pool->broker->loop);
+	double left = slot->exchange->deadline - ev_now(slot->pool->broker->loop);
 
 	slot->stalled = true;
-	if (slot->step == 0 && slot->sub == 0) {
-		slot->skip_prefix = true;
-		slot->prefix_cancelled = false;
+	if (slot->exchange->step == 0 && slot->exchange->sub == 0) {
+		slot->exchange->skip_prefix = true;
+		slot->exchange->prefix_cancelled = false;
 	}
 	log_info("reset stalled pool=%s slot=%u backend_pid=%d: cancelling what runs",
 		 slot->pool->cfg->name, slot->index, slot->backend_pid);
@@ -713,7 +719,7 @@ static void
 idle_read(struct slot *slot)
 {
 	struct pgproto_msg m;
-	int rc = pgproto_fill(&slot->rd, slot->fd);
+	int rc = pgproto_fill(&slot->exchange->rd, slot->fd);
 
 	if (rc == -1) {
 		events_of(slot)->lost(slot, errno == 0 ? "the server closed the connection" :
@@ -724,7 +730,7 @@ idle_read(struct slot *slot)
 		events_of(slot)->lost(slot, "unexpected data from an idle backend");
 		return;
 	}
-	while ((rc = pgproto_next(&slot->rd, &m)) == 1) {
+	while ((rc = pgproto_next(&slot->exchange->rd, &m)) == 1) {
 		if (m.type == 'S') {
 			param_message(slot, &m);
 		} else if (m.type == 'N' || m.type == 'A') {
@@ -748,11 +754,17 @@ void
 backend_watch_idle(struct slot *slot)
 {
 	set_timer(slot, 0);
-	slot->op = OP_NONE;
+	slot->exchange->op = OP_NONE;
 	set_io(slot, slot->fd, EV_READ);
 	/* Bytes may have arrived with the last reply. */
-	if (pgproto_pending(&slot->rd))
+	if (backend_has_unread(slot))
 		ev_feed_event(slot->pool->broker->loop, &slot->io, EV_READ);
+}
+
+bool
+backend_has_unread(const struct slot *slot)
+{
+	return slot->exchange != NULL && pgproto_pending(&slot->exchange->rd);
 }
 
 /* --- closing ------------------------------------------------------------ */
@@ -843,11 +855,11 @@ cancels_done_cb(struct ev_loop *loop, ev_async *w, int revents)
 		/* A slot gone, or a backend replaced since: nothing waits for it. */
 		if (slot != NULL && slot->backend_gen == job->backend_gen) {
 			slot->cancel_in_flight = false;
-			if (slot->state == SHM_SLOT_RESETTING && slot->reset_held) {
+			if (slot->state == SHM_SLOT_RESETTING && slot->exchange->reset_held) {
 				exchange_end(slot, true, NULL);
-			} else if (slot->state == SHM_SLOT_RESETTING && slot->reset_pending) {
-				slot->reset_pending = false;
-				backend_reset(slot, slot->rollback);
+			} else if (slot->state == SHM_SLOT_RESETTING && slot->exchange->reset_pending) {
+				slot->exchange->reset_pending = false;
+				backend_reset(slot, slot->exchange->rollback);
 			}
 		}
 		free(job);
@@ -1084,11 +1096,11 @@ static void
 close_read(struct slot *slot)
 {
 	for (;;) {
-		int rc = pgproto_fill(&slot->rd, slot->fd);
+		int rc = pgproto_fill(&slot->exchange->rd, slot->fd);
 		if (rc == 0)
 			return;
 		if (rc == -2 || rc == 1) {	/* whatever it is, discard it */
-			pgproto_reset(&slot->rd);
+			pgproto_reset(&slot->exchange->rd);
 			continue;
 		}
 		break;				/* end of stream: the backend is gone */
@@ -1102,7 +1114,7 @@ void
 backend_close(struct slot *slot, enum slot_close_how how)
 {
 	backend_stop(slot);
-	slot->op = OP_NONE;
+	slot->exchange->op = OP_NONE;
 	slot->terminate_attempts = 0;
 	if (slot->conn == NULL || slot->fd < 0) {
 		backend_free(slot);
@@ -1118,7 +1130,7 @@ backend_close(struct slot *slot, enum slot_close_how how)
 	}
 	/* Ends the stream for every copy of the fd, unlike close(). */
 	shutdown(slot->fd, SHUT_WR);
-	pgproto_reset(&slot->rd);
+	pgproto_reset(&slot->exchange->rd);
 	double grace = deadline_of(slot);
 	set_timer(slot, grace > close_grace_min ? grace : close_grace_min);
 	set_io(slot, slot->fd, EV_READ);
@@ -1136,13 +1148,12 @@ backend_free(struct slot *slot)
 	slot->fd = -1;
 	slot->backend_pid = 0;
 	slot->params_len = 0;
-	slot->reset_pending = false;
-	slot->reset_held = false;
 	slot->stalled = false;
 	/* A cancel still on its way concerns the old backend only. */
 	slot->cancel_in_flight = false;
 	slot->backend_gen++;
-	pgproto_reset(&slot->rd);
+	free(slot->exchange);	/* with the reader, and a reset held or pending */
+	slot->exchange = NULL;
 }
 
 void
@@ -1171,18 +1182,19 @@ slot_io_cb(struct ev_loop *loop, ev_io *w, int revents)
 		connect_poll(slot);
 		break;
 	case SHM_SLOT_IDLE:
-		if (slot->op == OP_NONE)
+		if (slot->exchange->op == OP_NONE)
 			idle_read(slot);
-		else if (revents & EV_WRITE && slot->out_off < slot->out_len)
+		else if (revents & EV_WRITE && slot->exchange->out_off < slot->exchange->out_len)
 			exchange_flush(slot);
 		else
 			exchange_read(slot);
 		break;
 	case SHM_SLOT_VALIDATING:
 	case SHM_SLOT_RESETTING:
-		if (revents & EV_WRITE && slot->out_off < slot->out_len)
+		if (revents & EV_WRITE && slot->exchange->out_off < slot->exchange->out_len)
 			exchange_flush(slot);
-		if (revents & EV_READ && slot->op != OP_NONE)
+		/* The flush may have ended the exchange, or the backend. */
+		if (revents & EV_READ && slot->exchange != NULL && slot->exchange->op != OP_NONE)
 			exchange_read(slot);
 		break;
 	case SHM_SLOT_CLOSING:
@@ -1212,17 +1224,17 @@ slot_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 		break;
 	}
 	case SHM_SLOT_RESETTING:
-		if (slot->reset_held) {
-			slot->reset_held = false;
+		if (slot->exchange->reset_held) {
+			slot->exchange->reset_held = false;
 			exchange_end(slot, false, "the cancel sent during the reset did not land "
 				     "in time");
 			break;
 		}
-		if (!slot->stalled && slot->op == OP_RESET && ev_now(loop) < slot->deadline) {
-			if (slot->reset_pending) {
+		if (!slot->stalled && slot->exchange->op == OP_RESET && ev_now(loop) < slot->exchange->deadline) {
+			if (slot->exchange->reset_pending) {
 				/* Waiting for a cancel to land before it starts. */
 				slot->stalled = true;
-				set_timer(slot, slot->deadline - ev_now(loop));
+				set_timer(slot, slot->exchange->deadline - ev_now(loop));
 				events_of(slot)->stalled(slot);
 			} else {
 				reset_stalled(slot);

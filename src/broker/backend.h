@@ -37,7 +37,10 @@ void backend_identity(const struct pool_config *pc, char *user, size_t ulen, cha
 /* Prepares the slot's watchers; once, before anything else. */
 void backend_init(struct slot *slot);
 
-/* Starts a non-blocking connect; ends in backend_events->connected. */
+/*
+ * Starts a non-blocking connect, with the slot's exchange buffers (struct
+ * exchange, kept until backend_free()); ends in backend_events->connected.
+ */
 void backend_connect(struct slot *slot);
 
 /* Runs the pool's health_query; ends in backend_events->checked. */
@@ -57,6 +60,9 @@ void backend_terminate_other(struct slot *slot, struct slot *victim);
 
 /* Watches an idle backend: a close or message from the server ends in backend_events->lost. */
 void backend_watch_idle(struct slot *slot);
+
+/* Whether the broker holds bytes of the backend's stream that it has not consumed. */
+bool backend_has_unread(const struct slot *slot);
 
 /* Stops every watcher and timer on the slot (before its fd is leased). */
 void backend_stop(struct slot *slot);
@@ -87,7 +93,7 @@ void backend_cancel(struct slot *slot);
  */
 int backend_terminate_apart(struct slot *victim) __attribute__((warn_unused_result));
 
-/* Frees what libpq holds; the slot becomes EMPTY.  No I/O. */
+/* Frees what libpq holds and the exchange buffers; the slot becomes EMPTY.  No I/O. */
 void backend_free(struct slot *slot);
 
 /* The slot's memory is about to go: cancels still running forget it. */

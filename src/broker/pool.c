@@ -619,7 +619,7 @@ needs_validation(const struct slot *slot, double now)
 static bool
 lendable(struct slot *slot)
 {
-	if (!pgproto_pending(&slot->rd))
+	if (!backend_has_unread(slot))
 		return true;
 	pool_slot_lost(slot, "part of a server message is unread");
 	return false;
