@@ -11,6 +11,7 @@
 
 #include "broker/backend.h"
 #include "broker/exchange.h"
+#include "broker/params.h"
 #include "common/log.h"
 
 #include <errno.h>
@@ -24,21 +25,6 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-/*
- * The server parameters a GRANT carries: what PostgreSQL 15 reports at
- * startup, plus what later versions add.  libpq exposes a parameter only by
- * name, so this table is the one place that names them.
- */
-static const char *const grant_params[] = {
-	"server_version", "server_encoding", "client_encoding", "application_name",
-	"default_transaction_read_only", "in_hot_standby", "is_superuser",
-	"session_authorization", "DateStyle", "IntervalStyle", "TimeZone",
-	"integer_datetimes", "standard_conforming_strings",
-	"scram_iterations",	/* 16 */
-	"search_path",		/* 18 */
-};
-#define NPARAMS (sizeof(grant_params) / sizeof(grant_params[0]))
 
 /* The replies an exchange expects, one step per query sent (slot->exchange->plan). */
 enum step {
@@ -129,68 +115,6 @@ backend_stop(struct slot *slot)
 {
 	set_io(slot, -1, 0);
 	set_timer(slot, 0);
-}
-
-/* --- server parameters -------------------------------------------------- */
-
-static bool
-known_param(const char *name)
-{
-	for (size_t i = 0; i < NPARAMS; i++)
-		if (strcmp(grant_params[i], name) == 0)
-			return true;
-	return false;
-}
-
-/* Sets name to value in the slot's parameter block (rebuilt in table order). */
-static void
-param_set(struct slot *slot, const char *name, const char *value)
-{
-	char block[WIRE_PARAMS_MAX];
-	size_t len = 0;
-
-	if (!known_param(name))
-		return;
-	for (size_t i = 0; i < NPARAMS; i++) {
-		const char *v = strcmp(grant_params[i], name) == 0 ? value :
-				wire_param(slot->params, slot->params_len, grant_params[i]);
-		if (v == NULL)
-			continue;
-		size_t nl = strlen(grant_params[i]) + 1, vl = strlen(v) + 1;
-		if (len + nl + vl > sizeof(block)) {
-			log_warnx("pool=%s slot=%u: server parameters exceed %d bytes; %s dropped",
-				  slot->pool->cfg->name, slot->index, WIRE_PARAMS_MAX, grant_params[i]);
-			continue;
-		}
-		memcpy(block + len, grant_params[i], nl);
-		memcpy(block + len + nl, v, vl);
-		len += nl + vl;
-	}
-	memcpy(slot->params, block, len);
-	slot->params_len = (uint16_t)len;
-}
-
-/* A ParameterStatus message: name\0value\0. */
-static void
-param_message(struct slot *slot, const struct pgproto_msg *m)
-{
-	size_t next;
-	const char *name = pgproto_cstring(m, &next);
-
-	if (name == NULL || next >= m->len || m->body[m->len - 1] != '\0')
-		return;
-	param_set(slot, name, (const char *)m->body + next);
-}
-
-static void
-params_from_libpq(struct slot *slot)
-{
-	slot->params_len = 0;
-	for (size_t i = 0; i < NPARAMS; i++) {
-		const char *v = PQparameterStatus(slot->conn, grant_params[i]);
-		if (v != NULL)
-			param_set(slot, grant_params[i], v);
-	}
 }
 
 /* --- connect ------------------------------------------------------------ */
@@ -438,7 +362,7 @@ expect_prefix(struct slot *slot, const struct pgproto_msg *m, const char **why)
 	case 'T': case 'D': case 'C': case 'I': case 'N': case 'A':
 		return 0;
 	case 'S':
-		param_message(slot, m);
+		params_message(slot, m);
 		return 0;
 	case 'E': {
 		const char *code = pgproto_error_field(m, 'C');
@@ -478,7 +402,7 @@ expect(struct slot *slot, const struct pgproto_msg *m, const char **why)
 
 	/* Asynchronous messages may come anywhere. */
 	if (m->type == 'S') {
-		param_message(slot, m);
+		params_message(slot, m);
 		return 0;
 	}
 	if (m->type == 'N' || m->type == 'A')
@@ -732,7 +656,7 @@ idle_read(struct slot *slot)
 	}
 	while ((rc = pgproto_next(&slot->exchange->rd, &m)) == 1) {
 		if (m.type == 'S') {
-			param_message(slot, &m);
+			params_message(slot, &m);
 		} else if (m.type == 'N' || m.type == 'A') {
 			continue;
 		} else if (m.type == 'E') {
