@@ -6,6 +6,7 @@
 #define PGL_BROKER_H
 
 #include "broker/config.h"
+#include "broker/helper.h"
 #include "common/shm.h"
 
 #include <ev.h>
@@ -48,6 +49,7 @@ struct broker {
 	uid_t uid;
 
 	const struct backend_events *backend_events; /* what backends report, to the pools */
+	struct helpers helpers;		/* cancel and terminate threads (helper.c) */
 };
 
 /*

@@ -8,6 +8,8 @@
 
 #include "broker/pool.h"
 #include "broker/backend.h"
+#include "broker/exchange.h"
+#include "broker/helper.h"
 #include "broker/session.h"
 #include "common/backoff.h"
 #include "common/clock.h"
@@ -295,7 +297,7 @@ pool_destroy(struct pool *p)
 	for (int j = 0; j < p->nslots; j++) {
 		struct slot *slot = p->slots[j];
 		backend_free(slot);
-		backend_forget(slot);
+		helper_forget(slot);
 		shm_begin(&b->shm);
 		memset(&b->shm.slots[slot->index], 0, sizeof(b->shm.slots[slot->index]));
 		b->shm.slots[slot->index].pool = -1;
@@ -690,7 +692,7 @@ validate_for(struct slot *slot, struct acquire_req *req)
 	slot->req = req;
 	req->validating = slot;
 	set_state(slot, SHM_SLOT_VALIDATING);
-	backend_validate(slot);
+	exchange_validate(slot);
 }
 
 /* Hands the idle slot to req: validated first when it needs it. */
@@ -897,7 +899,7 @@ pool_release(struct slot *slot, int state)
 		return;
 	}
 	set_state(slot, SHM_SLOT_RESETTING);
-	backend_reset(slot, state != WIRE_RELEASE_CLEAN);
+	exchange_reset(slot, state != WIRE_RELEASE_CLEAN);
 }
 
 static void
@@ -935,7 +937,7 @@ void
 pool_cancel_query(struct slot *slot)
 {
 	if (slot->state == SHM_SLOT_LEASED)
-		backend_cancel(slot);
+		helper_cancel(slot);
 }
 
 static void
@@ -1002,7 +1004,7 @@ pool_slot_stuck(struct slot *victim)
 	idle_remove(slot);
 	backend_stop(slot);
 	set_state(slot, SHM_SLOT_VALIDATING);
-	backend_terminate_other(slot, victim);
+	exchange_terminate_other(slot, victim);
 }
 
 /* A backend of p is gone: a stopping broker may be done, a removed pool may go, else refill. */
@@ -1107,7 +1109,7 @@ housekeeping_cb(struct ev_loop *loop, ev_timer *w, int revents)
 				idle_remove(slot);
 				backend_stop(slot);
 				set_state(slot, SHM_SLOT_VALIDATING);
-				backend_validate(slot);
+				exchange_validate(slot);
 			}
 			break;
 		case SHM_SLOT_LEASED:
