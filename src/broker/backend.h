@@ -1,16 +1,12 @@
 /*
- * backend.h - one backend connection's I/O: connect with libpq, then the
- * broker's own exchanges on it (health check, reset, terminate) and its
- * closing.  Each operation reports how it ended through the broker's
- * backend_events (the slot state machine's).
+ * backend.h - one backend connection: the connect with libpq, the slot's
+ * watchers, the idle watch, and the closing.  What happens on the
+ * connection reaches the slot state machine through struct backend_events.
  */
 #ifndef PGL_BACKEND_H
 #define PGL_BACKEND_H
 
-#include "broker/config.h"
-#include "broker/slot.h"
-
-#include <ev.h>
+#include "broker/pool.h"
 
 #include <stdbool.h>
 
@@ -26,41 +22,20 @@ struct backend_events {
 	void (*terminated)(struct pool *p);	/* a terminate helper's own connection is closed */
 };
 
-/* Sets up (and tears down) what all backends share: cancel completions. */
-void backend_setup(struct ev_loop *loop);
-void backend_teardown(void);
-
-/*
- * The role and database a backend of pool pc will run as, as libpq will
- * resolve them from the conninfo and the broker's environment (PGUSER,
- * PGDATABASE, a service file, the OS user).  Empty strings when unknown.
- */
-void backend_identity(const struct pool_config *pc, char *user, size_t ulen, char *db,
-		      size_t dlen, char *host, size_t hlen, char *port, size_t plen);
-
 /* Prepares the slot's watchers; once, before anything else. */
 void backend_init(struct slot *slot);
 
-/* Starts a non-blocking connect; ends in pool_slot_connected(). */
+/*
+ * Starts a non-blocking connect, with the slot's exchange buffers (struct
+ * exchange, kept until backend_free()); ends in backend_events->connected.
+ */
 void backend_connect(struct slot *slot);
 
-/* Runs the pool's health_query; ends in pool_slot_validated(). */
-void backend_validate(struct slot *slot);
-
-/*
- * Resets a released backend: ROLLBACK when rollback, DISCARD ALL, the
- * pool's reset_query if any, and a query returning a random nonce; ends in
- * pool_slot_reset(), ok only when the replies were exactly the expected
- * ones.  A reset that does not end promptly calls pool_slot_stalled() and
- * cancels what runs on the backend; it ends when the cancel has landed.
- */
-void backend_reset(struct slot *slot, bool rollback);
-
-/* Runs pg_terminate_backend(victim's pid) on an idle slot; ends in pool_slot_validated(). */
-void backend_terminate_other(struct slot *slot, struct slot *victim);
-
-/* Watches an idle backend: a close or message from the server ends in pool_slot_lost(). */
+/* Watches an idle backend: a close or message from the server ends in backend_events->lost. */
 void backend_watch_idle(struct slot *slot);
+
+/* Whether the broker holds bytes of the backend's stream that it has not consumed. */
+bool backend_has_unread(const struct slot *slot);
 
 /* Stops every watcher and timer on the slot (before its fd is leased). */
 void backend_stop(struct slot *slot);
@@ -68,31 +43,39 @@ void backend_stop(struct slot *slot);
 /*
  * Closes the backend; the slot stays CLOSING until the server's end of the
  * stream is seen (or, failing that, pg_terminate_backend got it), then
- * pool_slot_closed().  ABORT cancels what runs and shuts the socket down for
- * every holder of a copy.
+ * backend_events->closed.  Meanwhile backend_events->stuck says, less and
+ * less often, that it has not ended.  ABORT cancels what runs and shuts the
+ * socket down for every holder of a copy.
  */
 void backend_close(struct slot *slot, enum slot_close_how how);
 
 /*
- * Sends a cancel request for the slot's backend from a helper thread; at
- * most one per backend is in flight, and a reset waits for it to land (at
- * most until the reset's deadline).  A backend replaced meanwhile is not
- * held up by its predecessor's cancel.
- */
-void backend_cancel(struct slot *slot);
-
-/*
  * Ends victim's backend with pg_terminate_backend() through a connection of
- * its own, opened and closed in a helper thread: for when the pool has no
- * idle connection to run it on.  Returns 0 when the helper started; it ends
- * in pool_terminate_done() (the victim's end of stream comes on its own).
+ * its own (helper_terminate_apart()): for when the pool has no idle
+ * connection to run it on.  Returns 0 when the helper started; the victim
+ * stays CLOSING until its end of stream comes.
  */
 int backend_terminate_apart(struct slot *victim) __attribute__((warn_unused_result));
 
-/* Frees what libpq holds; the slot becomes EMPTY.  No I/O. */
+/* Frees what libpq holds and the exchange buffers; the slot becomes EMPTY.  No I/O. */
 void backend_free(struct slot *slot);
 
-/* The slot's memory is about to go: cancels still running forget it. */
-void backend_forget(struct slot *slot);
+/* --- for exchange.c: the slot's watchers while an exchange drives them --- */
+
+/* How long the broker waits for a backend (connect_timeout, else 10 s). */
+double backend_deadline(const struct slot *slot);
+
+/* Watches fd for events (EV_READ, EV_WRITE) on the slot's io watcher; 0 stops it. */
+void backend_set_io(struct slot *slot, int fd, int events);
+
+/* (Re)arms the slot's timer to fire after seconds; 0 stops it. */
+void backend_set_timer(struct slot *slot, double after);
+
+/*
+ * Has io_cb and timer_cb handle the slot's watchers from now on, until the
+ * connect, the idle watch or the closing takes them back.
+ */
+void backend_set_handlers(struct slot *slot, void (*io_cb)(struct ev_loop *, ev_io *, int),
+			  void (*timer_cb)(struct ev_loop *, ev_timer *, int));
 
 #endif

@@ -4,8 +4,9 @@
  */
 #include "autoconf.h"
 
-#include "broker/backend.h"
 #include "broker/broker.h"
+#include "broker/exchange.h"
+#include "broker/helper.h"
 #include "broker/pool.h"
 #include "broker/listener.h"
 #include "broker/reload.h"
@@ -160,10 +161,15 @@ notify_ready(void)
 int
 broker_run(struct config *cfg)
 {
-	struct broker b = { .cfg = cfg, .listen_fd = -1 };
+	/*
+	 * Static: a helper thread still blocked in libpq when this returns
+	 * locks b.helpers.lock to free its job, so b must outlive the call.
+	 */
+	static struct broker b;
 	char err[512];
 	int status = 1;
 
+	b = (struct broker){ .cfg = cfg, .listen_fd = -1 };
 	b.uid = getuid();
 	log_init("pgleased", cfg->broker.log_level,
 		 cfg->broker.log_target == CONFIG_LOG_SYSLOG ? LOG_TARGET_SYSLOG : LOG_TARGET_STDERR);
@@ -198,9 +204,9 @@ broker_run(struct config *cfg)
 	shm_begin(&b.shm);
 	snprintf(b.shm.hdr->socket, sizeof(b.shm.hdr->socket), "%s", cfg->broker.socket);
 	shm_end(&b.shm);
-	backend_setup(b.loop);
 	b.backend_events = &slot_backend_events;
 	b.slot_hooks = &waitq_slot_hooks;
+	helper_setup(&b.helpers, b.loop, exchange_cancel_landed);
 	if (pool_init_all(&b) != 0) {
 		log_error("cannot set the pools up: out of memory");
 		goto out;
@@ -241,7 +247,7 @@ out:
 	ev_signal_stop(b.loop, &b.sig_term);
 	ev_signal_stop(b.loop, &b.sig_int);
 	ev_signal_stop(b.loop, &b.sig_hup);
-	backend_teardown();
+	helper_teardown(&b.helpers);
 	shm_destroy(&b.shm);
 	ev_loop_destroy(b.loop);
 	reload_free_configs(&b);

@@ -6,6 +6,7 @@
 #define PGL_BROKER_H
 
 #include "broker/config.h"
+#include "broker/helper.h"
 #include "common/rand.h"
 #include "common/shm_writer.h"
 
@@ -58,6 +59,7 @@ struct broker {
 	ev_check done_check;		/* draining: stops when every lease and backend is gone */
 	ev_signal sig_term, sig_int, sig_hup;
 	uid_t uid;
+	struct helpers helpers;		/* cancel and terminate threads (helper.c) */
 };
 
 /*

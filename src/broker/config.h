@@ -122,12 +122,4 @@ enum config_section {
 /* Name and section of the i-th setting; false past the last one. */
 bool config_schema_key(size_t i, const char **name, enum config_section *section);
 
-/*
- * Transitional: backend.c still builds its connect parameters with
- * config_backend_options(), now conninfo_options().  Remove both lines when
- * it connects with conninfo_keywords()/conninfo_values() instead.
- */
-#include "broker/conninfo.h"
-#define config_backend_options conninfo_options
-
 #endif

@@ -7,6 +7,7 @@
 
 #include "broker/pool.h"
 #include "broker/backend.h"
+#include "broker/helper.h"
 #include "broker/janitor.h"
 #include "broker/publish.h"
 #include "common/log.h"
@@ -131,7 +132,7 @@ pool_destroy(struct pool *p)
 		waitq_forget(TAILQ_FIRST(&p->waiters));
 	for (int j = 0; j < p->nslots; j++) {
 		backend_free(p->slots[j]);
-		backend_forget(p->slots[j]);
+		helper_forget(p->slots[j]);
 	}
 	publish_clear(p);
 	for (int j = 0; j < p->nslots; j++) {

@@ -5,7 +5,7 @@
 #include "autoconf.h"
 
 #include "broker/publish.h"
-#include "broker/backend.h"
+#include "broker/conninfo.h"
 #include "broker/holder.h"
 #include "broker/pool.h"
 #include "broker/slot.h"
@@ -86,7 +86,7 @@ publish_config(struct pool *p)
 	char user[SHM_NAME_LEN], db[SHM_NAME_LEN], host[128], port[16];
 
 	/* As the conninfo says until a backend tells (slot.c, on connect). */
-	backend_identity(p->cfg, user, sizeof(user), db, sizeof(db), host, sizeof(host), port,
+	conninfo_identity(p->cfg, user, sizeof(user), db, sizeof(db), host, sizeof(host), port,
 			 sizeof(port));
 	publish_identity(p, user, db, host, port);
 	shm_begin(&p->broker->shm);

@@ -13,6 +13,8 @@
 
 #include "broker/slot.h"
 #include "broker/backend.h"
+#include "broker/exchange.h"
+#include "broker/helper.h"
 #include "broker/holder.h"
 #include "broker/pool.h"
 #include "broker/publish.h"
@@ -189,7 +191,7 @@ static void on_lost(struct slot *slot, const char *why);
 bool
 slot_lendable(struct slot *slot)
 {
-	if (!pgproto_pending(&slot->rd))
+	if (!backend_has_unread(slot))
 		return true;
 	on_lost(slot, "part of a server message is unread");
 	return false;
@@ -200,7 +202,7 @@ slot_check(struct slot *slot, struct acquire_req *req)
 {
 	slot->req = req;
 	set_state(slot, SHM_SLOT_VALIDATING);
-	backend_validate(slot);
+	exchange_validate(slot);
 }
 
 /* --- leases ----------------------------------------------------------------- */
@@ -273,7 +275,7 @@ slot_release(struct slot *slot, int state)
 		return;
 	}
 	set_state(slot, SHM_SLOT_RESETTING);
-	backend_reset(slot, state != WIRE_RELEASE_CLEAN);
+	exchange_reset(slot, state != WIRE_RELEASE_CLEAN);
 }
 
 void
@@ -308,7 +310,7 @@ void
 slot_cancel_query(struct slot *slot)
 {
 	if (slot->state == SHM_SLOT_LEASED)
-		backend_cancel(slot);
+		helper_cancel(slot);
 }
 
 /* --- how backend operations ended -------------------------------------------- */
@@ -490,7 +492,7 @@ on_stuck(struct slot *victim)
 	if (slot != NULL) {
 		slot_take_idle(slot);
 		set_state(slot, SHM_SLOT_VALIDATING);
-		backend_terminate_other(slot, victim);
+		exchange_terminate_other(slot, victim);
 		return;
 	}
 	/*

@@ -15,7 +15,6 @@
 #ifndef PGL_SLOT_H
 #define PGL_SLOT_H
 
-#include "common/pgproto.h"
 #include "broker/config.h"
 #include "common/wire.h"
 
@@ -28,6 +27,7 @@
 struct pool;
 struct holder;
 struct acquire_req;
+struct exchange;
 
 enum slot_close_how {
 	SLOT_CLOSE_TERMINATE,		/* the stream is ours: say goodbye */
@@ -59,26 +59,12 @@ struct slot {
 	bool cancel_in_flight;		/* a helper thread is cancelling this backend */
 	uint64_t backend_gen;		/* bumped when the backend goes: cancels name it */
 	bool stalled;			/* RESETTING, not promptly: not counted as coming */
-	bool skip_prefix;		/* a stalled reset: the cancelled query's replies first */
-	bool prefix_cancelled;		/* ... and its cancel was seen */
-	bool reset_held;		/* reset done; waits for the cancel to land */
-	double deadline;		/* ev_now: the reset must end by then */
-	uint8_t plan[4];		/* the reset's steps (backend.c enum step) */
 	bool lease_warned;		/* lease_timeout logged for this lease */
 	double lifetime;		/* max_lifetime with this slot's jitter; 0 = none */
-	bool reset_pending;		/* released; the reset waits for the cancel */
 	const char *close_reason;
 
-	/* The broker's own exchange on the backend (reset, health check). */
-	struct pgproto_reader rd;
-	uint8_t out[3 * 6 + 2 * CONFIG_QUERY_MAX + 64];	/* ROLLBACK, DISCARD ALL, reset_query, nonce */
-	size_t out_len, out_off;
-	int op;				/* the exchange under way (backend.c), 0 = none */
-	int step;			/* the query whose replies come next */
-	int nsteps;			/* queries sent */
-	int sub;			/* position inside the current reply */
-	bool rollback;
-	char nonce[24];
+	/* The broker's own I/O on the backend (exchange.h): from the connect to backend_free(). */
+	struct exchange *exchange;
 	struct slot *terminate_for;	/* running pg_terminate_backend for that slot */
 
 	/* The role and database of the backend, and its server parameters as

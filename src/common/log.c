@@ -164,3 +164,21 @@ fatalx(const char *fmt, ...)
 	LOG_BODY(LOG_LEVEL_ERROR, NULL);
 	exit(1);
 }
+
+void
+log_one_line(char *dst, size_t len, const char *msg)
+{
+	size_t j = 0;
+
+	for (size_t i = 0; msg[i] != '\0' && j + 3 < len; i++) {
+		if (msg[i] == '\n') {
+			if (msg[i + 1] == '\0')
+				break;
+			dst[j++] = ';';
+			dst[j++] = ' ';
+		} else {
+			dst[j++] = msg[i];
+		}
+	}
+	dst[j] = '\0';
+}

@@ -10,6 +10,7 @@
 
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stddef.h>
 
 enum log_level {
 	LOG_LEVEL_ERROR = 0,
@@ -41,5 +42,12 @@ void log_info(const char *fmt, ...) PGL_PRINTF(1, 2);
 void log_debug(const char *fmt, ...) PGL_PRINTF(1, 2);
 _Noreturn void fatal(const char *fmt, ...) PGL_PRINTF(1, 2);
 _Noreturn void fatalx(const char *fmt, ...) PGL_PRINTF(1, 2);
+
+/*
+ * Copies a multi-line message (libpq's) into dst as one line: each inner
+ * newline becomes "; ", a final one is dropped.  dst (len bytes, at least 1)
+ * is always terminated; a message too long for it is cut.
+ */
+void log_one_line(char *dst, size_t len, const char *msg);
 
 #endif
