@@ -184,6 +184,19 @@ acquire_deadline(const pgl_client *c, int timeout_ms, int64_t *wait_ms)
 		*wait_ms = V1_DEFAULT_WAIT_MS;
 	return clock_mono_ms() + *wait_ms + GRACE_MS;
 }
+/* Gives a granted lease back untouched, so that the broker does not count it as ours. */
+static void
+return_grant(pgl_client *c, uint64_t lease_id)
+{
+	struct wire_msg r = { .h = { .type = PGL_MSG_LEASE_RELEASE,
+				     .request_id = ++c->next_request } };
+
+	r.u.release.lease_id = lease_id;
+	r.u.release.state = WIRE_RELEASE_CLEAN;
+	if (client_send(c, &r, -1) != 0)
+		client_disconnect(c);	/* the broker takes it back as an orphan */
+}
+
 
 pgl_lease *
 pgl_acquire(pgl_client *c, const char *pool, int timeout_ms)
@@ -264,14 +277,8 @@ pgl_acquire(pgl_client *c, const char *pool, int timeout_ms)
 		return NULL;
 	}
 	if (fd < 0) {
-		/* Give it back untouched, so the broker does not count it as ours. */
 		bool dropped = fd == FDPASS_DROPPED;
-		struct wire_msg r = { .h = { .type = PGL_MSG_LEASE_RELEASE,
-					     .request_id = ++c->next_request } };
-		r.u.release.lease_id = m.u.grant.lease_id;
-		r.u.release.state = WIRE_RELEASE_CLEAN;
-		if (client_send(c, &r, -1) != 0)
-			client_disconnect(c);	/* the broker takes it back as an orphan */
+		return_grant(c, m.u.grant.lease_id);
 		if (dropped)
 			client_fail(c, PGL_EBROKER, "the GRANT's file descriptor could not be "
 				    "received: too many open files in this process, or a security "
@@ -284,12 +291,7 @@ pgl_acquire(pgl_client *c, const char *pool, int timeout_ms)
 
 	pgl_lease *l = lease_new(c, fd);
 	if (l == NULL) {
-		struct wire_msg r = { .h = { .type = PGL_MSG_LEASE_RELEASE,
-					     .request_id = ++c->next_request } };
-		r.u.release.lease_id = m.u.grant.lease_id;
-		r.u.release.state = WIRE_RELEASE_CLEAN;
-		if (client_send(c, &r, -1) != 0)
-			client_disconnect(c);	/* the broker takes it back as an orphan */
+		return_grant(c, m.u.grant.lease_id);
 		inflight_close(c, fd);
 		client_fail(c, PGL_ENOMEM, "out of memory");
 		return NULL;
