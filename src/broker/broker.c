@@ -235,6 +235,7 @@ out:
 	if (b.shm.hdr == NULL) {	/* never got that far */
 		listener_stop(&b);
 		ev_loop_destroy(b.loop);
+		config_free(b.cfg);
 		return status;
 	}
 	if (b.pools != NULL)
