@@ -36,8 +36,9 @@ owner_alive(int fd, pid_t *owner)
 	*owner = h.broker_pid;
 	/* A running owner keeps its segment, however slow its heartbeat (a
 	 * reader may call it down; nobody may take it over). */
-	if (h.layout_version != SHM_LAYOUT_VERSION)
-		return kill(h.broker_pid, 0) == 0 || errno == EPERM;
+	if (h.layout_version != SHM_LAYOUT_VERSION)	/* no start time to compare */
+		return h.broker_pid != getpid() &&	/* we write only ours: a dead one's pid, reused */
+		       (kill(h.broker_pid, 0) == 0 || errno == EPERM);
 	return shm_owner_running(h.broker_pid, h.broker_started);
 }
 

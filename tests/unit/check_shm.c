@@ -362,6 +362,28 @@ START_TEST(test_reused_pid_replaced)
 }
 END_TEST
 
+/*
+ * A segment of another layout version has no start time to compare: one
+ * naming our own pid was left by a dead broker whose pid we now have (we
+ * write only the current layout), and is replaced.
+ */
+START_TEST(test_old_layout_with_our_pid_replaced)
+{
+	const char *name = unique_name();
+	struct shm s, t;
+
+	create_ok(&s, name, 0600, 4, 1);
+	shm_begin(&s);
+	s.hdr->layout_version = SHM_LAYOUT_VERSION - 1;
+	shm_end(&s);
+	create_ok(&t, name, 0600, 4, 2);
+	ck_assert_uint_eq(t.hdr->incarnation, 2);
+	shm_destroy(&t);
+	shm_destroy(&s);
+	ck_assert(!name_exists(name));
+}
+END_TEST
+
 /* A leftover that is not a pglease segment at all is replaced too. */
 START_TEST(test_foreign_leftover_replaced)
 {
@@ -736,6 +758,7 @@ shm_suite(void)
 	tcase_add_test(tc, test_dead_pid_in_header);
 	tcase_add_test(tc, test_stale_heartbeat);
 	tcase_add_test(tc, test_reused_pid_replaced);
+	tcase_add_test(tc, test_old_layout_with_our_pid_replaced);
 	tcase_add_test(tc, test_foreign_leftover_replaced);
 	tcase_add_test(tc, test_snapshot_missing);
 	tcase_add_test(tc, test_snapshot_not_ours);
