@@ -172,8 +172,8 @@ connect_until(int fd, const struct sockaddr_un *sun, int64_t deadline_ms)
 	}
 }
 
-static int
-client_connect(pgl_client *c)
+int
+client_hello_send(pgl_client *c)
 {
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
 	int64_t deadline = clock_mono_ms() + HELLO_TIMEOUT_MS;
@@ -184,6 +184,7 @@ client_connect(pgl_client *c)
 	/* Non-blocking for good: no call of the library waits on it unbounded. */
 	process_lock();		/* a fork() must find the socket recorded, or not made yet */
 	c->ready = 0;
+	c->hello_id = 0;
 	c->fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	c->pid = process_pid();
 	process_unlock();
@@ -230,7 +231,17 @@ client_connect(pgl_client *c)
 		return client_fail(c, PGL_EBROKER, "cannot talk to the broker at %s: %s",
 				   c->path, strerror(saved));
 	}
-	if (client_wait(c, m.h.request_id, deadline, &m, NULL) != 0) {
+	c->hello_id = m.h.request_id;
+	c->hello_deadline = deadline;
+	return 0;
+}
+
+int
+client_hello_wait(pgl_client *c)
+{
+	struct wire_msg m;
+
+	if (client_wait(c, c->hello_id, c->hello_deadline, &m, NULL) != 0) {
 		client_disconnect(c);
 		if (c->errcode == PGL_ETIMEOUT)
 			return client_fail(c, PGL_EBROKER, "the broker at %s did not answer HELLO "
@@ -238,6 +249,7 @@ client_connect(pgl_client *c)
 					   HELLO_TIMEOUT_MS);
 		return -1;
 	}
+	c->hello_id = 0;
 	if (m.h.type == PGL_MSG_SESSION_ERROR) {
 		client_disconnect(c);
 		return client_fail(c, m.u.error.code, "%s", m.u.error.message);
@@ -259,16 +271,24 @@ client_connect(pgl_client *c)
 	return 0;
 }
 
-int
-client_ensure(pgl_client *c)
+bool
+client_unconnected(pgl_client *c)
 {
 	if (c->fd >= 0 && c->pid != process_pid()) {
 		c->ready = 0;
 		c->fd = -1;	/* the parent's: never ours to use or close */
 	}
-	if (c->fd >= 0)
+	return c->fd < 0;
+}
+
+int
+client_ensure(pgl_client *c)
+{
+	if (!client_unconnected(c))
 		return 0;
-	return client_connect(c);
+	if (client_hello_send(c) != 0)
+		return -1;
+	return client_hello_wait(c);
 }
 
 /* --- answers ------------------------------------------------------------- */

@@ -68,6 +68,8 @@ struct pgl_client {
 	uint32_t acquire_timeout_ms;	/* WELCOME's longest wait for timeout -1 (2 on) */
 	int inflight_fd;		/* a GRANT's descriptor no lease holds yet, or -1 */
 	uint64_t next_request;
+	uint64_t hello_id;		/* HELLO sent, WELCOME not read yet (0: none) */
+	int64_t hello_deadline;		/* CLOCK_MONOTONIC ms */
 	/* ACQUIREs given up on whose answer has not been read yet */
 	uint64_t abandoned[ABANDONED_MAX];
 	int nabandoned;
@@ -88,6 +90,22 @@ int client_fail(pgl_client *c, int code, const char *fmt, ...)
 
 /* Connects and says HELLO unless connected in this process already. */
 int client_ensure(pgl_client *c);
+
+/*
+ * Whether this process has no connection yet (after a fork, the parent's
+ * is forgotten here): the caller may then connect in two halves, so that a
+ * first request travels with HELLO instead of after its answer.
+ */
+bool client_unconnected(pgl_client *c);
+
+/*
+ * The two halves of client_ensure(): client_hello_send() connects and sends
+ * HELLO; requests may follow at once, the broker reads them in order;
+ * client_hello_wait() reads the answer to HELLO (WELCOME, or why not).  Each
+ * returns 0, or -1 with the client's error set and the connection closed.
+ */
+int client_hello_send(pgl_client *c);
+int client_hello_wait(pgl_client *c);
 
 /* Drops the control connection (the broker orphans what this process holds on it). */
 void client_disconnect(pgl_client *c);

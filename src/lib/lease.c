@@ -184,6 +184,7 @@ acquire_deadline(const pgl_client *c, int timeout_ms, int64_t *wait_ms)
 		*wait_ms = V1_DEFAULT_WAIT_MS;
 	return clock_mono_ms() + *wait_ms + GRACE_MS;
 }
+
 /* Gives a granted lease back untouched, so that the broker does not count it as ours. */
 static void
 return_grant(pgl_client *c, uint64_t lease_id)
@@ -196,7 +197,6 @@ return_grant(pgl_client *c, uint64_t lease_id)
 	if (client_send(c, &r, -1) != 0)
 		client_disconnect(c);	/* the broker takes it back as an orphan */
 }
-
 
 pgl_lease *
 pgl_acquire(pgl_client *c, const char *pool, int timeout_ms)
@@ -224,18 +224,29 @@ pgl_acquire(pgl_client *c, const char *pool, int timeout_ms)
 
 	int64_t deadline, wait_ms;
 
-	/* A broker that restarted shows as a dead connection: reconnect once. */
+	/*
+	 * A broker that restarted shows as a dead connection: reconnect once.
+	 * A new connection's HELLO and this ACQUIRE go out back to back: the
+	 * broker reads both in one pass and answers both, one round trip.
+	 */
 	for (int attempt = 0;; attempt++) {
-		if (client_ensure(c) != 0)
+		bool fresh = client_unconnected(c);
+		if (fresh && client_hello_send(c) != 0)
 			return NULL;
-		client_drain(c);	/* late GRANTs go back first */
+		if (!fresh)
+			client_drain(c);	/* late GRANTs go back first */
 		c->errcode = PGL_OK;
 		c->error[0] = '\0';
-		deadline = acquire_deadline(c, timeout_ms, &wait_ms);
 		m.h.request_id = ++c->next_request;
-		if (c->fd >= 0 && client_send(c, &m, deadline) == 0)
+		int sent = client_send(c, &m, fresh ? c->hello_deadline :
+				       acquire_deadline(c, timeout_ms, &wait_ms));
+		int saved = sent == 0 ? 0 : errno;
+		/* Refused, the broker said why in answer to HELLO. */
+		if (fresh && client_hello_wait(c) != 0)
+			return NULL;
+		deadline = acquire_deadline(c, timeout_ms, &wait_ms);
+		if (sent == 0)
 			break;
-		int saved = c->fd >= 0 ? errno : EPIPE;
 		if (saved == EAGAIN) {
 			/* Nothing was sent, so nothing is abandoned: the connection stays. */
 			client_fail(c, PGL_ETIMEOUT, "the broker at %s did not take the request "

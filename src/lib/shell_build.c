@@ -53,7 +53,7 @@ static const struct {
 	{ "channel_binding", "disable" },
 	{ "target_session_attrs", "any" },
 	{ "passfile", "/nonexistent" },
-	{ "requirepeer", NULL },
+	{ "requirepeer", NULL },	/* only against $PGREQUIREPEER: see build_options() */
 	{ "connect_timeout", "0" },
 	{ "require_auth", "none" },		/* 16 */
 	{ "sslcertmode", "disable" },		/* 16 */
@@ -82,18 +82,33 @@ static struct {
 } opts;
 static pthread_once_t opts_once = PTHREAD_ONCE_INIT;
 
-/* The option list for this libpq, built once per process. */
+/*
+ * The option list for this libpq, built once per process, cheaply: a CGI
+ * process builds it for its one shell.  PQconninfoParse("") lists the
+ * keywords this libpq knows without PQconndefaults()' walk of the
+ * environment and the user database.
+ *
+ * requirepeer is not needed to keep the handshake ours: the listener's name
+ * is bound by this process (the bind fails if anyone holds it) and the
+ * connection it accepts is checked to come from this process.  So it is set
+ * only to override $PGREQUIREPEER, which would otherwise make libpq demand
+ * another user; only then is this process's user name looked up (NSS).
+ */
 static void
 build_options(void)
 {
-	PQconninfoOption *known = PQconndefaults();
-	struct passwd pw, *pwp = NULL;
-	char buf[1024];
+	PQconninfoOption *known = PQconninfoParse("", NULL);
+	const char *peer_env = getenv("PGREQUIREPEER");
 
 	if (known == NULL)
 		return;
-	if (getpwuid_r(geteuid(), &pw, buf, sizeof(buf), &pwp) == 0 && pwp != NULL)
-		snprintf(opts.user, sizeof(opts.user), "%s", pwp->pw_name);
+	if (peer_env != NULL && peer_env[0] != '\0') {
+		struct passwd pw, *pwp = NULL;
+		char buf[1024];
+
+		if (getpwuid_r(geteuid(), &pw, buf, sizeof(buf), &pwp) == 0 && pwp != NULL)
+			snprintf(opts.user, sizeof(opts.user), "%s", pwp->pw_name);
+	}
 	for (size_t i = 0; i < NNEUTRAL; i++) {
 		bool have = false;
 		for (PQconninfoOption *o = known; o->keyword != NULL && !have; o++)
@@ -101,7 +116,7 @@ build_options(void)
 		if (!have)
 			continue;
 		if (neutral[i].value == NULL && opts.user[0] == '\0')
-			continue;	/* no name to require: leave requirepeer alone */
+			continue;	/* no $PGREQUIREPEER, or no name to set against it */
 		opts.kw[opts.n] = neutral[i].keyword;
 		opts.val[opts.n++] = neutral[i].value != NULL ? neutral[i].value : opts.user;
 	}
