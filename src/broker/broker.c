@@ -171,6 +171,7 @@ broker_run(struct config *cfg)
 
 	b = (struct broker){ .cfg = cfg, .listen_fd = -1 };
 	b.uid = getuid();
+	b.pid = getpid();
 	log_init("pgleased", cfg->broker.log_level,
 		 cfg->broker.log_target == CONFIG_LOG_SYSLOG ? LOG_TARGET_SYSLOG : LOG_TARGET_STDERR);
 	signal(SIGPIPE, SIG_IGN);

@@ -59,6 +59,7 @@ struct broker {
 	ev_check done_check;		/* draining: stops when every lease and backend is gone */
 	ev_signal sig_term, sig_int, sig_hup;
 	uid_t uid;
+	pid_t pid;			/* for WELCOME, without a system call each */
 	struct helpers helpers;		/* cancel and terminate threads (helper.c) */
 };
 

@@ -127,7 +127,7 @@ on_hello(struct session *s, const struct wire_msg *m)
 		w.u.welcome.acquire_timeout_ms = (uint32_t)ceil(longest * 1000);
 		s->acquire_cap = w.u.welcome.acquire_timeout_ms / 1000.0;
 	}
-	w.u.welcome.broker_pid = (uint32_t)getpid();
+	w.u.welcome.broker_pid = (uint32_t)b->pid;
 	w.u.welcome.incarnation = b->incarnation;
 	snprintf(w.u.welcome.shm_name, sizeof(w.u.welcome.shm_name), "%s", b->cfg->broker.shm_name);
 	if (session_send(s, &w, -1) != 0) {
