@@ -3,7 +3,7 @@
  *
  *   pglease-bench -m MODE [-w WORKERS] [-t SECONDS] [-q Q] [-W select|tpcb]
  *                 [--pg CONNINFO] [--bouncer-session CONNINFO]
- *                 [--bouncer-tx CONNINFO] [-s SOCKET] [--scale N] [--cgi]
+ *                 [--bouncer-tx CONNINFO] [-s SOCKET] [-p POOL] [--scale N] [--cgi]
  *
  * The parent forks WORKERS processes; each serves requests in a loop for
  * SECONDS.  A request is "get a connection, run the workload, give it back":
@@ -23,9 +23,13 @@
  * request is a process of its own (fork + exec of this program with --one),
  * as a CGI host runs it.
  *
- * Prints one line of key=value: requests, errors, requests/s, and the p50
+ * The lease modes lease from POOL (-p; the broker's first pool without it).
+ *
+ * Prints one line of key=value: requests, errors, requests/s, the p50
  * and p99 of request and acquire latency (the time to have a usable
- * connection).
+ * connection), and how the requests spread over the workers: the fewest,
+ * median and most one worker served, and their coefficient of variation
+ * (standard deviation / mean; 0 when every worker served as many).
  */
 #include "autoconf.h"
 
@@ -73,6 +77,7 @@ static struct {
 	bool cgi;
 	const char *conninfo[3];
 	const char *socket;
+	const char *pool;
 	const char *self;
 } opt = { .workers = 8, .seconds = 3, .q = 1, .scale = 1 };
 
@@ -235,7 +240,7 @@ request(struct worker_state *w, int64_t *acquire_us)
 	case LEASE_RAW: {
 		if (w->client == NULL)
 			w->client = pgl_open(opt.socket);
-		pgl_lease *l = pgl_acquire(w->client, NULL, -1);
+		pgl_lease *l = pgl_acquire(w->client, opt.pool, -1);
 		*acquire_us = now_us() - t0;
 		if (l == NULL)
 			return false;
@@ -249,7 +254,7 @@ request(struct worker_state *w, int64_t *acquire_us)
 	case LEASE: {
 		if (w->client == NULL)
 			w->client = pgl_open(opt.socket);
-		pgl_lease *l = pgl_acquire(w->client, NULL, -1);
+		pgl_lease *l = pgl_acquire(w->client, opt.pool, -1);
 		PGconn *c = l != NULL ? pgl_conn(l) : NULL;
 		*acquire_us = now_us() - t0;
 		bool ok = c != NULL && run_libpq(c);
@@ -375,12 +380,33 @@ pct(uint32_t *v, size_t n, double p)
 	return v[i];
 }
 
+/* A square root by Newton's method: the program does not link libm for one. */
+static double
+root(double x)
+{
+	double r = x > 1 ? x : 1;
+
+	if (x <= 0)
+		return 0;
+	for (int i = 0; i < 100; i++)
+		r = (r + x / r) / 2;
+	return r;
+}
+
+static int
+cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
 static void
 usage(FILE *out)
 {
 	fprintf(out, "usage: pglease-bench -m MODE [-w WORKERS] [-t SECONDS] [-q Q] [-W select|tpcb]\n"
 		"       [--pg CONNINFO] [--bouncer-session CONNINFO] [--bouncer-tx CONNINFO]\n"
-		"       [-s SOCKET] [--scale N] [--cgi]\n"
+		"       [-s SOCKET] [-p POOL] [--scale N] [--cgi]\n"
 		"modes:");
 	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++)
 		fprintf(out, " %s", modes[i].name);
@@ -397,6 +423,7 @@ main(int argc, char **argv)
 		{ "queries", required_argument, NULL, 'q' },
 		{ "workload", required_argument, NULL, 'W' },
 		{ "socket", required_argument, NULL, 's' },
+		{ "pool", required_argument, NULL, 'p' },
 		{ "pg", required_argument, NULL, 1 },
 		{ "bouncer-session", required_argument, NULL, 2 },
 		{ "bouncer-tx", required_argument, NULL, 3 },
@@ -411,7 +438,7 @@ main(int argc, char **argv)
 	int ch;
 
 	opt.self = argv[0];
-	while ((ch = getopt_long(argc, argv, "m:w:t:q:W:s:h", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "m:w:t:q:W:s:p:h", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'm': mode = optarg; break;
 		case 'w': opt.workers = atoi(optarg); break;
@@ -419,6 +446,7 @@ main(int argc, char **argv)
 		case 'q': opt.q = atoi(optarg); break;
 		case 'W': opt.tpcb = strcmp(optarg, "tpcb") == 0; break;
 		case 's': opt.socket = optarg; break;
+		case 'p': opt.pool = optarg; break;
 		case 1: opt.conninfo[0] = optarg; break;
 		case 2: opt.conninfo[1] = optarg; break;
 		case 3: opt.conninfo[2] = optarg; break;
@@ -522,12 +550,29 @@ main(int argc, char **argv)
 	}
 	qsort(req, n, sizeof(uint32_t), cmp_u32);
 	qsort(acq, n, sizeof(uint32_t), cmp_u32);
+
+	/* The spread of the requests over the workers: with a fair (FIFO) pool,
+	 * every worker of a run serves about as many. */
+	uint64_t *per = malloc((size_t)opt.workers * sizeof(uint64_t));
+	double mean = (double)requests / opt.workers, var = 0;
+	for (int i = 0; i < opt.workers; i++) {
+		per[i] = stats_of(shared, i)->requests;
+		var += ((double)per[i] - mean) * ((double)per[i] - mean);
+	}
+	qsort(per, (size_t)opt.workers, sizeof(uint64_t), cmp_u64);
+	int mid = opt.workers / 2;
+	double per_median = opt.workers % 2 ? (double)per[mid] : ((double)per[mid - 1] + (double)per[mid]) / 2;
+	double cv = mean > 0 ? root(var / opt.workers) / mean : 0;
+
 	printf("mode=%s shape=%s workload=%s q=%d workers=%d seconds=%.2f requests=%llu "
-	       "errors=%llu rps=%.1f lat_p50_us=%u lat_p99_us=%u acq_p50_us=%u acq_p99_us=%u\n",
+	       "errors=%llu rps=%.1f lat_p50_us=%u lat_p99_us=%u acq_p50_us=%u acq_p99_us=%u "
+	       "worker_req_min=%llu worker_req_p50=%.1f worker_req_max=%llu worker_req_cv=%.4f\n",
 	       modes[opt.mode].name, opt.cgi ? "cgi" : "prefork", opt.tpcb ? "tpcb" : "select",
 	       opt.tpcb ? 1 : opt.q, opt.workers, elapsed, (unsigned long long)requests,
 	       (unsigned long long)errors, (double)requests / elapsed, pct(req, n, 0.5),
-	       pct(req, n, 0.99), pct(acq, n, 0.5), pct(acq, n, 0.99));
+	       pct(req, n, 0.99), pct(acq, n, 0.5), pct(acq, n, 0.99),
+	       (unsigned long long)per[0], per_median, (unsigned long long)per[opt.workers - 1], cv);
+	free(per);
 	free(req);
 	free(acq);
 	free(cgi_argv);

@@ -1,8 +1,8 @@
 #!/bin/bash
 # run-inner.sh BUILDDIR RESULTS - the benchmark proper, under tests/pg/with-postgres.
 #
-# BENCH_GROUPS (space-separated: q1 q10 tpcb cgi pgbench-C-S apache-php scale)
-# runs only those groups; all by default.
+# BENCH_GROUPS (space-separated: q1 low q10 tpcb cgi pgbench-C-S apache-php
+# scale) runs only those groups; all by default.
 set -euo pipefail
 build=$1
 out=$2
@@ -52,13 +52,16 @@ if [ "$(id -u)" -eq 0 ]; then web_user=www-data web_group=www-data; fi
 web_uid=$(id -u "$web_user")
 chmod 0711 "$dir"
 
-# --- pgleased with a pool of the same size
+# --- pgleased with a pool of the same size, "main" (the first pool: the
+# default); and "low", 2 backends, which only the low group leases from
 cat >"$dir/pglease.conf" <<CONF
 broker = { socket = "$dir/pglease.sock"; shm_name = "/pglease.bench.$$"; log_level = "warn";
            max_clients = 4000;
            socket_mode = "0666"; shm_mode = "0644"; allowed_uids = [ 0, $web_uid ]; };
 pools = ( { name = "main"; conninfo = "host=$PGHOST port=$PGPORT dbname=$PGDATABASE user=$PGUSER";
-            min_size = $pool; max_size = $pool; acquire_timeout = 30; } );
+            min_size = $pool; max_size = $pool; acquire_timeout = 30; },
+          { name = "low"; conninfo = "host=$PGHOST port=$PGPORT dbname=$PGDATABASE user=$PGUSER";
+            min_size = 2; max_size = 2; acquire_timeout = 30; } );
 CONF
 "$build/pgleased" -c "$dir/pglease.conf" 2>"$dir/pgleased.log" &
 broker=$!
@@ -178,20 +181,34 @@ proc_ticks() { awk '{print $14+$15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 rss_kb() { awk '/^VmRSS/{print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 hz=$(getconf CLK_TCK)
 
-# group:mode:extra-args
+# group:mode:workers:extra-args (workers empty: $workers)
 runs=()
 for m in direct connect pgbouncer-session-connect pgbouncer-tx-connect pgbouncer-tx lease-raw lease; do
-	runs+=("q1:$m:-q 1")
+	runs+=("q1:$m::-q 1")
 done
-for m in direct pgbouncer-tx lease-raw lease; do runs+=("q10:$m:-q 10"); done
+# low load: 1 worker, and for the lease modes the pool "low" of 2 backends,
+# so that an idle backend is always there while the one just released is
+# being reset (the pool of $pool, saturated by $workers workers, makes an
+# acquire wait for a reset). The target compares lease's acquire p50 with
+# direct's request p50 (SELECT 1 on a held connection): lease's acquire
+# ends where direct's request begins, with a PGconn to PQexec on (it counts
+# pgl_acquire and pgl_conn), so it leaves out nothing a libpq program pays
+# before its query; lease-raw's (pgl_acquire alone, a socket) would leave
+# out pgl_conn, and is a context row. direct ignores -p.
+for m in direct lease-raw lease; do runs+=("low:$m:1:-q 1 -p low"); done
+for m in direct pgbouncer-tx lease-raw lease; do runs+=("q10:$m::-q 10"); done
 for m in direct connect pgbouncer-session-connect pgbouncer-tx-connect pgbouncer-tx lease-raw lease; do
-	runs+=("tpcb:$m:-W tpcb")
+	runs+=("tpcb:$m::-W tpcb")
 done
 # "none": the process alone, the floor under every mode of that shape
-for m in connect pgbouncer-session-connect lease none; do runs+=("cgi:$m:-q 1 --cgi"); done
+for m in connect pgbouncer-session-connect lease none; do runs+=("cgi:$m::-q 1 --cgi"); done
 # unmodified clients: pgbench, and Apache + PHP
-for m in direct-connect pgbouncer-session pglease-run; do runs+=("pgbench-C-S:$m:"); done
-for m in direct-connect pgbouncer-session pglease-shim; do runs+=("apache-php:$m:"); done
+for m in direct-connect pgbouncer-session pglease-run; do runs+=("pgbench-C-S:$m::"); done
+for m in direct-connect pgbouncer-session pglease-shim; do runs+=("apache-php:$m::"); done
+# scale (BENCH_GROUPS: "scale"): 8, 64 and 512 workers against the pool of
+# $pool, in every round like the rest, for a ratio per round and the spread
+# of requests over the workers (is the pool's queue fair?)
+for w in 8 64 512; do runs+=("scale$w:lease:$w:-q 1"); done
 
 raw=$out/raw.txt
 : >"$raw"
@@ -225,17 +242,12 @@ one_run() {	# group mode workers args...
 for round in $(seq "$rounds"); do
 	echo "== round $round of $rounds"
 	for r in "${runs[@]}"; do
-		IFS=: read -r group mode args <<<"$r"
-		want "$group" || continue
+		IFS=: read -r group mode w args <<<"$r"
+		case $group in scale*) want scale ;; *) want "$group" ;; esac || continue
 		# shellcheck disable=SC2086
-		one_run "$group" "$mode" "$workers" $args
+		one_run "$group" "$mode" "${w:-$workers}" $args
 	done
 done
-if want scale; then
-	echo "== scale: lease, $pool backends"
-	round=1
-	for w in 8 64 512; do one_run "scale$w" lease "$w" -q 1; done
-fi
 for name in ${web_names[@]+"${web_names[@]}"}; do
 	grep -v ':notice\] ' "$dir/apache-$name/error.log" 2>/dev/null | head -n 5 | sed "s|^|bench: Apache $name: |" >&2 || true
 done
