@@ -298,6 +298,34 @@ broker_wait(struct testbroker *b, bool wait_ready)
 	}
 }
 
+const char *
+testutil_pool_with(const char *pool, const char *extra)
+{
+	static char buf[2048];
+	const char *end = strrchr(pool, '}');
+
+	ck_assert_msg(end != NULL, "not a pool group: %s", pool);
+	snprintf(buf, sizeof(buf), "%.*s %s }", (int)(end - pool), pool, extra);
+	return buf;
+}
+
+const char *testutil_reset_check = "function";
+
+void
+testutil_setup_query_check(void)
+{
+	testutil_reset_check = "query";
+}
+
+const char *
+testutil_pool_checked(const char *pool)
+{
+	char extra[64];
+
+	snprintf(extra, sizeof(extra), "reset_check = \"%s\";", testutil_reset_check);
+	return testutil_pool_with(pool, extra);
+}
+
 void
 testbroker_write_config(const struct testbroker *b, const char *broker_extra, const char *pools)
 {
@@ -539,10 +567,11 @@ testutil_raw_send(int fd, const char *sql)
 	return ok;
 }
 
-/* Reads exactly len bytes, waiting with poll (the socket is non-blocking). */
-static bool
-raw_read(int fd, uint8_t *buf, size_t len)
+bool
+testutil_raw_read(int fd, void *out, size_t len)
 {
+	uint8_t *buf = out;
+
 	while (len > 0) {
 		ssize_t n = recv(fd, buf, len, 0);
 		if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
@@ -572,7 +601,7 @@ testutil_raw_query(int fd, const char *sql, char *out, size_t len, char *status)
 	}
 	for (;;) {
 		uint8_t hdr[5];
-		if (!raw_read(fd, hdr, 5)) {
+		if (!testutil_raw_read(fd, hdr, 5)) {
 			snprintf(out, len, "connection lost");
 			return false;
 		}
@@ -580,7 +609,7 @@ testutil_raw_query(int fd, const char *sql, char *out, size_t len, char *status)
 			     (uint32_t)hdr[3] << 8 | hdr[4];
 		ck_assert_uint_ge(l, 4);
 		uint8_t *body = malloc(l - 4 + 1);
-		ck_assert(raw_read(fd, body, l - 4));
+		ck_assert(testutil_raw_read(fd, body, l - 4));
 		body[l - 4] = 0;
 		if (hdr[0] == 'D' && !have_row && l - 4 >= 6) {
 			int32_t clen = (int32_t)((uint32_t)body[2] << 24 | (uint32_t)body[3] << 16 |

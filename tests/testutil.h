@@ -113,6 +113,22 @@ void testbroker_start(struct testbroker *b, const char *broker_extra, const char
 void testbroker_start_default_modes(struct testbroker *b, const char *broker_extra,
 				    const char *pools, bool wait_ready);
 
+/*
+ * The pool group pool ("{ name = ...; }") with the settings extra added
+ * before its closing brace (static storage: use it before the next call).
+ */
+const char *testutil_pool_with(const char *pool, const char *extra);
+
+/*
+ * The reset_check of the running test case's pools: "function" (the
+ * default), or "query" in a test case with testutil_setup_query_check() as
+ * its checked fixture.  testutil_pool_checked() is testutil_pool_with()
+ * with that setting.
+ */
+extern const char *testutil_reset_check;
+void testutil_setup_query_check(void);
+const char *testutil_pool_checked(const char *pool);
+
 /* Rewrites the broker's config file (atomically) with the same template. */
 void testbroker_write_config(const struct testbroker *b, const char *broker_extra,
 			     const char *pools);
@@ -163,6 +179,9 @@ long testutil_pool_backends(void);
  * holds the error message).
  */
 bool testutil_raw_query(int fd, const char *sql, char *out, size_t len, char *status);
+
+/* Reads exactly len bytes from a raw backend socket, waiting up to 30 s for each part. */
+bool testutil_raw_read(int fd, void *buf, size_t len);
 
 /* Writes sql as one Query message and reads nothing; false when the send failed. */
 bool testutil_raw_send(int fd, const char *sql);
