@@ -531,9 +531,11 @@ testutil_pool_backends(void)
 				 "WHERE application_name = 'pgleased'");
 }
 
-static bool
-raw_write(int fd, const uint8_t *buf, size_t len)
+bool
+testutil_raw_write(int fd, const void *data, size_t len)
 {
+	const uint8_t *buf = data;
+
 	while (len > 0) {
 		ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
 		if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
@@ -562,7 +564,7 @@ testutil_raw_send(int fd, const char *sql)
 	buf[3] = (uint8_t)(l >> 8);
 	buf[4] = (uint8_t)l;
 	memcpy(buf + 5, sql, n + 1);
-	bool ok = raw_write(fd, buf, n + 6);
+	bool ok = testutil_raw_write(fd, buf, n + 6);
 	free(buf);
 	return ok;
 }

@@ -180,6 +180,9 @@ long testutil_pool_backends(void);
  */
 bool testutil_raw_query(int fd, const char *sql, char *out, size_t len, char *status);
 
+/* Writes len bytes to a raw backend socket; false when the send failed. */
+bool testutil_raw_write(int fd, const void *buf, size_t len);
+
 /* Reads exactly len bytes from a raw backend socket, waiting up to 30 s for each part. */
 bool testutil_raw_read(int fd, void *buf, size_t len);
 

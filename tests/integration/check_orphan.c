@@ -12,6 +12,7 @@
 
 #include "common/clock.h"
 #include "common/fdpass.h"
+#include "common/pgproto.h"
 #include "common/wire.h"
 #include "pglease.h"
 #include "testutil.h"
@@ -290,12 +291,22 @@ assert_replaced(pgl_client *c, int pid)
 	ck_assert(testbroker_log_has(&broker, "reset failed"));
 }
 
-/* Raw holders that leave replies unread: the backend is replaced, never handed on. */
-static const char *const stray[][2] = {
-	{ "ROLLBACK", "DISCARD ALL" },
-	{ "SELECT 1", NULL },
-	{ "SELECT pg_sleep(0.01)", NULL },	/* ends before the reset could stall */
-	{ "BEGIN", "SELECT 'x'" },
+/* In stray[]: the holder sends the reset's FunctionCall itself, with a nonce of its own. */
+#define FUNCTION_CALL "(FunctionCall of int8up)"
+
+/*
+ * Raw holders that leave replies unread: the backend is replaced, never
+ * handed on.  The last two leave exactly what a reset of either kind
+ * answers, but for a nonce that is not the broker's: those replies are in
+ * the socket before the reset's own, so only the nonce tells them apart.
+ */
+static const char *const stray[][3] = {
+	{ "ROLLBACK", "DISCARD ALL", NULL },
+	{ "SELECT 1", NULL, NULL },
+	{ "SELECT pg_sleep(0.01)", NULL, NULL },	/* ends before the reset could stall */
+	{ "BEGIN", "SELECT 'x'", NULL },
+	{ "ROLLBACK", "DISCARD ALL", "SELECT '0123456789abcdef'" },
+	{ "ROLLBACK", "DISCARD ALL", FUNCTION_CALL },
 };
 
 START_TEST(test_stray_replies_replace)
@@ -306,9 +317,20 @@ START_TEST(test_stray_replies_replace)
 	ck_assert_ptr_nonnull(l);
 	int pid = pgl_backend_pid(l);
 
-	ck_assert(testutil_raw_send(pgl_fd(l), stray[_i][0]));
-	if (stray[_i][1] != NULL)
-		ck_assert(testutil_raw_send(pgl_fd(l), stray[_i][1]));
+	for (int i = 0; i < 3 && stray[_i][i] != NULL; i++) {
+		if (strcmp(stray[_i][i], FUNCTION_CALL) == 0) {
+			uint8_t call[64];
+			size_t n = pgproto_function_call_int8(call, sizeof(call), 1910,
+							      0x0123456789abcdefULL);
+			ck_assert(n > 0 && testutil_raw_write(pgl_fd(l), call, n));
+		} else {
+			ck_assert(testutil_raw_send(pgl_fd(l), stray[_i][i]));
+		}
+	}
+	/* answered before the release (10 ms is plenty): the reset's replies come in a later read */
+	struct pollfd p = { .fd = pgl_fd(l), .events = POLLIN };
+	ck_assert_int_eq(poll(&p, 1, 5000), 1);
+	usleep(50000);
 	ck_assert_int_eq(pgl_release(l), 0);
 	assert_replaced(c, pid);
 	pgl_close(c);
