@@ -219,35 +219,49 @@ replace_all(char *dst, size_t len, const char *src, const char *pat, const char 
 	dst[used] = '\0';
 }
 
-static void
-broker_spawn(struct testbroker *b)
+pid_t
+testutil_spawn(const char *log, uid_t uid, gid_t gid, int deathsig, char *const argv[])
 {
 	pid_t parent = getpid();
+	pid_t pid = fork();
 
-	b->pid = fork();
-	ck_assert_int_ge(b->pid, 0);
-	if (b->pid == 0) {
-		int fd = open(b->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-		/* Gone with the test, whichever way it ends. */
-		prctl(PR_SET_PDEATHSIG, SIGINT);
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+		if (uid != (uid_t)-1 &&
+		    (setgroups(0, NULL) != 0 || setgid(gid) != 0 || setuid(uid) != 0))
+			_exit(126);
+		/* after setuid, which clears it: gone with the test, whichever way it ends */
+		prctl(PR_SET_PDEATHSIG, deathsig);
 		if (getppid() != parent)
 			_exit(1);
 		if (fd >= 0) {
 			dup2(fd, STDOUT_FILENO);
 			dup2(fd, STDERR_FILENO);
 		}
-		execl(TOP_BUILDDIR "/pgleased", "pgleased", "-c", b->conf, (char *)NULL);
+		execv(argv[0], argv);
 		_exit(127);
 	}
+	return pid;
 }
 
-static bool
-socket_answers(const char *path)
+static pid_t
+broker_spawn(const struct testbroker *b, uid_t uid, gid_t gid)
+{
+	char *argv[] = { (char *)TOP_BUILDDIR "/pgleased", (char *)"-c", (char *)b->conf, NULL };
+
+	return testutil_spawn(b->log, uid, gid, SIGINT, argv);
+}
+
+bool
+testutil_socket_answers(const char *path, int type)
 {
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
-	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	int fd = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
 	bool ok;
 
+	if (fd < 0)
+		return false;
 	snprintf(sun.sun_path, sizeof(sun.sun_path), "%.*s", (int)sizeof(sun.sun_path) - 1, path);
 	ok = connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0;
 	close(fd);
@@ -259,7 +273,7 @@ broker_wait(struct testbroker *b, bool wait_ready)
 {
 	int64_t deadline = clock_mono_ms() + 15000;
 
-	while (!socket_answers(b->socket)) {
+	while (!testutil_socket_answers(b->socket, SOCK_SEQPACKET)) {
 		int status;
 		ck_assert_msg(waitpid(b->pid, &status, WNOHANG) == 0,
 			      "pgleased exited at start; see %s", b->log);
@@ -366,7 +380,7 @@ broker_start(struct testbroker *b, bool default_modes, const char *broker_extra,
 	snprintf(b->log, sizeof(b->log), "%s/pgleased.log", b->dir);
 	snprintf(b->shm, sizeof(b->shm), "/pglease.test.%d.%d", (int)getpid(), seq);
 	testbroker_write_config(b, broker_extra, pools);
-	broker_spawn(b);
+	b->pid = broker_spawn(b, (uid_t)-1, (gid_t)-1);
 	broker_wait(b, wait_ready);
 }
 
@@ -387,7 +401,7 @@ testbroker_start_default_modes(struct testbroker *b, const char *broker_extra,
 void
 testbroker_restart(struct testbroker *b, bool wait_ready)
 {
-	broker_spawn(b);
+	b->pid = broker_spawn(b, (uid_t)-1, (gid_t)-1);
 	broker_wait(b, wait_ready);
 }
 
@@ -829,7 +843,6 @@ testbroker_start_as(struct testbroker *b, uid_t uid, gid_t gid, const char *brok
 		    const char *pools, bool wait_ready)
 {
 	static int seq;
-	pid_t parent = getpid();
 
 	memset(b, 0, sizeof(*b));
 	b->uid = uid;
@@ -844,23 +857,6 @@ testbroker_start_as(struct testbroker *b, uid_t uid, gid_t gid, const char *brok
 	snprintf(b->shm, sizeof(b->shm), "/pglease.test.as%u.%d.%d", (unsigned)uid, (int)getpid(),
 		 seq);
 	testbroker_write_config(b, broker_extra, pools);
-
-	b->pid = fork();
-	ck_assert_int_ge(b->pid, 0);
-	if (b->pid == 0) {
-		int fd = open(b->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-		if (setgroups(0, NULL) != 0 || setgid(gid) != 0 || setuid(uid) != 0)
-			_exit(126);
-		/* after setuid, which clears it: gone with the test */
-		prctl(PR_SET_PDEATHSIG, SIGINT);
-		if (getppid() != parent)
-			_exit(1);
-		if (fd >= 0) {
-			dup2(fd, STDOUT_FILENO);
-			dup2(fd, STDERR_FILENO);
-		}
-		execl(TOP_BUILDDIR "/pgleased", "pgleased", "-c", b->conf, (char *)NULL);
-		_exit(127);
-	}
+	b->pid = broker_spawn(b, uid, gid);
 	broker_wait(b, wait_ready);
 }

@@ -49,6 +49,13 @@ int testutil_run(char *const argv[], char *out, size_t outlen);
 		}                                                             \
 	} while (0)
 
+/*
+ * Forks argv[0] (a path) with argv, its stdout and stderr appended to log,
+ * dying with the test process (deathsig); as uid:gid with no supplementary
+ * group when uid is not (uid_t)-1 (the test runs as root).  Returns its pid.
+ */
+pid_t testutil_spawn(const char *log, uid_t uid, gid_t gid, int deathsig, char *const argv[]);
+
 /* Waits for a forked worker; asserts that it exited 0. */
 void testutil_reap(pid_t pid, const char *what);
 
@@ -202,6 +209,9 @@ bool testutil_wire_send(int fd, const struct wire_msg *m, int flags);
 
 /* HELLO at the lowest protocol version, and whatever the broker answers read. */
 bool testutil_hello(int fd);
+
+/* Whether a connect() to the UNIX socket at path, of type (SOCK_STREAM...), succeeds. */
+bool testutil_socket_answers(const char *path, int type);
 
 /* Open file descriptors of process pid (0: this one). */
 int testutil_count_fds(pid_t pid);

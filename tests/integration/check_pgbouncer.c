@@ -14,16 +14,13 @@
 
 #include <check.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -53,20 +50,6 @@ pgbouncer_path(void)
 	return NULL;
 }
 
-static bool
-socket_listens(const char *path)
-{
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	bool ok;
-
-	snprintf(sun.sun_path, sizeof(sun.sun_path), "%.*s", (int)sizeof(sun.sun_path) - 1, path);
-	ok = fd >= 0 && connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0;
-	if (fd >= 0)
-		close(fd);
-	return ok;
-}
-
 /*
  * Starts PgBouncer in session mode in front of the harness's server, trust
  * authentication, listening only on a UNIX socket in a directory of its
@@ -80,7 +63,6 @@ bouncer_start(void)
 	const char *prog = pgbouncer_path();
 	struct passwd *pw = NULL;
 	char ini[400], users[400], log[400], sock[400], text[2048];
-	pid_t parent = getpid();
 
 	if (runas != NULL && runas[0] != '\0') {
 		pw = getpwnam(runas);
@@ -119,25 +101,11 @@ bouncer_start(void)
 	fputs(text, f);
 	ck_assert_int_eq(fclose(f), 0);
 
-	bouncer = fork();
-	ck_assert_int_ge(bouncer, 0);
-	if (bouncer == 0) {
-		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-		if (pw != NULL)
-			testutil_become(pw->pw_uid, pw->pw_gid, NULL, 0);
-		/* after setuid, which clears it: gone with the test */
-		prctl(PR_SET_PDEATHSIG, SIGTERM);
-		if (getppid() != parent)
-			_exit(1);
-		if (fd >= 0) {
-			dup2(fd, STDOUT_FILENO);
-			dup2(fd, STDERR_FILENO);
-		}
-		execl(prog, "pgbouncer", ini, (char *)NULL);
-		_exit(127);
-	}
+	char *argv[] = { (char *)prog, ini, NULL };
+	bouncer = testutil_spawn(log, pw != NULL ? pw->pw_uid : (uid_t)-1,
+				 pw != NULL ? pw->pw_gid : (gid_t)-1, SIGTERM, argv);
 	int64_t deadline = clock_mono_ms() + 10000;
-	while (!socket_listens(sock)) {
+	while (!testutil_socket_answers(sock, SOCK_STREAM)) {
 		int status = 0;
 		ck_assert_msg(waitpid(bouncer, &status, WNOHANG) == 0, "pgbouncer exited at start "
 			      "(status 0x%x); see %s", status, log);
@@ -177,23 +145,19 @@ broker_start(const char *reset_check)
 
 static const char *const checks[] = { "function", "query" };
 
-static pgl_pool_stats
-stats(void)
-{
-	pgl_pool_stats st;
-
-	ck_assert_int_eq(pgl_stats(broker.shm, &st, 1), 1);
-	return st;
-}
-
-/* Waits until the pool's passed resets number n and its backend is idle again. */
+/*
+ * Waits until the pool's passed resets number n and its backend is idle
+ * again (n = 0: the pool as it started); returns its statistics.
+ */
 static pgl_pool_stats
 wait_reset(uint64_t n)
 {
-	WAIT_UNTIL(stats().resets == n && stats().idle == 1, 10000, "reset %llu did not end: "
-		   "resets %llu idle %d", (unsigned long long)n,
-		   (unsigned long long)stats().resets, stats().idle);
-	return stats();
+	pgl_pool_stats st;
+
+	WAIT_UNTIL(pgl_stats(broker.shm, &st, 1) == 1 && st.resets == n && st.idle == 1, 10000,
+		   "reset %llu did not end: resets %llu idle %d", (unsigned long long)n,
+		   (unsigned long long)st.resets, st.idle);
+	return st;
 }
 
 /* Runs sql on the lease; it must succeed and leave the session idle.  Its first value. */
@@ -220,7 +184,7 @@ START_TEST(test_reset_through_pgbouncer)
 	char sql[128], out[256];
 
 	broker_start(checks[_i]);
-	uint64_t connects = stats().connects;
+	uint64_t connects = wait_reset(0).connects;
 	pgl_client *c = pgl_open(broker.socket);
 	pgl_lease *l = pgl_acquire(c, NULL, -1);
 	ck_assert_msg(l != NULL, "%s", pgl_error(c));
@@ -261,7 +225,7 @@ END_TEST
 START_TEST(test_dirty_through_pgbouncer)
 {
 	broker_start(checks[_i]);
-	uint64_t connects = stats().connects;
+	uint64_t connects = wait_reset(0).connects;
 	pgl_client *c = pgl_open(broker.socket);
 	pgl_lease *l = pgl_acquire(c, NULL, -1);
 	ck_assert_msg(l != NULL, "%s", pgl_error(c));
