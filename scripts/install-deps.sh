@@ -5,7 +5,8 @@
 #
 #   --tests  also the real clients that tests/clients drives under the
 #            preload shim (Apache prefork + mod_php, ab, Perl DBD::Pg,
-#            Python psycopg2); scripts/test.sh passes it
+#            Python psycopg2), and PgBouncer, which check_pgbouncer puts in
+#            front of the server; scripts/test.sh passes it
 #   --bench  also what bench/run.sh compares against (PgBouncer, gnuplot,
 #            and the clients above)
 set -euo pipefail
@@ -20,11 +21,12 @@ client_packages=(
 	apache2 apache2-utils libapache2-mod-php php-pgsql
 	perl libdbd-pg-perl python3 python3-psycopg2 python3-psycopg
 )
+test_packages=(pgbouncer)
 bench_packages=(pgbouncer gnuplot-nox)
 
 for arg in "$@"; do
 	case $arg in
-	--tests) packages+=("${client_packages[@]}") ;;
+	--tests) packages+=("${client_packages[@]}" "${test_packages[@]}") ;;
 	--bench) packages+=("${client_packages[@]}" "${bench_packages[@]}") ;;
 	*) echo "usage: install-deps.sh [--tests] [--bench]" >&2; exit 2 ;;
 	esac

@@ -219,35 +219,49 @@ replace_all(char *dst, size_t len, const char *src, const char *pat, const char 
 	dst[used] = '\0';
 }
 
-static void
-broker_spawn(struct testbroker *b)
+pid_t
+testutil_spawn(const char *log, uid_t uid, gid_t gid, int deathsig, char *const argv[])
 {
 	pid_t parent = getpid();
+	pid_t pid = fork();
 
-	b->pid = fork();
-	ck_assert_int_ge(b->pid, 0);
-	if (b->pid == 0) {
-		int fd = open(b->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-		/* Gone with the test, whichever way it ends. */
-		prctl(PR_SET_PDEATHSIG, SIGINT);
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+		if (uid != (uid_t)-1 &&
+		    (setgroups(0, NULL) != 0 || setgid(gid) != 0 || setuid(uid) != 0))
+			_exit(126);
+		/* after setuid, which clears it: gone with the test, whichever way it ends */
+		prctl(PR_SET_PDEATHSIG, deathsig);
 		if (getppid() != parent)
 			_exit(1);
 		if (fd >= 0) {
 			dup2(fd, STDOUT_FILENO);
 			dup2(fd, STDERR_FILENO);
 		}
-		execl(TOP_BUILDDIR "/pgleased", "pgleased", "-c", b->conf, (char *)NULL);
+		execv(argv[0], argv);
 		_exit(127);
 	}
+	return pid;
 }
 
-static bool
-socket_answers(const char *path)
+static pid_t
+broker_spawn(const struct testbroker *b, uid_t uid, gid_t gid)
+{
+	char *argv[] = { (char *)TOP_BUILDDIR "/pgleased", (char *)"-c", (char *)b->conf, NULL };
+
+	return testutil_spawn(b->log, uid, gid, SIGINT, argv);
+}
+
+bool
+testutil_socket_answers(const char *path, int type)
 {
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
-	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	int fd = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
 	bool ok;
 
+	if (fd < 0)
+		return false;
 	snprintf(sun.sun_path, sizeof(sun.sun_path), "%.*s", (int)sizeof(sun.sun_path) - 1, path);
 	ok = connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0;
 	close(fd);
@@ -259,7 +273,7 @@ broker_wait(struct testbroker *b, bool wait_ready)
 {
 	int64_t deadline = clock_mono_ms() + 15000;
 
-	while (!socket_answers(b->socket)) {
+	while (!testutil_socket_answers(b->socket, SOCK_SEQPACKET)) {
 		int status;
 		ck_assert_msg(waitpid(b->pid, &status, WNOHANG) == 0,
 			      "pgleased exited at start; see %s", b->log);
@@ -296,6 +310,34 @@ broker_wait(struct testbroker *b, bool wait_ready)
 		ck_assert_msg(testbroker_wait_idle(b, (int)i, want, 15000),
 			      "pool %u did not open %d backends; see %s", i, want, b->log);
 	}
+}
+
+const char *
+testutil_pool_with(const char *pool, const char *extra)
+{
+	static char buf[2048];
+	const char *end = strrchr(pool, '}');
+
+	ck_assert_msg(end != NULL, "not a pool group: %s", pool);
+	snprintf(buf, sizeof(buf), "%.*s %s }", (int)(end - pool), pool, extra);
+	return buf;
+}
+
+const char *testutil_reset_check = "function";
+
+void
+testutil_setup_query_check(void)
+{
+	testutil_reset_check = "query";
+}
+
+const char *
+testutil_pool_checked(const char *pool)
+{
+	char extra[64];
+
+	snprintf(extra, sizeof(extra), "reset_check = \"%s\";", testutil_reset_check);
+	return testutil_pool_with(pool, extra);
 }
 
 void
@@ -338,7 +380,7 @@ broker_start(struct testbroker *b, bool default_modes, const char *broker_extra,
 	snprintf(b->log, sizeof(b->log), "%s/pgleased.log", b->dir);
 	snprintf(b->shm, sizeof(b->shm), "/pglease.test.%d.%d", (int)getpid(), seq);
 	testbroker_write_config(b, broker_extra, pools);
-	broker_spawn(b);
+	b->pid = broker_spawn(b, (uid_t)-1, (gid_t)-1);
 	broker_wait(b, wait_ready);
 }
 
@@ -359,7 +401,7 @@ testbroker_start_default_modes(struct testbroker *b, const char *broker_extra,
 void
 testbroker_restart(struct testbroker *b, bool wait_ready)
 {
-	broker_spawn(b);
+	b->pid = broker_spawn(b, (uid_t)-1, (gid_t)-1);
 	broker_wait(b, wait_ready);
 }
 
@@ -503,9 +545,11 @@ testutil_pool_backends(void)
 				 "WHERE application_name = 'pgleased'");
 }
 
-static bool
-raw_write(int fd, const uint8_t *buf, size_t len)
+bool
+testutil_raw_write(int fd, const void *data, size_t len)
 {
+	const uint8_t *buf = data;
+
 	while (len > 0) {
 		ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
 		if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
@@ -534,15 +578,16 @@ testutil_raw_send(int fd, const char *sql)
 	buf[3] = (uint8_t)(l >> 8);
 	buf[4] = (uint8_t)l;
 	memcpy(buf + 5, sql, n + 1);
-	bool ok = raw_write(fd, buf, n + 6);
+	bool ok = testutil_raw_write(fd, buf, n + 6);
 	free(buf);
 	return ok;
 }
 
-/* Reads exactly len bytes, waiting with poll (the socket is non-blocking). */
-static bool
-raw_read(int fd, uint8_t *buf, size_t len)
+bool
+testutil_raw_read(int fd, void *out, size_t len)
 {
+	uint8_t *buf = out;
+
 	while (len > 0) {
 		ssize_t n = recv(fd, buf, len, 0);
 		if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
@@ -572,7 +617,7 @@ testutil_raw_query(int fd, const char *sql, char *out, size_t len, char *status)
 	}
 	for (;;) {
 		uint8_t hdr[5];
-		if (!raw_read(fd, hdr, 5)) {
+		if (!testutil_raw_read(fd, hdr, 5)) {
 			snprintf(out, len, "connection lost");
 			return false;
 		}
@@ -580,7 +625,7 @@ testutil_raw_query(int fd, const char *sql, char *out, size_t len, char *status)
 			     (uint32_t)hdr[3] << 8 | hdr[4];
 		ck_assert_uint_ge(l, 4);
 		uint8_t *body = malloc(l - 4 + 1);
-		ck_assert(raw_read(fd, body, l - 4));
+		ck_assert(testutil_raw_read(fd, body, l - 4));
 		body[l - 4] = 0;
 		if (hdr[0] == 'D' && !have_row && l - 4 >= 6) {
 			int32_t clen = (int32_t)((uint32_t)body[2] << 24 | (uint32_t)body[3] << 16 |
@@ -798,7 +843,6 @@ testbroker_start_as(struct testbroker *b, uid_t uid, gid_t gid, const char *brok
 		    const char *pools, bool wait_ready)
 {
 	static int seq;
-	pid_t parent = getpid();
 
 	memset(b, 0, sizeof(*b));
 	b->uid = uid;
@@ -813,23 +857,6 @@ testbroker_start_as(struct testbroker *b, uid_t uid, gid_t gid, const char *brok
 	snprintf(b->shm, sizeof(b->shm), "/pglease.test.as%u.%d.%d", (unsigned)uid, (int)getpid(),
 		 seq);
 	testbroker_write_config(b, broker_extra, pools);
-
-	b->pid = fork();
-	ck_assert_int_ge(b->pid, 0);
-	if (b->pid == 0) {
-		int fd = open(b->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-		if (setgroups(0, NULL) != 0 || setgid(gid) != 0 || setuid(uid) != 0)
-			_exit(126);
-		/* after setuid, which clears it: gone with the test */
-		prctl(PR_SET_PDEATHSIG, SIGINT);
-		if (getppid() != parent)
-			_exit(1);
-		if (fd >= 0) {
-			dup2(fd, STDOUT_FILENO);
-			dup2(fd, STDERR_FILENO);
-		}
-		execl(TOP_BUILDDIR "/pgleased", "pgleased", "-c", b->conf, (char *)NULL);
-		_exit(127);
-	}
+	b->pid = broker_spawn(b, uid, gid);
 	broker_wait(b, wait_ready);
 }

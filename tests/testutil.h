@@ -49,6 +49,13 @@ int testutil_run(char *const argv[], char *out, size_t outlen);
 		}                                                             \
 	} while (0)
 
+/*
+ * Forks argv[0] (a path) with argv, its stdout and stderr appended to log,
+ * dying with the test process (deathsig); as uid:gid with no supplementary
+ * group when uid is not (uid_t)-1 (the test runs as root).  Returns its pid.
+ */
+pid_t testutil_spawn(const char *log, uid_t uid, gid_t gid, int deathsig, char *const argv[]);
+
 /* Waits for a forked worker; asserts that it exited 0. */
 void testutil_reap(pid_t pid, const char *what);
 
@@ -113,6 +120,22 @@ void testbroker_start(struct testbroker *b, const char *broker_extra, const char
 void testbroker_start_default_modes(struct testbroker *b, const char *broker_extra,
 				    const char *pools, bool wait_ready);
 
+/*
+ * The pool group pool ("{ name = ...; }") with the settings extra added
+ * before its closing brace (static storage: use it before the next call).
+ */
+const char *testutil_pool_with(const char *pool, const char *extra);
+
+/*
+ * The reset_check of the running test case's pools: "function" (the
+ * default), or "query" in a test case with testutil_setup_query_check() as
+ * its checked fixture.  testutil_pool_checked() is testutil_pool_with()
+ * with that setting.
+ */
+extern const char *testutil_reset_check;
+void testutil_setup_query_check(void);
+const char *testutil_pool_checked(const char *pool);
+
 /* Rewrites the broker's config file (atomically) with the same template. */
 void testbroker_write_config(const struct testbroker *b, const char *broker_extra,
 			     const char *pools);
@@ -164,6 +187,12 @@ long testutil_pool_backends(void);
  */
 bool testutil_raw_query(int fd, const char *sql, char *out, size_t len, char *status);
 
+/* Writes len bytes to a raw backend socket; false when the send failed. */
+bool testutil_raw_write(int fd, const void *buf, size_t len);
+
+/* Reads exactly len bytes from a raw backend socket, waiting up to 30 s for each part. */
+bool testutil_raw_read(int fd, void *buf, size_t len);
+
 /* Writes sql as one Query message and reads nothing; false when the send failed. */
 bool testutil_raw_send(int fd, const char *sql);
 
@@ -180,6 +209,9 @@ bool testutil_wire_send(int fd, const struct wire_msg *m, int flags);
 
 /* HELLO at the lowest protocol version, and whatever the broker answers read. */
 bool testutil_hello(int fd);
+
+/* Whether a connect() to the UNIX socket at path, of type (SOCK_STREAM...), succeeds. */
+bool testutil_socket_answers(const char *path, int type);
 
 /* Open file descriptors of process pid (0: this one). */
 int testutil_count_fds(pid_t pid);

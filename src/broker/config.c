@@ -39,6 +39,7 @@
 static const char *const log_level_choices[] = { "error", "warn", "info", "debug", NULL };
 static const char *const log_target_choices[] = { "stderr", "syslog", NULL };
 static const char *const lease_action_choices[] = { "warn", "terminate", NULL };
+static const char *const reset_check_choices[] = { "function", "query", NULL };
 
 /* The longest duration we accept: about 31 years, far from double's limits. */
 #define DURATION_MAX 1e9
@@ -90,6 +91,8 @@ static const struct config_key config_keys[] = {
 	{ "max_lifetime", P(max_lifetime), DUR(3600.0) },
 	/* in addition to DISCARD ALL, which always runs */
 	{ "reset_query", P(reset_query), STR(NULL), .max_len = CONFIG_QUERY_MAX },
+	{ "reset_check", P(reset_check), .type = KEY_ENUM, .choices = reset_check_choices,
+	  .idef = RESET_CHECK_FUNCTION },
 	{ "lease_timeout", P(lease_timeout), DUR(60.0) },
 	{ "lease_timeout_action", P(lease_timeout_action), .type = KEY_ENUM,
 	  .choices = lease_action_choices, .idef = LEASE_TIMEOUT_WARN },

@@ -23,6 +23,12 @@ enum lease_timeout_action {
 	LEASE_TIMEOUT_TERMINATE,
 };
 
+/* What ends a reset and proves the stream is the broker's (exchange.c). */
+enum reset_check {
+	RESET_CHECK_FUNCTION = 0,	/* a fast-path FunctionCall echoing the nonce */
+	RESET_CHECK_QUERY,		/* SELECT '<nonce>' */
+};
+
 enum config_log_target {
 	CONFIG_LOG_STDERR = 0,
 	CONFIG_LOG_SYSLOG,
@@ -48,6 +54,7 @@ struct pool_config {
 	double idle_timeout;		/* seconds, 0 = off */
 	double max_lifetime;		/* seconds, 0 = off */
 	char *reset_query;
+	int reset_check;		/* enum reset_check */
 	double lease_timeout;		/* seconds, 0 = off */
 	int lease_timeout_action;	/* enum lease_timeout_action */
 	double connection_check_interval; /* seconds, 0 = off */

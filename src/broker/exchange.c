@@ -5,7 +5,8 @@
  * its queries in one write and checks every reply against what those
  * queries must answer: the stream may have been left anywhere by the
  * process that held it, and only exactly the expected replies prove it is
- * back where the broker wants it.  While an exchange runs it handles the
+ * back where the broker wants it.  A reset ends with a random nonce that
+ * only its own last reply can carry.  While an exchange runs it handles the
  * slot's watchers itself (backend_set_handlers()).
  */
 #include "autoconf.h"
@@ -28,8 +29,24 @@ enum step {
 	STEP_ANY,		/* rows, notices, one CommandComplete or none; ReadyForQuery idle */
 	STEP_ROLLBACK,		/* CommandComplete "ROLLBACK"; ReadyForQuery idle */
 	STEP_DISCARD,		/* CommandComplete "DISCARD ALL"; ReadyForQuery idle */
-	STEP_NONCE,		/* one row holding the nonce; ReadyForQuery idle */
+	STEP_NONCE_QUERY,	/* one row holding the nonce in hex; ReadyForQuery idle */
+	STEP_NONCE_CALL,	/* FunctionCallResponse: the nonce's 8 bytes; ReadyForQuery idle */
 };
+
+/*
+ * The function a reset_check = "function" reset calls with its nonce, on
+ * the fast path (no parser, no planner, no snapshot of a query): int8up(int8),
+ * unary plus on bigint, an immutable identity on every 64-bit value.
+ * Built-in OIDs below 10000 are fixed in PostgreSQL's catalog source
+ * (src/include/catalog/pg_proc.dat; fmgroids.h's F_INT8UP) and never
+ * reassigned, and a built-in function is pinned: no DROP removes it.  1910
+ * is its oid in 15 (SELECT 'int8up(int8)'::regprocedure::oid) as in the
+ * current catalog, so a constant serves; looking it up per pool would cost
+ * a query on the first backend and trust its search_path.  A server that
+ * is PostgreSQL in name only, or a proxy that refuses FunctionCall, fails
+ * every reset with its error: reset_check = "query" is for those.
+ */
+#define NONCE_FUNCTION_OID 1910u
 
 enum op {
 	OP_NONE = 0,
@@ -136,6 +153,24 @@ expect_prefix(struct slot *slot, const struct pgproto_msg *m, const char **why)
 }
 
 /*
+ * Whether an ErrorResponse says the server or a proxy will not run the
+ * nonce's FunctionCall at all (no such function, no right to run it, no
+ * fast path, a protocol it does not take), rather than that the stream
+ * held something else.
+ */
+static bool
+refused_call(const struct pgproto_msg *m)
+{
+	static const char *const codes[] = { "42883", "42501", "0A000", "08P01" };
+	const char *code = pgproto_error_field(m, 'C');
+
+	for (size_t i = 0; code != NULL && i < sizeof(codes) / sizeof(codes[0]); i++)
+		if (strcmp(code, codes[i]) == 0)
+			return true;
+	return false;
+}
+
+/*
  * Checks one reply against the plan.  Returns 1 when the exchange is
  * complete, 0 to read on, -1 on a mismatch (why set).
  */
@@ -160,8 +195,11 @@ expect(struct slot *slot, const struct pgproto_msg *m, const char **why)
 		return 0;
 	if (m->type == 'E') {
 		const char *msg = pgproto_error_field(m, 'M');
-		static __thread char buf[300];
-		snprintf(buf, sizeof(buf), "server error: %s", msg != NULL ? msg : "(no message)");
+		static __thread char buf[400];
+		snprintf(buf, sizeof(buf), "server error: %s%s", msg != NULL ? msg : "(no message)",
+			 st == STEP_NONCE_CALL && refused_call(m) ? " (the nonce's fast-path function "
+			 "call was refused; a server or proxy that refuses it needs reset_check = "
+			 "\"query\")" : "");
 		*why = buf;
 		return -1;
 	}
@@ -174,8 +212,8 @@ expect(struct slot *slot, const struct pgproto_msg *m, const char **why)
 			*why = st == STEP_ROLLBACK ? "no ROLLBACK reply" : "no DISCARD ALL reply";
 			return -1;
 		}
-		if (st == STEP_NONCE && *sub != 3) {
-			*why = "the nonce query's reply is incomplete";
+		if ((st == STEP_NONCE_QUERY && *sub != 3) || (st == STEP_NONCE_CALL && *sub != 1)) {
+			*why = "the nonce's reply is incomplete";
 			return -1;
 		}
 		*sub = 0;
@@ -199,12 +237,15 @@ expect(struct slot *slot, const struct pgproto_msg *m, const char **why)
 			}
 		}
 		break;
-	case STEP_NONCE:
+	case STEP_NONCE_QUERY: {
+		char hex[17];
+
+		snprintf(hex, sizeof(hex), "%016" PRIx64, x->nonce);
 		if (*sub == 0 && m->type == 'T') {
 			*sub = 1;
 			return 0;
 		}
-		if (*sub == 1 && pgproto_datarow_is(m, x->nonce)) {
+		if (*sub == 1 && pgproto_datarow_is(m, hex)) {
 			*sub = 2;
 			return 0;
 		}
@@ -214,6 +255,13 @@ expect(struct slot *slot, const struct pgproto_msg *m, const char **why)
 				*sub = 3;
 				return 0;
 			}
+		}
+		break;
+	}
+	case STEP_NONCE_CALL:
+		if (*sub == 0 && pgproto_function_result_is(m, x->nonce)) {
+			*sub = 1;
+			return 0;
 		}
 		break;
 	}
@@ -296,15 +344,20 @@ drive(struct slot *slot)
 
 /* --- the exchanges ------------------------------------------------------ */
 
+/*
+ * Sends queries, each a step of op, in one write; with nonce_call, the
+ * reset's FunctionCall of x->nonce follows them as one more step.
+ */
 static void
-exchange_start(struct slot *slot, int op, const char *const *queries, int nqueries)
+exchange_start(struct slot *slot, int op, const char *const *queries, int nqueries,
+	       bool nonce_call)
 {
 	struct exchange *x = slot->exchange;
 	size_t len = 0;
 
 	drive(slot);
 	x->op = op;
-	x->nsteps = nqueries;
+	x->nsteps = nqueries + (nonce_call ? 1 : 0);
 	x->step = 0;
 	x->sub = 0;
 	x->out_off = 0;
@@ -314,6 +367,16 @@ exchange_start(struct slot *slot, int op, const char *const *queries, int nqueri
 	pgproto_reset(&x->rd);
 	for (int i = 0; i < nqueries; i++) {
 		size_t n = pgproto_query(x->out + len, sizeof(x->out) - len, queries[i]);
+		if (n == 0) {
+			x->out_len = 0;
+			exchange_end(slot, false, "query too long");
+			return;
+		}
+		len += n;
+	}
+	if (nonce_call) {
+		size_t n = pgproto_function_call_int8(x->out + len, sizeof(x->out) - len,
+						      NONCE_FUNCTION_OID, x->nonce);
 		if (n == 0) {
 			x->out_len = 0;
 			exchange_end(slot, false, "query too long");
@@ -333,7 +396,7 @@ exchange_validate(struct slot *slot)
 {
 	const char *q[] = { slot->pool->cfg->health_query };
 
-	exchange_start(slot, OP_VALIDATE, q, 1);
+	exchange_start(slot, OP_VALIDATE, q, 1, false);
 }
 
 void
@@ -353,13 +416,12 @@ exchange_reset(struct slot *slot, bool rollback)
 		return;
 	}
 	char nonce_sql[64];
-	uint64_t r = rng_next(&slot->pool->broker->rng);
 	const char *extra = slot->pool->cfg->reset_query;
+	bool call = slot->pool->cfg->reset_check == RESET_CHECK_FUNCTION;
 	const char *q[4];
 	int n = 0;
 
-	snprintf(x->nonce, sizeof(x->nonce), "%016" PRIx64, r);
-	snprintf(nonce_sql, sizeof(nonce_sql), "SELECT '%s'", x->nonce);
+	x->nonce = rng_next(&slot->pool->broker->rng);
 	x->rollback = rollback;
 	if (rollback) {
 		x->plan[n] = STEP_ROLLBACK;
@@ -372,9 +434,15 @@ exchange_reset(struct slot *slot, bool rollback)
 		x->plan[n] = STEP_ANY;
 		q[n++] = extra;
 	}
-	x->plan[n] = STEP_NONCE;
+	if (call) {
+		x->plan[n] = STEP_NONCE_CALL;	/* not a query: exchange_start() adds it */
+		exchange_start(slot, OP_RESET, q, n, true);
+		return;
+	}
+	snprintf(nonce_sql, sizeof(nonce_sql), "SELECT '%016" PRIx64 "'", x->nonce);
+	x->plan[n] = STEP_NONCE_QUERY;
 	q[n++] = nonce_sql;
-	exchange_start(slot, OP_RESET, q, n);
+	exchange_start(slot, OP_RESET, q, n, false);
 }
 
 /*
@@ -408,7 +476,7 @@ exchange_terminate_other(struct slot *slot, struct slot *victim)
 
 	snprintf(sql, sizeof(sql), "SELECT pg_terminate_backend(%d)", victim->backend_pid);
 	slot->terminate_for = victim;
-	exchange_start(slot, OP_TERMINATE, q, 1);
+	exchange_start(slot, OP_TERMINATE, q, 1, false);
 }
 
 void

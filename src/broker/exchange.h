@@ -31,7 +31,7 @@ struct exchange {
 	int sub;			/* position inside the current reply */
 	uint8_t plan[4];		/* the reset's steps (exchange.c enum step) */
 	bool rollback;
-	char nonce[24];
+	uint64_t nonce;			/* the reset's: only its own last reply carries it */
 	double deadline;		/* ev_now: the exchange must end by then */
 	bool skip_prefix;		/* a stalled reset: the cancelled query's replies first */
 	bool prefix_cancelled;		/* ... and its cancel was seen */
@@ -44,7 +44,8 @@ void exchange_validate(struct slot *slot);
 
 /*
  * Resets a released backend: ROLLBACK when rollback, DISCARD ALL, the
- * pool's reset_query if any, and a query returning a random nonce; ends in
+ * pool's reset_query if any, and a random nonce echoed by the server (the
+ * pool's reset_check: a FunctionCall of int8up, or SELECT '<hex>'); ends in
  * backend_events->reset, ok only when the replies were exactly the expected
  * ones.  A reset that does not end promptly calls backend_events->stalled
  * and cancels what runs on the backend; it ends when the cancel has landed

@@ -47,11 +47,26 @@ pgproto_put(struct pgproto_out *o, const void *data, size_t len)
 }
 
 void
+pgproto_put16(struct pgproto_out *o, uint16_t v)
+{
+	uint8_t b[2] = { (uint8_t)(v >> 8), (uint8_t)v };
+
+	pgproto_put(o, b, sizeof(b));
+}
+
+void
 pgproto_put32(struct pgproto_out *o, uint32_t v)
 {
 	uint8_t b[4] = { (uint8_t)(v >> 24), (uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v };
 
 	pgproto_put(o, b, sizeof(b));
+}
+
+void
+pgproto_put64(struct pgproto_out *o, uint64_t v)
+{
+	pgproto_put32(o, (uint32_t)(v >> 32));
+	pgproto_put32(o, (uint32_t)v);
 }
 
 void
@@ -81,7 +96,33 @@ pgproto_query(uint8_t *buf, size_t cap, const char *sql)
 	return pgproto_out_len(&o);
 }
 
+size_t
+pgproto_function_call_int8(uint8_t *buf, size_t cap, uint32_t fn_oid, uint64_t arg)
+{
+	struct pgproto_out o;
+
+	pgproto_out_init(&o, buf, cap);
+	/* oid, 1 format code, 1 argument of 4 + 8 bytes, the result's format */
+	if (pgproto_begin(&o, 'F', 4 + 2 + 2 + 2 + 4 + 8 + 2)) {
+		pgproto_put32(&o, fn_oid);
+		pgproto_put16(&o, 1);
+		pgproto_put16(&o, 1);		/* binary */
+		pgproto_put16(&o, 1);
+		pgproto_put32(&o, 8);
+		pgproto_put64(&o, arg);
+		pgproto_put16(&o, 1);		/* binary */
+	}
+	return pgproto_out_len(&o);
+}
+
 /* --- reading a backend's replies ----------------------------------------- */
+
+/* The big-endian 32-bit word at p. */
+static uint32_t
+get32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
 
 void
 pgproto_reset(struct pgproto_reader *r)
@@ -125,7 +166,7 @@ pgproto_next(struct pgproto_reader *r, struct pgproto_msg *m)
 	if (avail < 5)
 		return 0;
 
-	uint32_t len = (uint32_t)p[1] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 8 | p[4];
+	uint32_t len = get32(p + 1);
 	if (len < 4)
 		return -1;
 	if ((size_t)len + 1 > sizeof(r->buf))
@@ -167,8 +208,18 @@ pgproto_datarow_is(const struct pgproto_msg *m, const char *value)
 	const uint8_t *b = m->body;
 	if (b[0] != 0 || b[1] != 1)
 		return false;
-	uint32_t clen = (uint32_t)b[2] << 24 | (uint32_t)b[3] << 16 | (uint32_t)b[4] << 8 | b[5];
+	uint32_t clen = get32(b + 2);
 	return clen == vlen && memcmp(b + 6, value, vlen) == 0;
+}
+
+bool
+pgproto_function_result_is(const struct pgproto_msg *m, uint64_t value)
+{
+	if (m->type != 'V' || m->len != 4 + 8)
+		return false;
+	uint64_t v = (uint64_t)get32(m->body + 4) << 32 | get32(m->body + 8);
+
+	return get32(m->body) == 8 && v == value;
 }
 
 const char *

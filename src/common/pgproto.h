@@ -50,7 +50,9 @@ bool pgproto_begin(struct pgproto_out *o, char type, size_t body_len);
 
 /* Appends to the message begun last: len bytes of data, a big-endian v, s with its NUL. */
 void pgproto_put(struct pgproto_out *o, const void *data, size_t len);
+void pgproto_put16(struct pgproto_out *o, uint16_t v);
 void pgproto_put32(struct pgproto_out *o, uint32_t v);
+void pgproto_put64(struct pgproto_out *o, uint64_t v);
 void pgproto_put_cstring(struct pgproto_out *o, const char *s);
 
 /*
@@ -63,6 +65,14 @@ size_t pgproto_out_len(const struct pgproto_out *o) __attribute__((warn_unused_r
 
 /* Writes a simple Query message for sql into buf; returns its size, 0 if it does not fit. */
 size_t pgproto_query(uint8_t *buf, size_t cap, const char *sql);
+
+/*
+ * Writes a FunctionCall message (the fast-path interface: no parser, no
+ * planner) of the function fn_oid with one int8 argument, arg, sent in
+ * binary, the result asked for in binary; returns its size, 0 if it does
+ * not fit.
+ */
+size_t pgproto_function_call_int8(uint8_t *buf, size_t cap, uint32_t fn_oid, uint64_t arg);
 
 /* The Terminate message. */
 extern const uint8_t pgproto_terminate[PGPROTO_HEADER_SIZE];
@@ -106,6 +116,12 @@ const char *pgproto_cstring(const struct pgproto_msg *m, size_t *next);
  * A DataRow holding exactly one non-NULL column equal to value: true.
  */
 bool pgproto_datarow_is(const struct pgproto_msg *m, const char *value);
+
+/*
+ * A FunctionCallResponse holding exactly one 8-byte binary value equal to
+ * value (an int8 in network order): true.
+ */
+bool pgproto_function_result_is(const struct pgproto_msg *m, uint64_t value);
 
 /* An ErrorResponse's or NoticeResponse's field (code 'S', 'C', 'M'), or NULL. */
 const char *pgproto_error_field(const struct pgproto_msg *m, char code);

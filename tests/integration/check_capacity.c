@@ -3,7 +3,8 @@
  * back promptly, and never more than max_size backends exist: a release
  * with a query still running, a query that ignores the cancel, a burst of
  * acquires while idle backends are being health-checked.  And what comes
- * back is whole: a reset_query cannot weaken the reset.
+ * back is whole: a reset_query cannot weaken the reset.  The reset cases
+ * run with either reset_check (test case "reset_query": the SELECT).
  */
 #include "autoconf.h"
 
@@ -54,9 +55,9 @@ wait_sql(const char *sql, long want, int ms)
  */
 START_TEST(test_release_with_query_running)
 {
-	testbroker_start(&broker, NULL,
+	testbroker_start(&broker, NULL, testutil_pool_checked(
 			 "{ name = \"main\"; conninfo = \"$CONNINFO\"; min_size = 1; max_size = 4; "
-			 "connect_timeout = 10.0; validate_after = 60.0; }", true);
+			 "connect_timeout = 10.0; validate_after = 60.0; }"), true);
 	pgl_client *a = pgl_open(broker.socket);
 	pgl_lease *l = pgl_acquire(a, NULL, -1);
 	ck_assert_msg(l != NULL, "%s", pgl_error(a));
@@ -100,10 +101,10 @@ END_TEST
  */
 START_TEST(test_release_with_uncancelable_query)
 {
-	testbroker_start(&broker, NULL,
+	testbroker_start(&broker, NULL, testutil_pool_checked(
 			 "{ name = \"main\"; conninfo = \"$CONNINFO\"; min_size = 1; max_size = 2; "
 			 "connect_timeout = 5.0; validate_after = 60.0; "
-			 "connection_check_interval = 0.2; }", true);
+			 "connection_check_interval = 0.2; }"), true);
 	pgl_client *a = pgl_open(broker.socket);
 	pgl_lease *l = pgl_acquire(a, NULL, -1);
 	ck_assert_msg(l != NULL, "%s", pgl_error(a));
@@ -193,9 +194,9 @@ START_TEST(test_reset_query_cannot_weaken)
 
 	testutil_sql("DROP ROLE IF EXISTS pgl_tenant", out, sizeof(out));
 	ck_assert_msg(testutil_sql("CREATE ROLE pgl_tenant", out, sizeof(out)), "%s", out);
-	testbroker_start(&broker, NULL,
+	testbroker_start(&broker, NULL, testutil_pool_checked(
 			 "{ name = \"main\"; conninfo = \"$CONNINFO\"; min_size = 1; max_size = 1; "
-			 "reset_query = \"RESET ALL\"; }", true);
+			 "reset_query = \"RESET ALL\"; }"), true);
 	pgl_client *c = pgl_open(broker.socket);
 	pgl_lease *l = pgl_acquire(c, NULL, -1);
 	ck_assert_msg(l != NULL, "%s", pgl_error(c));
@@ -331,6 +332,15 @@ capacity_suite(void)
 	tcase_add_test(tc, test_reset_query_cannot_weaken);
 	tcase_add_test(tc, test_stuck_backend_keeps_its_slot);
 	tcase_add_test(tc, test_no_wait_never_validates);
+	suite_add_tcase(s, tc);
+
+	/* The reset's cases again, the nonce sent as SELECT '<nonce>'. */
+	tc = tcase_create("reset_query");
+	tcase_set_timeout(tc, 60);
+	tcase_add_checked_fixture(tc, testutil_setup_query_check, NULL);
+	tcase_add_test(tc, test_release_with_query_running);
+	tcase_add_test(tc, test_release_with_uncancelable_query);
+	tcase_add_test(tc, test_reset_query_cannot_weaken);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -2,14 +2,17 @@
  * check_orphan.c - what a holder leaves behind never reaches the next one:
  * a worker killed mid-transaction (also while a forked child keeps its
  * sockets), a process exiting without pgl_release, a lease released inside
- * a transaction, raw holders that leave replies in the stream, a backend
- * that ignores the cancel and the end of its stream, and a client gone
- * right after its RELEASE with an answer unread.
+ * a transaction, raw holders that leave replies (or half a reply) in the
+ * stream, a backend that ignores the cancel and the end of its stream, and
+ * a client gone right after its RELEASE with an answer unread.  The reset
+ * cases run with either reset_check: the nonce as a FunctionCall (the
+ * default) and as a SELECT (test case "reset_query").
  */
 #include "autoconf.h"
 
 #include "common/clock.h"
 #include "common/fdpass.h"
+#include "common/pgproto.h"
 #include "common/wire.h"
 #include "pglease.h"
 #include "testutil.h"
@@ -21,14 +24,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define POOL(min, max) \
+#define POOL_GROUP(min, max) \
 	"{ name = \"main\"; conninfo = \"$CONNINFO\"; min_size = " #min "; max_size = " #max \
 	"; acquire_timeout = 5.0; initial_backoff = 0.1; max_backoff = 1.0; }"
+#define POOL(min, max) testutil_pool_checked(POOL_GROUP(min, max))
 
 static struct testbroker broker;
 
@@ -224,7 +229,7 @@ START_TEST(test_release_in_transaction)
 {
 	char out[256], st;
 
-	exec_sql("CREATE TABLE released (id int)");
+	exec_sql("DROP TABLE IF EXISTS released; CREATE TABLE released (id int)");
 	testbroker_start(&broker, NULL, POOL(1, 1), true);
 	pgl_client *c = pgl_open(broker.socket);
 	pgl_lease *l = pgl_acquire(c, NULL, -1);
@@ -262,30 +267,17 @@ START_TEST(test_release_in_transaction)
 }
 END_TEST
 
-/* Raw holders that leave replies unread: the backend is replaced, never handed on. */
-static const char *const stray[][2] = {
-	{ "ROLLBACK", "DISCARD ALL" },
-	{ "SELECT 1", NULL },
-	{ "SELECT pg_sleep(0.01)", NULL },	/* ends before the reset could stall */
-	{ "BEGIN", "SELECT 'x'" },
-};
-
-START_TEST(test_stray_replies_replace)
+/*
+ * After a release of backend pid that left the stream dirty: the next lease
+ * of the pool of one is another backend, which answers exactly its own
+ * query, and the reset counts as failed.
+ */
+static void
+assert_replaced(pgl_client *c, int pid)
 {
 	char out[256], st;
+	pgl_lease *l = pgl_acquire(c, NULL, 5000);
 
-	testbroker_start(&broker, NULL, POOL(1, 1), true);
-	pgl_client *c = pgl_open(broker.socket);
-	pgl_lease *l = pgl_acquire(c, NULL, -1);
-	ck_assert_ptr_nonnull(l);
-	int pid = pgl_backend_pid(l);
-
-	ck_assert(testutil_raw_send(pgl_fd(l), stray[_i][0]));
-	if (stray[_i][1] != NULL)
-		ck_assert(testutil_raw_send(pgl_fd(l), stray[_i][1]));
-	ck_assert_int_eq(pgl_release(l), 0);
-
-	l = pgl_acquire(c, NULL, 5000);
 	ck_assert_msg(l != NULL, "%s", pgl_error(c));
 	ck_assert_int_ne(pgl_backend_pid(l), pid);
 	/* and the new one answers exactly its own query */
@@ -297,6 +289,161 @@ START_TEST(test_stray_replies_replace)
 	pgl_pool_stats s = wait_whole(1);
 	ck_assert_uint_eq(s.reset_failures, 1);
 	ck_assert(testbroker_log_has(&broker, "reset failed"));
+}
+
+/* In stray[]: the holder sends the reset's FunctionCall itself, with a nonce of its own. */
+#define FUNCTION_CALL "(FunctionCall of int8up)"
+
+/*
+ * Raw holders that leave replies unread: the backend is replaced, never
+ * handed on.  The last two leave exactly what a reset of either kind
+ * answers, but for a nonce that is not the broker's: those replies are in
+ * the socket before the reset's own, so only the nonce tells them apart.
+ */
+static const char *const stray[][3] = {
+	{ "ROLLBACK", "DISCARD ALL", NULL },
+	{ "SELECT 1", NULL, NULL },
+	{ "SELECT pg_sleep(0.01)", NULL, NULL },	/* ends before the reset could stall */
+	{ "BEGIN", "SELECT 'x'", NULL },
+	{ "ROLLBACK", "DISCARD ALL", "SELECT '0123456789abcdef'" },
+	{ "ROLLBACK", "DISCARD ALL", FUNCTION_CALL },
+};
+
+START_TEST(test_stray_replies_replace)
+{
+	testbroker_start(&broker, NULL, POOL(1, 1), true);
+	pgl_client *c = pgl_open(broker.socket);
+	pgl_lease *l = pgl_acquire(c, NULL, -1);
+	ck_assert_ptr_nonnull(l);
+	int pid = pgl_backend_pid(l);
+
+	for (int i = 0; i < 3 && stray[_i][i] != NULL; i++) {
+		if (strcmp(stray[_i][i], FUNCTION_CALL) == 0) {
+			uint8_t call[64];
+			size_t n = pgproto_function_call_int8(call, sizeof(call), 1910,
+							      0x0123456789abcdefULL);
+			ck_assert(n > 0 && testutil_raw_write(pgl_fd(l), call, n));
+		} else {
+			ck_assert(testutil_raw_send(pgl_fd(l), stray[_i][i]));
+		}
+	}
+	/* answered before the release (10 ms is plenty): the reset's replies come in a later read */
+	struct pollfd p = { .fd = pgl_fd(l), .events = POLLIN };
+	ck_assert_int_eq(poll(&p, 1, 5000), 1);
+	usleep(50000);
+	ck_assert_int_eq(pgl_release(l), 0);
+	assert_replaced(c, pid);
+	pgl_close(c);
+	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
+/*
+ * Waits until fd holds the whole reply to one query, up to its
+ * ReadyForQuery, without reading it; starts[] gets where each of its first
+ * max messages begins.  Returns the reply's length.
+ */
+static size_t
+peek_reply(int fd, size_t *starts, int max)
+{
+	uint8_t buf[1024];
+	int64_t deadline = clock_mono_ms() + 10000;
+
+	for (;;) {
+		ssize_t n = recv(fd, buf, sizeof(buf), MSG_PEEK);
+		size_t off = 0;
+		for (int i = 0; n > 0 && off + 5 <= (size_t)n; i++) {
+			size_t len = (size_t)buf[off + 1] << 24 | (size_t)buf[off + 2] << 16 |
+				     (size_t)buf[off + 3] << 8 | buf[off + 4];
+			if (i < max)
+				starts[i] = off;
+			if (buf[off] == 'Z' && off + 1 + len <= (size_t)n)
+				return off + 1 + len;
+			off += 1 + len;
+		}
+		ck_assert_msg(clock_mono_ms() < deadline, "no whole reply came");
+		usleep(2000);
+	}
+}
+
+/*
+ * Raw holders that read part of a reply and leave the rest, cut between two
+ * messages or inside one: {message, bytes into it} of the reply to SELECT
+ * 'half' (RowDescription, DataRow, CommandComplete, ReadyForQuery).
+ */
+static const int cuts[][2] = {
+	{ 0, 1 },	/* a type byte read, the rest left */
+	{ 1, 0 },	/* the RowDescription read */
+	{ 1, 3 },	/* the cut inside the DataRow's length word */
+	{ 1, 7 },	/* ... inside its body */
+	{ 3, 0 },	/* all but the ReadyForQuery */
+	{ 3, 5 },	/* all but its last byte */
+};
+
+START_TEST(test_half_read_replaces)
+{
+	uint8_t buf[1024];
+	size_t starts[4];
+
+	/*
+	 * What is left may read as the start of a message longer than all the
+	 * reset's replies (a cut inside the DataRow's body does): then only the
+	 * reset's deadline, connect_timeout, ends it.  Never lent either way.
+	 */
+	testbroker_start(&broker, NULL,
+			 testutil_pool_checked("{ name = \"main\"; conninfo = \"$CONNINFO\"; "
+					       "min_size = 1; max_size = 1; connect_timeout = 2.0; }"),
+			 true);
+	pgl_client *c = pgl_open(broker.socket);
+	pgl_lease *l = pgl_acquire(c, NULL, -1);
+	ck_assert_ptr_nonnull(l);
+	int pid = pgl_backend_pid(l);
+
+	ck_assert(testutil_raw_send(pgl_fd(l), "SELECT 'half'"));
+	size_t whole = peek_reply(pgl_fd(l), starts, 4);
+	size_t cut = starts[cuts[_i][0]] + (size_t)cuts[_i][1];
+	ck_assert_uint_lt(cut, whole);
+	ck_assert(testutil_raw_read(pgl_fd(l), buf, cut));
+	ck_assert_int_eq(pgl_release(l), 0);
+	assert_replaced(c, pid);
+	pgl_close(c);
+	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
+/*
+ * The reset ends with the test case's reset_check, and a clean one keeps
+ * the backend.  A FunctionCall reports no query text to pg_stat_activity,
+ * so the backend's last query is the reset's DISCARD ALL; with "query" it
+ * is the SELECT of the nonce.
+ */
+START_TEST(test_reset_check_sent)
+{
+	char sql[128], out[256], st;
+
+	testbroker_start(&broker, NULL, POOL(1, 1), true);
+	pgl_client *c = pgl_open(broker.socket);
+	pgl_lease *l = pgl_acquire(c, NULL, -1);
+	ck_assert_ptr_nonnull(l);
+	int pid = pgl_backend_pid(l);
+	ck_assert(testutil_raw_query(pgl_fd(l), "SELECT 'mine'", out, sizeof(out), &st));
+	ck_assert_int_eq(pgl_release(l), 0);
+
+	pgl_pool_stats s = wait_whole(1);
+	ck_assert_uint_eq(s.resets, 1);
+	ck_assert_uint_eq(s.reset_failures, 0);
+	snprintf(sql, sizeof(sql), "SELECT query FROM pg_stat_activity WHERE pid = %d", pid);
+	ck_assert_msg(testutil_sql(sql, out, sizeof(out)), "%s", out);
+	if (strcmp(testutil_reset_check, "function") == 0)
+		ck_assert_str_eq(out, "DISCARD ALL");
+	else
+		ck_assert_msg(strncmp(out, "SELECT '", 8) == 0 && strlen(out) == 8 + 16 + 1 &&
+			      strspn(out + 8, "0123456789abcdef") == 16, "last query: %s", out);
+
+	l = pgl_acquire(c, NULL, 5000);
+	ck_assert_msg(l != NULL, "%s", pgl_error(c));
+	ck_assert_int_eq(pgl_backend_pid(l), pid);	/* reset and kept */
+	ck_assert_int_eq(pgl_release(l), 0);
 	pgl_close(c);
 	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
 }
@@ -498,6 +645,20 @@ orphan_suite(void)
 	tcase_add_test(tc, test_child_leases_are_inert);
 	tcase_add_loop_test(tc, test_uncancelable_backend_terminated, 0, 2);
 	tcase_add_test(tc, test_release_then_reset);
+	tcase_add_loop_test(tc, test_half_read_replaces, 0, (int)(sizeof(cuts) / sizeof(cuts[0])));
+	tcase_add_test(tc, test_reset_check_sent);
+	suite_add_tcase(s, tc);
+
+	/* The reset's cases again, the nonce sent as SELECT '<nonce>'. */
+	tc = tcase_create("reset_query");
+	tcase_set_timeout(tc, 60);
+	tcase_add_checked_fixture(tc, testutil_setup_query_check, NULL);
+	tcase_add_test(tc, test_exit_without_release);
+	tcase_add_test(tc, test_release_in_transaction);
+	tcase_add_loop_test(tc, test_stray_replies_replace, 0,
+			    (int)(sizeof(stray) / sizeof(stray[0])));
+	tcase_add_loop_test(tc, test_half_read_replaces, 0, (int)(sizeof(cuts) / sizeof(cuts[0])));
+	tcase_add_test(tc, test_reset_check_sent);
 	suite_add_tcase(s, tc);
 	return s;
 }

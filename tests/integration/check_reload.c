@@ -1,6 +1,7 @@
 /*
  * check_reload.c - SIGHUP: a valid file applies in place (sizes, settings,
- * pools added and removed, a changed conninfo recycles backends), also
+ * the reset's check from the next reset, pools added and removed, a
+ * changed conninfo recycles backends), also
  * with leases out, which run to their release untouched (a removed pool's
  * lease_timeout still cuts them); an invalid one changes nothing and every
  * error is logged with FILE:LINE.
@@ -230,6 +231,62 @@ START_TEST(test_conninfo_change_recycles)
 }
 END_TEST
 
+/*
+ * Releases the lease and waits for its reset to end, which must keep the
+ * backend; returns the backend's last query as pg_stat_activity shows it.
+ */
+static const char *
+reset_and_last_query(pgl_lease *l, uint64_t resets)
+{
+	static char out[256];
+	char sql[96];
+	int pid = pgl_backend_pid(l);
+
+	ck_assert_int_eq(pgl_release(l), 0);
+	WAIT_UNTIL(stats_of("main").resets == resets && stats_of("main").idle == 1, 10000,
+		   "reset %llu did not end", (unsigned long long)resets);
+	ck_assert_uint_eq(stats_of("main").reset_failures, 0);
+	ck_assert_int_eq(backend_alive(pid), 1);
+	snprintf(sql, sizeof(sql), "SELECT query FROM pg_stat_activity WHERE pid = %d", pid);
+	ck_assert_msg(testutil_sql(sql, out, sizeof(out)), "%s", out);
+	return out;
+}
+
+/*
+ * reset_check changes from the next reset on, a lease out included, and
+ * no backend is replaced for it.  The FunctionCall reports no query text,
+ * so the last one is the reset's DISCARD ALL; the SELECT of the nonce is
+ * reported.
+ */
+START_TEST(test_reset_check_changes_in_place)
+{
+	testbroker_start(&broker, NULL, POOL("main", 1, 1, ""), true);
+	uint64_t connects = stats_of("main").connects;
+	pgl_client *c = pgl_open(broker.socket);
+	pgl_lease *l = pgl_acquire(c, NULL, -1);
+	ck_assert_ptr_nonnull(l);
+	int pid = pgl_backend_pid(l);
+	ck_assert_str_eq(reset_and_last_query(l, 1), "DISCARD ALL");
+
+	l = pgl_acquire(c, NULL, -1);
+	ck_assert_ptr_nonnull(l);
+	testbroker_write_config(&broker, NULL, POOL("main", 1, 1, "reset_check = \"query\";"));
+	hup("reloaded /");
+	const char *q = reset_and_last_query(l, 2);
+	ck_assert_msg(strncmp(q, "SELECT '", 8) == 0, "last query: %s", q);
+
+	testbroker_write_config(&broker, NULL, POOL("main", 1, 1, "reset_check = \"function\";"));
+	hup("reloaded /");
+	l = pgl_acquire(c, NULL, -1);
+	ck_assert_ptr_nonnull(l);
+	ck_assert_int_eq(pgl_backend_pid(l), pid);
+	ck_assert_str_eq(reset_and_last_query(l, 3), "DISCARD ALL");
+	ck_assert_uint_eq(stats_of("main").connects, connects);
+	pgl_close(c);
+	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
 START_TEST(test_restart_only_settings_kept)
 {
 	testbroker_start(&broker, NULL, POOL("main", 1, 1, ""), true);
@@ -442,6 +499,7 @@ reload_suite(void)
 	tcase_add_test(tc, test_invalid_file_changes_nothing);
 	tcase_add_test(tc, test_pools_added_and_removed);
 	tcase_add_test(tc, test_conninfo_change_recycles);
+	tcase_add_test(tc, test_reset_check_changes_in_place);
 	tcase_add_test(tc, test_restart_only_settings_kept);
 	tcase_add_test(tc, test_too_big_for_the_segment);
 	tcase_add_test(tc, test_max_size_lowered_with_leases_out);

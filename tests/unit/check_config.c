@@ -75,6 +75,8 @@ static const struct bad_case bad_cases[] = {
 	  "0123456789012345678901234567890123456789'\";\n" END,
 	  "5: pools[0].health_query", "at most 1024" },
 	{ BROKER POOL "  lease_timeout_action = \"kill\";\n" END, "5: pools[0].lease_timeout_action", "\"warn\", \"terminate\"" },
+	{ BROKER POOL "  reset_check = \"select\";\n" END, "5: pools[0].reset_check", "\"function\", \"query\"" },
+	{ BROKER POOL "  reset_check = 1;\n" END, "5: pools[0].reset_check", "must be a string" },
 	{ BROKER POOL "  initial_backoff = 10.0;\n  max_backoff = 5.0;\n" END, "5: pools[0].initial_backoff", "larger than max_backoff" },
 	{ BROKER POOL END "pools2 = ();\n", "6: pools2", "unknown setting" },
 	{ BROKER POOL "} , {\n  name = \"main\";\n  conninfo = \"dbname=x\";\n" END,
@@ -189,7 +191,7 @@ START_TEST(test_good_file)
 		"}, {\n"
 		"  name = \"ro.2\"; conninfo = \"postgresql:///ro\"; max_size = 2;\n"
 		"  connect_timeout = 0.25; statement_timeout = 30; validate_after = 0;\n"
-		"  jitter = 0.0; lease_timeout_action = \"terminate\";\n"
+		"  jitter = 0.0; lease_timeout_action = \"terminate\"; reset_check = \"query\";\n"
 		"} );\n";
 	int nerrors = -1;
 	struct config *cfg;
@@ -229,6 +231,7 @@ START_TEST(test_good_file)
 	ck_assert_str_eq(m->health_query, "SELECT 1");
 	ck_assert_double_eq(m->jitter, 0.2);
 	ck_assert_int_eq(m->lease_timeout_action, LEASE_TIMEOUT_WARN);
+	ck_assert_int_eq(m->reset_check, RESET_CHECK_FUNCTION);
 	ck_assert_ptr_null(m->password);
 
 	const struct pool_config *r = config_find_pool(cfg, "ro.2");
@@ -239,6 +242,7 @@ START_TEST(test_good_file)
 	ck_assert_double_eq(r->validate_after, 0.0);
 	ck_assert_double_eq(r->jitter, 0.0);
 	ck_assert_int_eq(r->lease_timeout_action, LEASE_TIMEOUT_TERMINATE);
+	ck_assert_int_eq(r->reset_check, RESET_CHECK_QUERY);
 	ck_assert_ptr_null(config_find_pool(cfg, "nope"));
 	config_free(cfg);
 }

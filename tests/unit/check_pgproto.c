@@ -1,8 +1,8 @@
 /*
  * check_pgproto.c - the PostgreSQL message writer: exact framing, never a
  * byte past the buffer or past a message's declared body, and a length of
- * 0 for anything not whole; the broker's Query and Terminate; and what the
- * writer writes, the reader reads back.
+ * 0 for anything not whole; the broker's Query, FunctionCall and Terminate;
+ * and what the writer writes, the reader reads back.
  */
 #include "autoconf.h"
 
@@ -130,6 +130,57 @@ START_TEST(test_query_terminate)
 }
 END_TEST
 
+/* The reset's nonce call: int8up (oid 1910) of one int8 in binary, a binary result. */
+START_TEST(test_function_call)
+{
+	static const uint8_t want[] = {
+		'F', 0, 0, 0, 28,
+		0, 0, 0x07, 0x76,		/* the function's oid */
+		0, 1, 0, 1,			/* one argument format: binary */
+		0, 1, 0, 0, 0, 8,		/* one argument of 8 bytes */
+		0x81, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef,
+		0, 1,				/* the result in binary */
+	};
+	struct guarded g;
+
+	guard(&g, sizeof(want));
+	ck_assert_uint_eq(pgproto_function_call_int8(g.buf, g.cap, 1910, 0x8123456789abcdefULL),
+			  sizeof(want));
+	ck_assert_mem_eq(g.buf, want, sizeof(want));
+	check_guard(&g);
+	for (size_t cap = 0; cap < sizeof(want); cap++) {
+		guard(&g, cap);
+		ck_assert_uint_eq(pgproto_function_call_int8(g.buf, g.cap, 1910, 1), 0);
+		check_guard(&g);
+	}
+}
+END_TEST
+
+/* A FunctionCallResponse is the nonce only when it is exactly 8 bytes holding it. */
+START_TEST(test_function_result)
+{
+	static const uint8_t body[] = { 0, 0, 0, 8, 0x81, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef };
+	static const uint8_t null[] = { 0xff, 0xff, 0xff, 0xff };
+	static const uint8_t short4[] = { 0, 0, 0, 4, 0x89, 0xab, 0xcd, 0xef };
+	static const uint8_t liar[] = { 0, 0, 0, 4, 0x81, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef };
+	struct pgproto_msg m = { .type = 'V', .body = body, .len = sizeof(body) };
+
+	ck_assert(pgproto_function_result_is(&m, 0x8123456789abcdefULL));
+	ck_assert(!pgproto_function_result_is(&m, 0x8123456789abcdeeULL));
+	ck_assert(!pgproto_function_result_is(&m, 0x0123456789abcdefULL));
+	m.type = 'D';
+	ck_assert(!pgproto_function_result_is(&m, 0x8123456789abcdefULL));
+	m = (struct pgproto_msg){ .type = 'V', .body = null, .len = sizeof(null) };
+	ck_assert(!pgproto_function_result_is(&m, 0));
+	m = (struct pgproto_msg){ .type = 'V', .body = short4, .len = sizeof(short4) };
+	ck_assert(!pgproto_function_result_is(&m, 0x89abcdefULL));
+	m = (struct pgproto_msg){ .type = 'V', .body = liar, .len = sizeof(liar) };
+	ck_assert(!pgproto_function_result_is(&m, 0x8123456789abcdefULL));
+	m = (struct pgproto_msg){ .type = 'V', .body = body, .len = sizeof(body) - 1 };
+	ck_assert(!pgproto_function_result_is(&m, 0x8123456789abcdefULL));
+}
+END_TEST
+
 /* What the writer writes, the broker's reader takes apart again. */
 START_TEST(test_round_trip)
 {
@@ -146,6 +197,10 @@ START_TEST(test_round_trip)
 		pgproto_put(&o, "\0\1", 2);
 		pgproto_put32(&o, 3);
 		pgproto_put(&o, "abc", 3);
+	}
+	if (pgproto_begin(&o, 'V', 4 + 8)) {
+		pgproto_put32(&o, 8);
+		pgproto_put64(&o, UINT64_MAX - 1);
 	}
 	if (pgproto_begin(&o, 'E', sizeof("SERROR") + sizeof("C42P01") + 1)) {
 		pgproto_put_cstring(&o, "SERROR");
@@ -165,6 +220,8 @@ START_TEST(test_round_trip)
 	ck_assert_int_eq(pgproto_next(&r, &m), 1);
 	ck_assert(pgproto_datarow_is(&m, "abc"));
 	ck_assert_int_eq(pgproto_next(&r, &m), 1);
+	ck_assert(pgproto_function_result_is(&m, UINT64_MAX - 1));
+	ck_assert_int_eq(pgproto_next(&r, &m), 1);
 	ck_assert_str_eq(pgproto_error_field(&m, 'C'), "42P01");
 	ck_assert_int_eq(pgproto_next(&r, &m), 0);
 	ck_assert(!pgproto_pending(&r));
@@ -183,6 +240,8 @@ pgproto_suite(void)
 	tcase_add_test(tc, test_too_small);
 	tcase_add_test(tc, test_body_declared_wrong);
 	tcase_add_test(tc, test_query_terminate);
+	tcase_add_test(tc, test_function_call);
+	tcase_add_test(tc, test_function_result);
 	tcase_add_test(tc, test_round_trip);
 	suite_add_tcase(s, tc);
 	return s;
