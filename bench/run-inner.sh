@@ -2,7 +2,8 @@
 # run-inner.sh BUILDDIR RESULTS - the benchmark proper, under tests/pg/with-postgres.
 #
 # BENCH_GROUPS (space-separated: q1 low q10 tpcb cgi pgbench-C-S apache-php
-# scale) runs only those groups; all by default.
+# scale) runs only those groups; all by default.  BENCH_RESET_CHECK sets the
+# pools' reset_check ("function", the default, or "query"), for an A/B.
 set -euo pipefail
 build=$1
 out=$2
@@ -13,6 +14,7 @@ seconds=${BENCH_SECONDS:-3}
 workers=${BENCH_WORKERS:-8}
 pool=${BENCH_POOL:-8}
 groups=${BENCH_GROUPS:-}
+reset_check=${BENCH_RESET_CHECK:-function}
 bench=$build/bench/pglease-bench
 want() { [ -z "$groups" ] || [[ " $groups " == *" $1 "* ]]; }
 runas=${PGLEASE_TEST_RUNAS:-}
@@ -59,9 +61,10 @@ broker = { socket = "$dir/pglease.sock"; shm_name = "/pglease.bench.$$"; log_lev
            max_clients = 4000;
            socket_mode = "0666"; shm_mode = "0644"; allowed_uids = [ 0, $web_uid ]; };
 pools = ( { name = "main"; conninfo = "host=$PGHOST port=$PGPORT dbname=$PGDATABASE user=$PGUSER";
-            min_size = $pool; max_size = $pool; acquire_timeout = 30; },
+            min_size = $pool; max_size = $pool; acquire_timeout = 30;
+            reset_check = "$reset_check"; },
           { name = "low"; conninfo = "host=$PGHOST port=$PGPORT dbname=$PGDATABASE user=$PGUSER";
-            min_size = 2; max_size = 2; acquire_timeout = 30; } );
+            min_size = 2; max_size = 2; acquire_timeout = 30; reset_check = "$reset_check"; } );
 CONF
 "$build/pgleased" -c "$dir/pglease.conf" 2>"$dir/pgleased.log" &
 broker=$!

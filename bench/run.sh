@@ -15,7 +15,8 @@
 #   BENCH_ROUNDS=5 BENCH_SECONDS=3 BENCH_WORKERS=8 BENCH_POOL=8 bench/run.sh
 #
 # BENCH_RESULTS=DIR writes there instead (a smoke run, say); BENCH_GROUPS
-# limits the run to some groups (see run-inner.sh).
+# limits the run to some groups, BENCH_RESET_CHECK sets the pool's
+# reset_check (see run-inner.sh).
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"

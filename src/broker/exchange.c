@@ -35,8 +35,8 @@ enum step {
 
 /*
  * The function a reset_check = "function" reset calls with its nonce, on
- * the fast path (no parser, no planner, no snapshot of a query): int8up(int8),
- * unary plus on bigint, an immutable identity on every 64-bit value.
+ * the fast path (no parser, no planner): int8up(int8), unary plus on
+ * bigint, an immutable identity on every 64-bit value.
  * Built-in OIDs below 10000 are fixed in PostgreSQL's catalog source
  * (src/include/catalog/pg_proc.dat; fmgroids.h's F_INT8UP) and never
  * reassigned, and a built-in function is pinned: no DROP removes it.  1910
