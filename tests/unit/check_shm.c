@@ -340,6 +340,19 @@ START_TEST(test_stale_heartbeat)
 }
 END_TEST
 
+/* A second broker's create takes s's segment over; then both go, and the name with them. */
+static void
+taken_over(struct shm *s, const char *name)
+{
+	struct shm t;
+
+	create_ok(&t, name, 0600, 4, 2);
+	ck_assert_uint_eq(t.hdr->incarnation, 2);
+	shm_destroy(&t);
+	shm_destroy(s);
+	ck_assert(!name_exists(name));
+}
+
 /*
  * A leftover whose pid now belongs to another process (pid reuse: the start
  * time differs) is a dead broker's, and replaced.
@@ -347,18 +360,14 @@ END_TEST
 START_TEST(test_reused_pid_replaced)
 {
 	const char *name = unique_name();
-	struct shm s, t;
+	struct shm s;
 
 	create_ok(&s, name, 0600, 4, 1);
 	ck_assert_uint_ne(s.hdr->broker_started, 0);
 	shm_begin(&s);
 	s.hdr->broker_started += 12345;		/* "another process with our pid" */
 	shm_end(&s);
-	create_ok(&t, name, 0600, 4, 2);
-	ck_assert_uint_eq(t.hdr->incarnation, 2);
-	shm_destroy(&t);
-	shm_destroy(&s);
-	ck_assert(!name_exists(name));
+	taken_over(&s, name);
 }
 END_TEST
 
@@ -370,17 +379,13 @@ END_TEST
 START_TEST(test_old_layout_with_our_pid_replaced)
 {
 	const char *name = unique_name();
-	struct shm s, t;
+	struct shm s;
 
 	create_ok(&s, name, 0600, 4, 1);
 	shm_begin(&s);
 	s.hdr->layout_version = SHM_LAYOUT_VERSION - 1;
 	shm_end(&s);
-	create_ok(&t, name, 0600, 4, 2);
-	ck_assert_uint_eq(t.hdr->incarnation, 2);
-	shm_destroy(&t);
-	shm_destroy(&s);
-	ck_assert(!name_exists(name));
+	taken_over(&s, name);
 }
 END_TEST
 
