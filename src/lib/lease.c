@@ -238,13 +238,17 @@ pgl_acquire(pgl_client *c, const char *pool, int timeout_ms)
 		c->errcode = PGL_OK;
 		c->error[0] = '\0';
 		m.h.request_id = ++c->next_request;
-		int sent = client_send(c, &m, fresh ? c->hello_deadline :
-				       acquire_deadline(c, timeout_ms, &wait_ms));
+		/* A fresh connection's wait depends on WELCOME: known only after it. */
+		if (!fresh)
+			deadline = acquire_deadline(c, timeout_ms, &wait_ms);
+		int sent = client_send(c, &m, fresh ? c->hello_deadline : deadline);
 		int saved = sent == 0 ? 0 : errno;
-		/* Refused, the broker said why in answer to HELLO. */
-		if (fresh && client_hello_wait(c) != 0)
-			return NULL;
-		deadline = acquire_deadline(c, timeout_ms, &wait_ms);
+		if (fresh) {
+			/* Refused, the broker said why in answer to HELLO. */
+			if (client_hello_wait(c) != 0)
+				return NULL;
+			deadline = acquire_deadline(c, timeout_ms, &wait_ms);
+		}
 		if (sent == 0)
 			break;
 		if (saved == EAGAIN) {
