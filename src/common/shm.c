@@ -66,20 +66,6 @@ shm_owner_running(pid_t pid, uint64_t started)
 
 /* --- reading ------------------------------------------------------------- */
 
-/* NUL-terminates every string of a copy: a writer may have left none. */
-static void
-terminate_strings(struct shm_snapshot *out)
-{
-	out->hdr.socket[sizeof(out->hdr.socket) - 1] = '\0';
-	for (uint32_t i = 0; i < out->hdr.max_pools; i++) {
-		out->pools[i].name[sizeof(out->pools[i].name) - 1] = '\0';
-		out->pools[i].user[sizeof(out->pools[i].user) - 1] = '\0';
-		out->pools[i].database[sizeof(out->pools[i].database) - 1] = '\0';
-		out->pools[i].host[sizeof(out->pools[i].host) - 1] = '\0';
-		out->pools[i].port[sizeof(out->pools[i].port) - 1] = '\0';
-	}
-}
-
 int
 shm_snapshot(const char *name, struct shm_snapshot *out)
 {
@@ -87,13 +73,13 @@ shm_snapshot(const char *name, struct shm_snapshot *out)
 }
 
 int
-shm_snapshot_owned(const char *name, uid_t owner, uid_t *found_owner, struct shm_snapshot *out)
+shm_view_open(const char *name, uid_t owner, uid_t *found_owner, struct shm_view *v)
 {
 	struct stat st;
 	int fd = shm_open(name, O_RDONLY | O_CLOEXEC, 0);
 	int saved;
 
-	memset(out, 0, sizeof(*out));
+	memset(v, 0, sizeof(*v));
 	if (fd < 0)
 		return -1;
 	if (fstat(fd, &st) != 0) {
@@ -125,33 +111,56 @@ shm_snapshot_owned(const char *name, uid_t owner, uid_t *found_owner, struct shm
 	}
 
 	const struct shm_header *h = p;
-	int rc = -1;
 	/* Read once: whoever may write the segment must not move them under us. */
 	uint32_t max_pools = h->max_pools, nslots = h->nslots;
-	errno = EPROTO;
 	if (h->magic != SHM_MAGIC || h->layout_version != SHM_LAYOUT_VERSION ||
 	    h->header_size != sizeof(struct shm_header) ||
 	    h->pool_size != sizeof(struct shm_pool) || h->slot_size != sizeof(struct shm_slot) ||
 	    max_pools > SHM_MAX_POOLS || nslots > SHM_MAX_SLOTS ||
-	    shm_segment_size(max_pools, nslots) > size)
-		goto out;
-
-	const struct shm_pool *pools = (const struct shm_pool *)(h + 1);
-	const struct shm_slot *slots = (const struct shm_slot *)(pools + max_pools);
-	out->pools = calloc(max_pools > 0 ? max_pools : 1, sizeof(*out->pools));
-	out->slots = calloc(nslots > 0 ? nslots : 1, sizeof(*out->slots));
-	if (out->pools == NULL || out->slots == NULL) {
-		errno = ENOMEM;
-		goto out;
+	    shm_segment_size(max_pools, nslots) > size) {
+		munmap((void *)(uintptr_t)p, size);
+		errno = EPROTO;
+		return -1;
 	}
+	snprintf(v->path, sizeof(v->path), "/dev/shm/%s", name[0] == '/' ? name + 1 : name);
+	v->dev = st.st_dev;
+	v->ino = st.st_ino;
+	v->hdr = h;
+	v->size = size;
+	v->max_pools = max_pools;
+	v->nslots = nslots;
+	return 0;
+}
 
-	/*
-	 * An update takes microseconds.  Give up after about a second without a
-	 * clean copy (counted in time: on a loaded machine each yield may cost a
-	 * whole time slice).
-	 */
-	errno = EAGAIN;
+void
+shm_view_close(struct shm_view *v)
+{
+	if (v->hdr != NULL)
+		munmap((void *)(uintptr_t)v->hdr, v->size);
+	memset(v, 0, sizeof(*v));
+}
+
+bool
+shm_view_current(const struct shm_view *v)
+{
+	struct stat st;
+
+	/* glibc's shm_open() is an open() under /dev/shm */
+	return v->hdr != NULL && stat(v->path, &st) == 0 && st.st_dev == v->dev &&
+	       st.st_ino == v->ino;
+}
+
+/*
+ * Runs copy(arg) until it ran between two reads of the same even sequence
+ * number: 0, or -1 with errno EAGAIN.  An update takes microseconds; give
+ * up after about a second without a clean copy (counted in time: on a
+ * loaded machine each yield may cost a whole time slice).
+ */
+static int
+read_consistent(const struct shm_header *h, void (*copy)(void *), void *arg)
+{
 	int64_t give_up = 0;
+
 	for (int tries = 0;; tries++) {
 		if (tries > 0 && (tries & 63) == 0) {
 			int64_t now = clock_real_ms();
@@ -165,20 +174,107 @@ shm_snapshot_owned(const char *name, uid_t owner, uid_t *found_owner, struct shm
 			sched_yield();
 			continue;
 		}
-		memcpy(&out->hdr, h, offsetof(struct shm_header, lock));
-		memcpy(out->pools, pools, max_pools * sizeof(*pools));
-		memcpy(out->slots, slots, nslots * sizeof(*slots));
+		copy(arg);
 		atomic_thread_fence(memory_order_acquire);
-		if (atomic_load_explicit(&h->seq, memory_order_relaxed) == before) {
-			rc = 0;
-			break;
-		}
+		if (atomic_load_explicit(&h->seq, memory_order_relaxed) == before)
+			return 0;
 	}
+	errno = EAGAIN;
+	return -1;
+}
+
+static const struct shm_pool *
+view_pools(const struct shm_view *v)
+{
+	return (const struct shm_pool *)(v->hdr + 1);
+}
+
+struct whole_copy {
+	const struct shm_view *v;
+	struct shm_snapshot *out;
+};
+
+static void
+copy_whole(void *arg)
+{
+	struct whole_copy *w = arg;
+	const struct shm_pool *pools = view_pools(w->v);
+
+	memcpy(&w->out->hdr, w->v->hdr, offsetof(struct shm_header, lock));
+	memcpy(w->out->pools, pools, w->v->max_pools * sizeof(*pools));
+	memcpy(w->out->slots, (const struct shm_slot *)(pools + w->v->max_pools),
+	       w->v->nslots * sizeof(*w->out->slots));
+}
+
+struct pool_copy {
+	const struct shm_view *v;
+	uint32_t i;
+	uint32_t npools;
+	struct shm_pool *out;
+};
+
+static void
+copy_pool(void *arg)
+{
+	struct pool_copy *c = arg;
+
+	c->npools = c->v->hdr->npools;
+	if (c->i < c->npools && c->i < c->v->max_pools)
+		memcpy(c->out, &view_pools(c->v)[c->i], sizeof(*c->out));
+}
+
+/* NUL-terminates every string of a pool record: a writer may have left none. */
+static void
+terminate_pool(struct shm_pool *p)
+{
+	p->name[sizeof(p->name) - 1] = '\0';
+	p->user[sizeof(p->user) - 1] = '\0';
+	p->database[sizeof(p->database) - 1] = '\0';
+	p->host[sizeof(p->host) - 1] = '\0';
+	p->port[sizeof(p->port) - 1] = '\0';
+}
+
+int
+shm_view_pool(const struct shm_view *v, uint32_t i, struct shm_pool *out)
+{
+	struct pool_copy c = { .v = v, .i = i, .out = out };
+
+	if (read_consistent(v->hdr, copy_pool, &c) != 0)
+		return -1;
+	if (i >= c.npools || i >= v->max_pools) {
+		errno = ENOENT;
+		return -1;
+	}
+	terminate_pool(out);
+	return 0;
+}
+
+int
+shm_snapshot_owned(const char *name, uid_t owner, uid_t *found_owner, struct shm_snapshot *out)
+{
+	struct shm_view v;
+	int saved;
+
+	memset(out, 0, sizeof(*out));
+	if (shm_view_open(name, owner, found_owner, &v) != 0)
+		return -1;
+
+	int rc = -1;
+	out->pools = calloc(v.max_pools > 0 ? v.max_pools : 1, sizeof(*out->pools));
+	out->slots = calloc(v.nslots > 0 ? v.nslots : 1, sizeof(*out->slots));
+	if (out->pools == NULL || out->slots == NULL) {
+		errno = ENOMEM;
+		goto out;
+	}
+	struct whole_copy w = { .v = &v, .out = out };
+	rc = read_consistent(v.hdr, copy_whole, &w);
 	/* The copy describes what was allocated, whatever the segment says now. */
-	out->hdr.max_pools = max_pools;
-	out->hdr.nslots = nslots;
+	out->hdr.max_pools = v.max_pools;
+	out->hdr.nslots = v.nslots;
 	if (rc == 0) {
-		terminate_strings(out);
+		out->hdr.socket[sizeof(out->hdr.socket) - 1] = '\0';
+		for (uint32_t i = 0; i < out->hdr.max_pools; i++)
+			terminate_pool(&out->pools[i]);
 		if (out->hdr.npools > out->hdr.max_pools)
 			out->hdr.npools = out->hdr.max_pools;
 		out->broker_alive = shm_owner_running(out->hdr.broker_pid, out->hdr.broker_started) &&
@@ -186,7 +282,7 @@ shm_snapshot_owned(const char *name, uid_t owner, uid_t *found_owner, struct shm
 	}
 out:
 	saved = errno;
-	munmap((void *)(uintptr_t)p, size);
+	shm_view_close(&v);
 	if (rc != 0) {
 		shm_snapshot_free(out);
 		errno = saved;

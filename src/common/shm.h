@@ -129,6 +129,40 @@ int shm_snapshot(const char *name, struct shm_snapshot *out)
 	__attribute__((warn_unused_result));
 void shm_snapshot_free(struct shm_snapshot *snap);
 
+/*
+ * A segment kept mapped, for a reader that looks often (the preload shim,
+ * at every connect): opened and checked as shm_snapshot_owned() does, then
+ * read record by record without mapping it again.  A view outlives its
+ * broker: a broker that starts makes a new segment under the name (the
+ * old one unlinked), which shm_view_current() tells with one stat (no
+ * descriptor is kept: a program may close descriptors it did not open).
+ */
+struct shm_view {
+	const struct shm_header *hdr;	/* NULL: not open */
+	char path[256];			/* the segment's file, for shm_view_current() */
+	dev_t dev;
+	ino_t ino;
+	size_t size;
+	uint32_t max_pools;		/* as checked at open */
+	uint32_t nslots;
+};
+
+/* Maps and checks name (see shm_snapshot_owned() for owner and errno). */
+int shm_view_open(const char *name, uid_t owner, uid_t *found_owner, struct shm_view *v)
+	__attribute__((warn_unused_result));
+/* Unmaps v (a closed view too) and leaves it closed. */
+void shm_view_close(struct shm_view *v);
+/* Whether v is open on the segment its name still gives (not unlinked since). */
+bool shm_view_current(const struct shm_view *v);
+
+/*
+ * A consistent copy of pool record i (strings NUL-terminated).  Returns 0,
+ * or -1 with errno ENOENT (no record i in use) or EAGAIN (the writer never
+ * let go).
+ */
+int shm_view_pool(const struct shm_view *v, uint32_t i, struct shm_pool *out)
+	__attribute__((warn_unused_result));
+
 /* The name of a slot state ("idle"). */
 const char *shm_slot_state_name(int state);
 

@@ -68,6 +68,28 @@ say_once(const char *fmt, ...)
 }
 
 /*
+ * sc's view of its broker's segment: mapped at the first connect and kept
+ * (a connect per request would otherwise map and unmap it every time,
+ * which a threaded program pays for in TLB shootdowns); mapped again once
+ * a restarted broker has replaced the segment, which the client may not
+ * have noticed yet.  0, or -1 with errno.
+ */
+static int
+broker_view(struct shim_client *sc)
+{
+	const pgl_client *c = sc->c;
+
+	if (shm_view_current(&sc->view))
+		return 0;
+	shm_view_close(&sc->view);
+	if (c->shm_name[0] == '\0') {
+		errno = ENOENT;
+		return -1;
+	}
+	return shm_view_open(c->shm_name, ident_broker_uid(), NULL, &sc->view);
+}
+
+/*
  * The pool a connection goes to, from the broker's segment: the one named
  * forced (PGLEASE_POOL), else the one whose role and database are user
  * and db.  Fills e's pool name and the pool's server; false when none.  A
@@ -75,34 +97,30 @@ say_once(const char *fmt, ...)
  * whether it exists).
  */
 static bool
-find_pool(pgl_client *c, const char *forced, const char *user, const char *db,
+find_pool(struct shim_client *sc, const char *forced, const char *user, const char *db,
 	  struct shim_conn *e)
 {
-	struct shm_snapshot snap;
-	bool found = false;
+	struct shm_pool p;
 
 	if (forced != NULL)
 		snprintf(e->pool, sizeof(e->pool), "%s", forced);
-	if (c->shm_name[0] == '\0' ||
-	    shm_snapshot_owned(c->shm_name, ident_broker_uid(), NULL, &snap) != 0) {
+	if (broker_view(sc) != 0) {
 		if (forced == NULL)
 			say_once("cannot read the broker's shared memory %s (%s): connections are "
-				 "pooled only with PGLEASE_POOL", c->shm_name, strerror(errno));
+				 "pooled only with PGLEASE_POOL", sc->c->shm_name, strerror(errno));
 		return forced != NULL;
 	}
-	for (uint32_t i = 0; i < snap.hdr.npools && !found; i++) {
-		const struct shm_pool *p = &snap.pools[i];
-		if (p->name[0] == '\0' ||
-		    (forced != NULL ? strcmp(p->name, forced) != 0 :
-		     strcmp(p->user, user) != 0 || strcmp(p->database, db) != 0))
+	for (uint32_t i = 0; shm_view_pool(&sc->view, i, &p) == 0; i++) {
+		if (p.name[0] == '\0' ||
+		    (forced != NULL ? strcmp(p.name, forced) != 0 :
+		     strcmp(p.user, user) != 0 || strcmp(p.database, db) != 0))
 			continue;
-		snprintf(e->pool, sizeof(e->pool), "%s", p->name);
-		snprintf(e->host, sizeof(e->host), "%s", p->host);
-		snprintf(e->port, sizeof(e->port), "%s", p->port);
-		found = true;
+		snprintf(e->pool, sizeof(e->pool), "%s", p.name);
+		snprintf(e->host, sizeof(e->host), "%s", p.host);
+		snprintf(e->port, sizeof(e->port), "%s", p.port);
+		return true;
 	}
-	shm_snapshot_free(&snap);
-	return found || forced != NULL;
+	return forced != NULL;
 }
 
 /* Whether a failure of the broker means it is not there (fall back) rather than no. */
@@ -164,7 +182,7 @@ shim_connect(struct params *p, struct shim_conn *e, struct shim_client *sc, PGco
 				 pgl_error(c));
 		goto refuse;
 	}
-	if (!find_pool(c, forced != NULL && forced[0] != '\0' ? forced : NULL, user, db, e))
+	if (!find_pool(sc, forced != NULL && forced[0] != '\0' ? forced : NULL, user, db, e))
 		goto pass;
 
 	/* 3. A lease, the handshake, the program's settings. */

@@ -39,6 +39,7 @@ client_gone(void *arg)
 		return;		/* another thread may still PQfinish them: kept */
 	if (sc->c != NULL)
 		pgl_close(sc->c);
+	shm_view_close(&sc->view);
 	pthread_mutex_destroy(&sc->lock);
 	free(sc);
 }

@@ -22,6 +22,7 @@
 struct shim_client {
 	pthread_mutex_t lock;
 	pgl_client *c;
+	struct shm_view view;		/* c's broker's segment, kept mapped */
 };
 
 struct shim_conn {

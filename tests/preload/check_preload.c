@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define POOLS "{ name = \"main\"; conninfo = \"$CONNINFO\"; min_size = 1; max_size = 2; }"
@@ -82,6 +83,58 @@ START_TEST(test_reset_leases_again)
 	/* a fresh session: the SET before PQreset is gone */
 	ck_assert_msg(strstr(out, "after reset work_mem=4MB") != NULL, "%s", out);
 	ck_assert_uint_eq(stats().leases, before + 2);
+	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
+/*
+ * A process keeps its view of the broker's segment between connects: after
+ * the broker is restarted (a new segment under the same name) with its pool
+ * renamed, the next connect must find the pool in the new segment, not
+ * "main" in the stale mapping (which the new broker would refuse).
+ */
+START_TEST(test_broker_restarted_between_connects)
+{
+	char out[4096], go[300];
+
+	start();
+	snprintf(go, sizeof(go), "%s/probe-go", broker.dir);
+	unlink(go);
+	setenv("PROBE_GO", go, 1);
+	int fds[2];
+	ck_assert_int_eq(pipe(fds), 0);
+	pid_t child = fork();
+	ck_assert_int_ge(child, 0);
+	if (child == 0) {
+		close(fds[0]);
+		int rc = probe("again", out, sizeof(out));
+		ssize_t w = write(fds[1], out, strlen(out));
+		(void)w;
+		_exit(rc == 0 ? 0 : 1);
+	}
+	close(fds[1]);
+	/* the first connect leased from the first broker */
+	for (int i = 0; i < 300 && stats().leases == 0; i++)
+		usleep(20000);
+	ck_assert_uint_ge(stats().leases, 1);
+	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
+	testbroker_write_config(&broker, NULL, "{ name = \"renamed\"; conninfo = \"$CONNINFO\"; "
+				"min_size = 1; max_size = 2; }");
+	testbroker_restart(&broker, true);
+	ck_assert_uint_eq(stats().leases, 0);
+	FILE *f = fopen(go, "w");
+	ck_assert_ptr_nonnull(f);
+	fclose(f);
+	int status;
+	ck_assert_int_eq(waitpid(child, &status, 0), child);
+	ssize_t n = read(fds[0], out, sizeof(out) - 1);
+	close(fds[0]);
+	out[n > 0 ? n : 0] = '\0';
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "%s", out);
+	ck_assert_msg(strstr(out, "connect 2: 42") != NULL, "%s", out);
+	/* leased from the new broker, not connected directly past it */
+	ck_assert_msg(stats().leases == 1, "the second connect was not leased: %s", out);
+	unsetenv("PROBE_GO");
 	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
 }
 END_TEST
@@ -242,6 +295,7 @@ preload_suite(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_reset_leases_again);
 	tcase_add_test(tc, test_async_connect);
+	tcase_add_test(tc, test_broker_restarted_between_connects);
 	tcase_add_test(tc, test_cancel_from_signal_handler);
 	tcase_add_test(tc, test_forked_child_finish_harmless);
 	tcase_add_test(tc, test_startup_options_and_identity);

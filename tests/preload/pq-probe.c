@@ -73,6 +73,26 @@ main(int argc, char **argv)
 		PQfinish(c);
 		return 0;
 	}
+	if (strcmp(mode, "again") == 0) {
+		/* Connects, then again once the file $PROBE_GO exists (the test
+		 * restarts the broker between): both must be leased. */
+		const char *go = getenv("PROBE_GO");
+		for (int round = 1; round <= 2; round++) {
+			c = PQconnectdb("");
+			if (PQstatus(c) != CONNECTION_OK)
+				return fail(c, "connect");
+			if ((v = one(c, "SELECT 40 + 2")) == NULL)
+				return 1;
+			printf("connect %d: %s\n", round, v);
+			PQfinish(c);
+			if (round == 1) {
+				printf("waiting\n");
+				for (int i = 0; i < 600 && go != NULL && access(go, F_OK) != 0; i++)
+					usleep(50000);
+			}
+		}
+		return 0;
+	}
 	if (strcmp(mode, "async") == 0) {
 		c = PQconnectStart("");
 		if (c == NULL || PQstatus(c) == CONNECTION_BAD)
