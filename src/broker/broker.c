@@ -5,6 +5,7 @@
 #include "autoconf.h"
 
 #include "broker/broker.h"
+#include "broker/crash.h"
 #include "broker/exchange.h"
 #include "broker/helper.h"
 #include "broker/pool.h"
@@ -159,7 +160,8 @@ signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
  * with EFBIG instead).  SIGUSR1 and SIGUSR2 are not here: they are the
  * broker's own (pause and resume).  The faults (SIGSEGV, SIGBUS, SIGFPE,
  * SIGILL, SIGABRT, SIGTRAP, SIGSYS) stay fatal: going on after one would
- * serve from a corrupt state; the next start takes over what they left.
+ * serve from a corrupt state; crash.c removes the socket and the segment
+ * on the way down.
  */
 static void
 ignore_signals(void)
@@ -262,6 +264,7 @@ broker_run(struct config *cfg)
 		log_error("%s", err);
 		goto out;
 	}
+	crash_arm(cfg->broker.socket, cfg->broker.shm_name);
 	shm_begin(&b.shm);
 	snprintf(b.shm.hdr->socket, sizeof(b.shm.hdr->socket), "%s", cfg->broker.socket);
 	shm_end(&b.shm);
@@ -321,6 +324,7 @@ out:
 	ev_signal_stop(b.loop, &b.sig_xcpu);
 	helper_teardown(&b.helpers);
 	shm_destroy(&b.shm);
+	crash_disarm();
 	ev_loop_destroy(b.loop);
 	reload_free_configs(&b);
 	config_free(b.cfg);

@@ -279,6 +279,21 @@ START_TEST(test_fast_stop)
 }
 END_TEST
 
+/* A fault stays fatal, but the socket and the segment go with the broker. */
+START_TEST(test_fault_cleanup)
+{
+	static const int sigs[] = { SIGSEGV, SIGABRT, SIGBUS };
+	struct rlimit nocore = { 0, 0 };
+
+	ck_assert_int_eq(setrlimit(RLIMIT_CORE, &nocore), 0);
+	testbroker_start(&broker, NULL, POOL("main", 1, 1, ""), true);
+	int status = testbroker_stop(&broker, sigs[_i]);
+	ck_assert_msg(status != 0, "pgleased exited 0 after signal %d", sigs[_i]);
+	ck_assert_msg(access(broker.socket, F_OK) != 0, "%s left behind", broker.socket);
+	ck_assert_msg(!shm_exists(broker.shm), "%s left behind", broker.shm);
+}
+END_TEST
+
 /* SIGKILL leaves the socket and the segment; the next broker takes both over. */
 START_TEST(test_restart_after_kill)
 {
@@ -579,6 +594,7 @@ ops_suite(void)
 	tcase_add_checked_fixture(tc, NULL, teardown);
 	tcase_add_test(tc, test_harmless_signals);
 	tcase_add_loop_test(tc, test_fast_stop, 0, 2);
+	tcase_add_loop_test(tc, test_fault_cleanup, 0, 3);
 	tcase_add_test(tc, test_restart_after_kill);
 	suite_add_tcase(s, tc);
 
