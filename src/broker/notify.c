@@ -182,7 +182,9 @@ notify_reloading(struct broker *b)
 {
 	struct timespec ts;
 
-	if (!b->notify.ready)	/* still starting: systemd waits for the first READY=1 */
+	/* still starting: systemd waits for the first READY=1; stopping: a
+	 * reload is ignored, and READY=1 must not follow STOPPING=1 */
+	if (!b->notify.ready || b->draining || b->stopping)
 		return;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	send_msg(&b->notify, "RELOADING=1\nMONOTONIC_USEC=%" PRIu64 "\nSTATUS=reloading",
@@ -195,7 +197,7 @@ notify_reloaded(struct broker *b)
 {
 	struct notify *n = &b->notify;
 
-	if (!n->ready)	/* the first READY=1 still waits for the pools */
+	if (!n->ready || b->draining || b->stopping)	/* as notify_reloading() */
 		return;
 	format_status(b, n->status, sizeof(n->status));
 	send_msg(n, "READY=1\nSTATUS=%s", n->status);
