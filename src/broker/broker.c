@@ -248,6 +248,24 @@ broker_run(struct config *cfg)
 		config_free(cfg);
 		return 1;
 	}
+	/*
+	 * The signals before the socket exists: one that comes while the
+	 * broker starts waits for the loop's first iteration instead of
+	 * killing it with its socket and segment left behind.
+	 */
+	ev_signal_init(&b.sig_term, signal_cb, SIGTERM);
+	ev_signal_init(&b.sig_int, signal_cb, SIGINT);
+	ev_signal_init(&b.sig_hup, signal_cb, SIGHUP);
+	ev_signal_init(&b.sig_quit, signal_cb, SIGQUIT);
+	ev_signal_init(&b.sig_xcpu, signal_cb, SIGXCPU);
+	b.sig_term.data = b.sig_int.data = b.sig_hup.data = &b;
+	b.sig_quit.data = b.sig_xcpu.data = &b;
+	ev_signal_start(b.loop, &b.sig_term);
+	ev_signal_start(b.loop, &b.sig_int);
+	ev_signal_start(b.loop, &b.sig_hup);
+	ev_signal_start(b.loop, &b.sig_quit);
+	ev_signal_start(b.loop, &b.sig_xcpu);
+
 	/* The socket first: a live broker on it keeps its segment too. */
 	b.shm.fd = -1;
 	if (listener_start(&b) != 0)
@@ -276,18 +294,6 @@ broker_run(struct config *cfg)
 		goto out;
 	}
 
-	ev_signal_init(&b.sig_term, signal_cb, SIGTERM);
-	ev_signal_init(&b.sig_int, signal_cb, SIGINT);
-	ev_signal_init(&b.sig_hup, signal_cb, SIGHUP);
-	ev_signal_init(&b.sig_quit, signal_cb, SIGQUIT);
-	ev_signal_init(&b.sig_xcpu, signal_cb, SIGXCPU);
-	b.sig_term.data = b.sig_int.data = b.sig_hup.data = &b;
-	b.sig_quit.data = b.sig_xcpu.data = &b;
-	ev_signal_start(b.loop, &b.sig_term);
-	ev_signal_start(b.loop, &b.sig_int);
-	ev_signal_start(b.loop, &b.sig_hup);
-	ev_signal_start(b.loop, &b.sig_quit);
-	ev_signal_start(b.loop, &b.sig_xcpu);
 	ev_timer_init(&b.heartbeat, heartbeat_cb, 1., 1.);
 	b.heartbeat.data = &b;
 	ev_timer_start(b.loop, &b.heartbeat);
