@@ -5,10 +5,14 @@
 #include "autoconf.h"
 
 #include "broker/broker.h"
+#include "broker/crash.h"
 #include "broker/exchange.h"
 #include "broker/helper.h"
 #include "broker/pool.h"
+#include "broker/limits.h"
 #include "broker/listener.h"
+#include "broker/notify.h"
+#include "broker/pidfile.h"
 #include "broker/reload.h"
 #include "broker/session.h"
 #include "broker/slot.h"
@@ -87,6 +91,7 @@ drain(struct broker *b)
 		return;
 	log_info("draining: %d leases out, waiting up to %g s", pool_total_leased(b), t);
 	stop_serving(b);
+	notify_stopping(b);
 	pool_close_all(b, false);
 	ev_timer_init(&b->drain_timer, drain_timeout_cb, t, 0.);
 	b->drain_timer.data = b;
@@ -99,27 +104,84 @@ drain(struct broker *b)
 	ev_check_start(b->loop, &b->done_check);
 }
 
+/* SIGINT, SIGQUIT: every backend closed now, leases cut, the loop ends. */
+static void
+fast_stop(struct broker *b, const char *why)
+{
+	log_info("%s: closing every connection now", why);
+	stop_serving(b);
+	b->stopping = true;
+	notify_stopping(b);
+	pool_close_all(b, true);
+	ev_break(b->loop, EVBREAK_ALL);
+}
+
+/* SIGHUP: the log file reopened (logrotate), then the configuration reloaded. */
+static void
+reload(struct broker *b)
+{
+	log_reopen();
+	notify_reloading(b);
+	reload_run(b);
+	notify_reloaded(b);
+}
+
 static void
 signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 {
 	struct broker *b = w->data;
 
+	(void)loop;
 	(void)revents;
 	switch (w->signum) {
 	case SIGTERM:
 		drain(b);
 		break;
+	case SIGXCPU:
+		log_warnx("SIGXCPU: the CPU time limit is near; draining");
+		drain(b);
+		break;
 	case SIGINT:
-		log_info("SIGINT: closing every connection now");
-		stop_serving(b);
-		b->stopping = true;
-		pool_close_all(b, true);
-		ev_break(loop, EVBREAK_ALL);
+		fast_stop(b, "SIGINT");
+		break;
+	case SIGQUIT:
+		fast_stop(b, "SIGQUIT");
 		break;
 	case SIGHUP:
-		reload_run(b);
+		reload(b);
 		break;
 	}
+}
+
+/*
+ * Signals whose default action would end the broker without removing its
+ * socket and segment, and that mean nothing to it: a stray kill, a timer a
+ * library left behind, a file grown past RLIMIT_FSIZE (then write() fails
+ * with EFBIG instead).  SIGUSR1 and SIGUSR2 are not here: they are the
+ * broker's own (pause and resume).  The faults (SIGSEGV, SIGBUS, SIGFPE,
+ * SIGILL, SIGABRT, SIGTRAP, SIGSYS) stay fatal: going on after one would
+ * serve from a corrupt state; crash.c removes the socket and the segment
+ * on the way down.
+ */
+static void
+ignore_signals(void)
+{
+	static const int ignored[] = {
+		SIGPIPE, SIGALRM, SIGVTALRM, SIGPROF, SIGXFSZ, SIGIO,
+#ifdef SIGSTKFLT
+		SIGSTKFLT,
+#endif
+#ifdef SIGPWR
+		SIGPWR,
+#endif
+	};
+	struct sigaction sa = { .sa_handler = SIG_IGN };
+
+	sigemptyset(&sa.sa_mask);
+	for (size_t i = 0; i < sizeof(ignored) / sizeof(ignored[0]); i++)
+		sigaction(ignored[i], &sa, NULL);
+	for (int sig = SIGRTMIN; sig <= SIGRTMAX; sig++)
+		sigaction(sig, &sa, NULL);
 }
 
 static void
@@ -132,28 +194,7 @@ heartbeat_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	shm_begin(&b->shm);
 	b->shm.hdr->heartbeat_ms = clock_real_ms();
 	shm_end(&b->shm);
-}
-
-/* systemd Type=notify readiness, without linking libsystemd. */
-static void
-notify_ready(void)
-{
-	const char *path = getenv("NOTIFY_SOCKET");
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
-	static const char msg[] = "READY=1";
-
-	if (path == NULL || (path[0] != '/' && path[0] != '@') || strlen(path) >= sizeof(sun.sun_path))
-		return;
-	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return;
-	memcpy(sun.sun_path, path, strlen(path));
-	if (sun.sun_path[0] == '@')
-		sun.sun_path[0] = '\0';
-	socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(path));
-	if (sendto(fd, msg, sizeof(msg) - 1, MSG_NOSIGNAL, (struct sockaddr *)&sun, len) < 0)
-		log_debug("sd_notify: %s", strerror(errno));
-	close(fd);
+	notify_status(b);	/* at most once a second, and only when it changed */
 }
 
 /* --- running ------------------------------------------------------------ */
@@ -172,9 +213,23 @@ broker_run(struct config *cfg)
 	b = (struct broker){ .cfg = cfg, .listen_fd = -1 };
 	b.uid = getuid();
 	b.pid = getpid();
-	log_init("pgleased", cfg->broker.log_level,
-		 cfg->broker.log_target == CONFIG_LOG_SYSLOG ? LOG_TARGET_SYSLOG : LOG_TARGET_STDERR);
-	signal(SIGPIPE, SIG_IGN);
+	b.notify.fd = -1;
+
+	struct log_options lo;
+	config_log_options(cfg, &lo);
+	if (log_configure(&lo, err, sizeof(err)) != 0) {
+		log_error("%s", err);
+		config_free(cfg);
+		return 1;
+	}
+	ignore_signals();
+	if (limits_raise_nofile(cfg, err, sizeof(err)) != 0)
+		log_warnx("%s", err);
+	if (cfg->broker.pid_file != NULL && pidfile_check(cfg->broker.pid_file, err, sizeof(err)) != 0) {
+		log_error("%s", err);
+		config_free(cfg);
+		return 1;
+	}
 	TAILQ_INIT(&b.sessions);
 	TAILQ_INIT(&b.graveyard);
 
@@ -193,15 +248,41 @@ broker_run(struct config *cfg)
 		config_free(cfg);
 		return 1;
 	}
+	/*
+	 * The signals before the socket exists: one that comes while the
+	 * broker starts waits for the loop's first iteration instead of
+	 * killing it with its socket and segment left behind.
+	 */
+	ev_signal_init(&b.sig_term, signal_cb, SIGTERM);
+	ev_signal_init(&b.sig_int, signal_cb, SIGINT);
+	ev_signal_init(&b.sig_hup, signal_cb, SIGHUP);
+	ev_signal_init(&b.sig_quit, signal_cb, SIGQUIT);
+	ev_signal_init(&b.sig_xcpu, signal_cb, SIGXCPU);
+	b.sig_term.data = b.sig_int.data = b.sig_hup.data = &b;
+	b.sig_quit.data = b.sig_xcpu.data = &b;
+	ev_signal_start(b.loop, &b.sig_term);
+	ev_signal_start(b.loop, &b.sig_int);
+	ev_signal_start(b.loop, &b.sig_hup);
+	ev_signal_start(b.loop, &b.sig_quit);
+	ev_signal_start(b.loop, &b.sig_xcpu);
+
 	/* The socket first: a live broker on it keeps its segment too. */
 	b.shm.fd = -1;
 	if (listener_start(&b) != 0)
 		goto out;
+	if (cfg->broker.pid_file != NULL) {
+		if (pidfile_write(cfg->broker.pid_file, b.pid, err, sizeof(err)) != 0) {
+			log_error("%s", err);
+			goto out;
+		}
+		b.wrote_pid_file = true;
+	}
 	if (shm_create(&b.shm, cfg->broker.shm_name, cfg->broker.shm_mode,
 		       (uint32_t)cfg->broker.max_total_slots, b.incarnation, err, sizeof(err)) != 0) {
 		log_error("%s", err);
 		goto out;
 	}
+	crash_arm(cfg->broker.socket, cfg->broker.shm_name);
 	shm_begin(&b.shm);
 	snprintf(b.shm.hdr->socket, sizeof(b.shm.hdr->socket), "%s", cfg->broker.socket);
 	shm_end(&b.shm);
@@ -213,13 +294,6 @@ broker_run(struct config *cfg)
 		goto out;
 	}
 
-	ev_signal_init(&b.sig_term, signal_cb, SIGTERM);
-	ev_signal_init(&b.sig_int, signal_cb, SIGINT);
-	ev_signal_init(&b.sig_hup, signal_cb, SIGHUP);
-	b.sig_term.data = b.sig_int.data = b.sig_hup.data = &b;
-	ev_signal_start(b.loop, &b.sig_term);
-	ev_signal_start(b.loop, &b.sig_int);
-	ev_signal_start(b.loop, &b.sig_hup);
 	ev_timer_init(&b.heartbeat, heartbeat_cb, 1., 1.);
 	b.heartbeat.data = &b;
 	ev_timer_start(b.loop, &b.heartbeat);
@@ -227,12 +301,15 @@ broker_run(struct config *cfg)
 	log_info("pgleased %s started pid=%d socket=%s shm=%s pools=%zu incarnation=%08x",
 		 PACKAGE_VERSION, (int)getpid(), cfg->broker.socket, cfg->broker.shm_name,
 		 cfg->npools, b.incarnation);
-	notify_ready();
+	notify_init(&b);	/* READY=1 once the pools are */
 	ev_run(b.loop, 0);
 	log_info("pgleased stopped");
 	status = 0;
 out:
 	session_close_all(&b);
+	notify_stop(&b);
+	if (b.wrote_pid_file)
+		pidfile_remove(b.cfg->broker.pid_file, b.pid);
 	if (b.shm.hdr == NULL) {	/* never got that far */
 		listener_stop(&b);
 		ev_loop_destroy(b.loop);
@@ -249,8 +326,11 @@ out:
 	ev_signal_stop(b.loop, &b.sig_term);
 	ev_signal_stop(b.loop, &b.sig_int);
 	ev_signal_stop(b.loop, &b.sig_hup);
+	ev_signal_stop(b.loop, &b.sig_quit);
+	ev_signal_stop(b.loop, &b.sig_xcpu);
 	helper_teardown(&b.helpers);
 	shm_destroy(&b.shm);
+	crash_disarm();
 	ev_loop_destroy(b.loop);
 	reload_free_configs(&b);
 	config_free(b.cfg);

@@ -7,6 +7,7 @@
 
 #include "broker/config.h"
 #include "broker/helper.h"
+#include "broker/notify.h"
 #include "common/rand.h"
 #include "common/shm_writer.h"
 
@@ -57,7 +58,9 @@ struct broker {
 	ev_timer heartbeat;
 	ev_timer drain_timer;
 	ev_check done_check;		/* draining: stops when every lease and backend is gone */
-	ev_signal sig_term, sig_int, sig_hup;
+	ev_signal sig_term, sig_int, sig_hup, sig_quit, sig_xcpu;
+	struct notify notify;		/* systemd's notification socket (notify.c) */
+	bool wrote_pid_file;
 	uid_t uid;
 	pid_t pid;			/* for WELCOME, without a system call each */
 	struct helpers helpers;		/* cancel and terminate threads (helper.c) */

@@ -37,7 +37,10 @@
 /* --- the schema --------------------------------------------------------- */
 
 static const char *const log_level_choices[] = { "error", "warn", "info", "debug", NULL };
-static const char *const log_target_choices[] = { "stderr", "syslog", NULL };
+static const char *const log_target_choices[] = { "stderr", "syslog", "file", NULL };
+const char *const config_syslog_facilities[] = { "daemon", "user", "local0", "local1", "local2",
+						 "local3", "local4", "local5", "local6", "local7",
+						 NULL };
 static const char *const lease_action_choices[] = { "warn", "terminate", NULL };
 static const char *const reset_check_choices[] = { "function", "query", NULL };
 
@@ -63,6 +66,11 @@ static const struct config_key config_keys[] = {
 			"readers' trust; setuid, setgid and sticky bits mean nothing there" },
 	{ "log_level", B(log_level), .type = KEY_ENUM, .choices = log_level_choices,
 	  .idef = LOG_LEVEL_INFO },
+	{ "log_file", B(log_file), STR(NULL) },
+	{ "syslog_facility", B(syslog_facility), .type = KEY_ENUM,
+	  .choices = config_syslog_facilities, .idef = 0 },
+	{ "syslog_ident", B(syslog_ident), STR("pgleased"), .max_len = 48 },
+	{ "pid_file", B(pid_file), STR(NULL) },
 	{ "log_target", B(log_target), .type = KEY_ENUM, .choices = log_target_choices,
 	  .idef = CONFIG_LOG_STDERR },
 	{ "allowed_uids", B(allowed_uids), .type = KEY_UIDS,
@@ -362,6 +370,26 @@ check_broker(struct loader *ld, struct config *cfg, const config_setting_t **see
 		      "memory name: a '/' followed by up to 199 letters, digits, '.', '_' or '-'",
 		      b->shm_name);
 
+	if (b->log_target == CONFIG_LOG_FILE && b->log_file == NULL)
+		error(ld, seen_key(seen, "log_target"), "broker.log_target", "\"file\" needs "
+		      "log_file, the path to append to");
+	if (b->log_file != NULL && b->log_file[0] != '/')
+		error(ld, seen_key(seen, "log_file"), "broker.log_file", "\"%s\" is not an "
+		      "absolute path", b->log_file);
+	else if (b->log_file != NULL && b->log_target != CONFIG_LOG_FILE)
+		warning(ld, seen_key(seen, "log_file"), "broker.log_file", "unused: log_target "
+			"is not \"file\"");
+	if (b->pid_file != NULL && b->pid_file[0] != '/')
+		error(ld, seen_key(seen, "pid_file"), "broker.pid_file", "\"%s\" is not an "
+		      "absolute path", b->pid_file);
+	if (b->syslog_ident[0] == '\0')
+		error(ld, seen_key(seen, "syslog_ident"), "broker.syslog_ident", "is empty");
+	b->socket_line = confdiag_line(seen_key(seen, "socket"));
+	b->shm_name_line = confdiag_line(seen_key(seen, "shm_name"));
+	b->log_file_line = confdiag_line(seen_key(seen, "log_file"));
+	b->pid_file_line = confdiag_line(seen_key(seen, "pid_file"));
+	b->max_clients_line = confdiag_line(seen_key(seen, "max_clients"));
+
 	int64_t total = 0;
 	for (size_t i = 0; i < cfg->npools; i++)
 		total += cfg->pools[i].max_size;
@@ -408,6 +436,9 @@ config_free(struct config *cfg)
 	free(cfg->broker.socket);
 	free(cfg->broker.socket_group);
 	free(cfg->broker.shm_name);
+	free(cfg->broker.log_file);
+	free(cfg->broker.syslog_ident);
+	free(cfg->broker.pid_file);
 	free(cfg->broker.allowed_uids);
 	free(cfg->broker.allowed_gids);
 	free(cfg->path);
@@ -535,6 +566,19 @@ out:
 }
 
 /* --- helpers for the broker --------------------------------------------- */
+
+void
+config_log_options(const struct config *cfg, struct log_options *o)
+{
+	const struct broker_config *b = &cfg->broker;
+
+	o->ident = b->syslog_ident;
+	o->level = (enum log_level)b->log_level;
+	o->target = b->log_target == CONFIG_LOG_SYSLOG ? LOG_TARGET_SYSLOG :
+		    b->log_target == CONFIG_LOG_FILE ? LOG_TARGET_FILE : LOG_TARGET_STDERR;
+	o->facility = log_facility_from_name(config_syslog_facilities[b->syslog_facility]);
+	o->file = b->log_file;
+}
 
 const struct pool_config *
 config_find_pool(const struct config *cfg, const char *name)

@@ -32,6 +32,7 @@ enum reset_check {
 enum config_log_target {
 	CONFIG_LOG_STDERR = 0,
 	CONFIG_LOG_SYSLOG,
+	CONFIG_LOG_FILE,
 };
 
 struct conninfo_params;
@@ -78,6 +79,10 @@ struct broker_config {
 	char *shm_name;
 	mode_t shm_mode;
 	int log_level;			/* enum log_level */
+	char *log_file;			/* log_target "file": its path; NULL otherwise */
+	int syslog_facility;		/* an index into config_syslog_facilities[] */
+	char *syslog_ident;
+	char *pid_file;			/* NULL: none */
 	int log_target;			/* enum config_log_target */
 	uid_t *allowed_uids;		/* empty: the broker's own uid only */
 	size_t n_allowed_uids;
@@ -87,6 +92,8 @@ struct broker_config {
 	int max_clients;
 	int max_leases_per_client;
 	int max_total_slots;		/* resolved: never 0 after loading */
+	/* Where some settings were written (0: not in the file), for --check-config */
+	int socket_line, shm_name_line, log_file_line, pid_file_line, max_clients_line;
 };
 
 struct config {
@@ -113,6 +120,14 @@ struct config *config_load(const char *path, config_report_fn *report,
 	__attribute__((warn_unused_result));
 
 void config_free(struct config *cfg);
+
+/* The syslog facilities by name, as syslog_facility's index reads them; NULL ends it. */
+extern const char *const config_syslog_facilities[];
+
+struct log_options;
+
+/* The logger's settings of cfg (pointers into cfg). */
+void config_log_options(const struct config *cfg, struct log_options *o);
 
 /* The pool of that name, or NULL. */
 const struct pool_config *config_find_pool(const struct config *cfg,

@@ -6,6 +6,7 @@
 #include "broker/broker.h"
 #include "broker/config.h"
 #include "broker/conninfo.h"
+#include "broker/precheck.h"
 #include "common/log.h"
 
 #include <getopt.h>
@@ -24,8 +25,9 @@ usage(FILE *out)
 		"\n"
 		"  -c, --config FILE   configuration file (default: $PGLEASE_CONF, then\n"
 		"                      %s)\n"
-		"  -t, --check-config  validate the configuration, print every problem,\n"
-		"                      and exit 0 when it is valid\n"
+		"  -t, --check-config  validate the configuration and what it needs from\n"
+		"                      the system (directories, limits), print every\n"
+		"                      problem, and exit 0 when it is valid\n"
 		"  -V, --version       print the version and exit\n"
 		"  -h, --help          print this help and exit\n",
 		CONFIG_DEFAULT_PATH);
@@ -57,6 +59,14 @@ check_config(const char *path)
 		fprintf(stderr, "%s: %d error%s, %d warning%s: configuration is not valid\n",
 			path, nerrors, nerrors == 1 ? "" : "s", rc.warnings,
 			rc.warnings == 1 ? "" : "s");
+		return 1;
+	}
+	nerrors = precheck_runtime(cfg, report_stderr, &rc);
+	if (nerrors > 0) {
+		fprintf(stderr, "%s: %d error%s, %d warning%s: the broker cannot start with it "
+			"here\n", path, nerrors, nerrors == 1 ? "" : "s", rc.warnings,
+			rc.warnings == 1 ? "" : "s");
+		config_free(cfg);
 		return 1;
 	}
 	printf("%s: configuration is valid (%zu pool%s, %d warning%s)\n", path,

@@ -284,6 +284,12 @@ keep_restart_only(struct broker *b, struct config *nc)
 	free(next->socket_group);
 	next->socket_group = now->socket_group != NULL ? strdup(now->socket_group) : NULL;
 	next->shm_mode = now->shm_mode;
+	if ((now->pid_file == NULL) != (next->pid_file == NULL) ||
+	    (now->pid_file != NULL && strcmp(now->pid_file, next->pid_file) != 0))
+		log_warnx("reload: pid_file changes only with a restart; keeping %s",
+			  now->pid_file != NULL ? now->pid_file : "none");
+	free(next->pid_file);
+	next->pid_file = now->pid_file != NULL ? strdup(now->pid_file) : NULL;
 	next->max_total_slots = now->max_total_slots;
 }
 
@@ -324,8 +330,10 @@ reload_run(struct broker *b)
 	old[b->nold_configs++] = b->cfg;
 	b->cfg = nc;
 	b->cfg_gen++;
-	log_init("pgleased", nc->broker.log_level,
-		 nc->broker.log_target == CONFIG_LOG_SYSLOG ? LOG_TARGET_SYSLOG : LOG_TARGET_STDERR);
+	struct log_options lo;
+	config_log_options(nc, &lo);
+	if (log_configure(&lo, err, sizeof(err)) != 0)
+		log_error("reload: %s; logging as before", err);
 	release_configs(b);
 	log_info("reloaded %s: %zu pools", nc->path, nc->npools);
 }

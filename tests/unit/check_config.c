@@ -6,6 +6,7 @@
 
 #include "broker/config.h"
 #include "broker/conninfo.h"
+#include "common/log.h"
 #include "testutil.h"
 
 #include <check.h>
@@ -13,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <syslog.h>
 #include <unistd.h>
 
 #define SECRET "Sup3rSecret"
@@ -78,6 +80,17 @@ static const struct bad_case bad_cases[] = {
 	{ BROKER POOL "  reset_check = \"select\";\n" END, "5: pools[0].reset_check", "\"function\", \"query\"" },
 	{ BROKER POOL "  reset_check = 1;\n" END, "5: pools[0].reset_check", "must be a string" },
 	{ BROKER POOL "  initial_backoff = 10.0;\n  max_backoff = 5.0;\n" END, "5: pools[0].initial_backoff", "larger than max_backoff" },
+#define BROKER_WITH(x) "broker = { socket = \"/tmp/pglease-unit.sock\"; " x " };\n"
+	{ BROKER_WITH("log_target = \"file\";") POOL END, "1: broker.log_target", "needs log_file" },
+	{ BROKER_WITH("log_target = \"file\"; log_file = \"pgl.log\";") POOL END, "1: broker.log_file",
+	  "not an absolute path" },
+	{ BROKER_WITH("log_target = \"journal\";") POOL END, "1: broker.log_target", "\"file\"" },
+	{ BROKER_WITH("syslog_facility = \"local8\";") POOL END, "1: broker.syslog_facility",
+	  "\"local7\"" },
+	{ BROKER_WITH("syslog_facility = 3;") POOL END, "1: broker.syslog_facility", "must be a string" },
+	{ BROKER_WITH("syslog_ident = \"\";") POOL END, "1: broker.syslog_ident", "empty" },
+	{ BROKER_WITH("pid_file = \"run/pgleased.pid\";") POOL END, "1: broker.pid_file",
+	  "not an absolute path" },
 	{ BROKER POOL END "pools2 = ();\n", "6: pools2", "unknown setting" },
 	{ BROKER POOL "} , {\n  name = \"main\";\n  conninfo = \"dbname=x\";\n" END,
 	  "6: pools[1].name", "already defined at line" },
@@ -396,7 +409,8 @@ START_TEST(test_conninfo_password_masked)
 	struct output out;
 	char path[512];
 
-	check_config_file("pools = ( {\n  name = \"main\";\n"
+	/* a socket under /tmp: --check-config wants its directory to exist */
+	check_config_file(BROKER "pools = ( {\n  name = \"main\";\n"
 			  "  conninfo = \"host=/tmp user=app password='" SECRET "'\";\n" END,
 			  &out, path, sizeof(path));
 	ck_assert_msg(out.status == 0, "%s", out.text);
@@ -627,11 +641,80 @@ END_TEST
 START_TEST(test_sample_is_valid)
 {
 	char out[8192];
+	FILE *f = fopen(TOP_SRCDIR "/etc/pglease.conf", "r");
+	char text[16384], copy[17000], dir[300];
+
+	/* the sample's paths under /run/pglease, which --check-config wants to exist */
+	ck_assert_ptr_nonnull(f);
+	size_t n = fread(text, 1, sizeof(text) - 1, f);
+	fclose(f);
+	text[n] = '\0';
+	snprintf(dir, sizeof(dir), "%s/", testutil_tmpdir());
+	size_t used = 0;
+	for (const char *p = text; *p != '\0' && used + 300 < sizeof(copy);) {
+		if (strncmp(p, "/run/pglease/", 13) == 0) {
+			used += (size_t)snprintf(copy + used, sizeof(copy) - used, "%s", dir);
+			p += 13;
+		} else {
+			copy[used++] = *p++;
+		}
+	}
+	copy[used] = '\0';
+	ck_assert_ptr_nonnull(strstr(text, "/run/pglease/pglease.sock"));
 	char *argv[] = { (char *)PGLEASED, (char *)"--check-config", (char *)"-c",
-			 (char *)TOP_SRCDIR "/etc/pglease.conf", NULL };
+			 testutil_write_file("sample.conf", copy), NULL };
 
 	ck_assert_msg(testutil_run(argv, out, sizeof(out)) == 0, "%s", out);
 	ck_assert_msg(strstr(out, "configuration is valid") != NULL, "%s", out);
+}
+END_TEST
+
+/* log_file, syslog_facility, syslog_ident, pid_file: read, and handed to the logger. */
+START_TEST(test_log_settings)
+{
+	const char *text =
+		"broker = { socket = \"/tmp/x.sock\"; log_level = \"warn\";\n"
+		"  log_target = \"file\"; log_file = \"/var/log/pglease/b.log\";\n"
+		"  syslog_facility = \"local3\"; syslog_ident = \"pgl-a\";\n"
+		"  pid_file = \"/run/pglease/b.pid\"; };\n"
+		POOL END;
+	int nerrors = -1;
+	struct config *cfg = config_load(testutil_write_file("log.conf", text), NULL, NULL,
+					 &nerrors);
+	struct log_options o;
+
+	ck_assert_int_eq(nerrors, 0);
+	ck_assert_ptr_nonnull(cfg);
+	ck_assert_str_eq(cfg->broker.log_file, "/var/log/pglease/b.log");
+	ck_assert_str_eq(cfg->broker.pid_file, "/run/pglease/b.pid");
+	ck_assert_int_eq(cfg->broker.log_file_line, 2);
+	ck_assert_int_eq(cfg->broker.pid_file_line, 4);
+	config_log_options(cfg, &o);
+	ck_assert_int_eq(o.target, LOG_TARGET_FILE);
+	ck_assert_int_eq(o.level, LOG_LEVEL_WARN);
+	ck_assert_int_eq(o.facility, LOG_LOCAL3);
+	ck_assert_str_eq(o.ident, "pgl-a");
+	ck_assert_str_eq(o.file, "/var/log/pglease/b.log");
+	config_free(cfg);
+
+	/* the defaults: stderr, daemon, "pgleased", no pid file */
+	cfg = config_load(testutil_write_file("log.conf", BROKER POOL END), NULL, NULL, &nerrors);
+	ck_assert_ptr_nonnull(cfg);
+	config_log_options(cfg, &o);
+	ck_assert_int_eq(o.target, LOG_TARGET_STDERR);
+	ck_assert_int_eq(o.facility, LOG_DAEMON);
+	ck_assert_str_eq(o.ident, "pgleased");
+	ck_assert_ptr_null(cfg->broker.pid_file);
+	ck_assert_ptr_null(cfg->broker.log_file);
+	config_free(cfg);
+
+	/* log_file without log_target "file": a warning, not an error */
+	struct output out;
+	char path[512];
+	check_config_file("broker = { socket = \"/tmp/pglease-unit.sock\"; log_file = "
+			  "\"/tmp/x.log\"; };\n" POOL END, &out, path, sizeof(path));
+	ck_assert_msg(out.status == 0 && strstr(out.text, "broker.log_file: warning: unused") != NULL,
+		      "%s", out.text);
 }
 END_TEST
 
@@ -685,6 +768,7 @@ config_suite(void)
 	tcase_add_test(tc, test_one_line_pools);
 	tcase_add_test(tc, test_schema_documented);
 	tcase_add_test(tc, test_sample_is_valid);
+	tcase_add_test(tc, test_log_settings);
 	tcase_add_test(tc, test_command_line);
 	tcase_add_test(tc, test_conf_from_environment);
 	suite_add_tcase(s, tc);
