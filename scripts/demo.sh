@@ -15,8 +15,13 @@ cd "$build"
 "$top/configure" -q
 make -j"$(nproc)" >/dev/null
 
+# --check-config also checks what the machine must provide (the socket's
+# directory, /run/pglease, exists once systemd starts the unit): the sample,
+# with its runtime directory moved under the build directory.
 echo "== pgleased --check-config on the sample configuration"
-./pgleased -c "$top/etc/pglease.conf" --check-config
+mkdir -p "$build/run"
+sed "s|/run/pglease/|$build/run/|" "$top/etc/pglease.conf" >"$build/pglease-sample.conf"
+./pgleased -c "$build/pglease-sample.conf" --check-config
 echo
 
 # A throwaway PostgreSQL (as the postgres user when run as root), the broker,
