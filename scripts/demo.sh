@@ -16,7 +16,7 @@ cd "$build"
 make -j"$(nproc)" >/dev/null
 
 echo "== pgleased --check-config on the sample configuration"
-./pgleased -c "$top/etc/pglease.conf" --check-config
+./pgleased -c etc/pglease.conf --check-config
 echo
 
 # A throwaway PostgreSQL (as the postgres user when run as root), the broker,

@@ -604,8 +604,8 @@ slurp(const char *path)
 /* Every key of the schema is in the sample file and the man page. */
 START_TEST(test_schema_documented)
 {
-	char *sample = slurp(TOP_SRCDIR "/etc/pglease.conf");
-	char *man = slurp(TOP_SRCDIR "/doc/pglease.conf.5");
+	char *sample = slurp(TOP_SRCDIR "/etc/pglease.conf.in");
+	char *man = slurp(TOP_SRCDIR "/doc/pglease.conf.5.in");
 	const char *name;
 	enum config_section section;
 	char pat[128];
@@ -613,10 +613,10 @@ START_TEST(test_schema_documented)
 	for (size_t i = 0; config_schema_key(i, &name, &section); i++) {
 		snprintf(pat, sizeof(pat), "%s = ", name);
 		ck_assert_msg(strstr(sample, pat) != NULL,
-			      "etc/pglease.conf does not show \"%s\"", name);
+			      "etc/pglease.conf.in does not show \"%s\"", name);
 		snprintf(pat, sizeof(pat), ".B %s\n", name);
 		ck_assert_msg(strstr(man, pat) != NULL,
-			      "doc/pglease.conf.5 does not document \"%s\" (no \".B %s\" line)",
+			      "doc/pglease.conf.5.in does not document \"%s\" (no \".B %s\" line)",
 			      name, name);
 	}
 	free(sample);
@@ -628,7 +628,7 @@ START_TEST(test_sample_is_valid)
 {
 	char out[8192];
 	char *argv[] = { (char *)PGLEASED, (char *)"--check-config", (char *)"-c",
-			 (char *)TOP_SRCDIR "/etc/pglease.conf", NULL };
+			 (char *)TOP_BUILDDIR "/etc/pglease.conf", NULL };
 
 	ck_assert_msg(testutil_run(argv, out, sizeof(out)) == 0, "%s", out);
 	ck_assert_msg(strstr(out, "configuration is valid") != NULL, "%s", out);
