@@ -10,9 +10,9 @@ if [ ! -x configure ] || [ configure.ac -nt configure ] || [ Makefile.am -nt Mak
 	autoreconf -fi
 fi
 build=$top/build-demo
-mkdir -p "$build"
+. "$top/scripts/build-dir.sh"
+pgl_configure "$top" "$build" -q
 cd "$build"
-"$top/configure" -q
 make -j"$(nproc)" >/dev/null
 
 echo "== pgleased --check-config on the sample configuration"
