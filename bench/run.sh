@@ -27,8 +27,9 @@ if [ ! -x configure ] || [ configure.ac -nt configure ] || [ Makefile.am -nt Mak
 	autoreconf -fi
 fi
 build=$top/build-bench
-mkdir -p "$build"
-(cd "$build" && "$top/configure" -q CFLAGS="-O2 -g" && make -j"$(nproc)" >/dev/null)
+. "$top/scripts/build-dir.sh"
+pgl_configure "$top" "$build" -q CFLAGS="-O2 -g"
+make -C "$build" -j"$(nproc)" >/dev/null
 results=${BENCH_RESULTS:-$top/bench/results}
 mkdir -p "$results"
 exec "$top/tests/pg/with-postgres" "$top/bench/run-inner.sh" "$build" "$results"

@@ -28,6 +28,12 @@
 #define PGLEASE_H
 
 #include <stdint.h>
+/*
+ * PGconn, which pgl_conn() returns: libpq is a public dependency (pglease.pc's
+ * Requires).  Its typedef is not repeated here: a second one is an error in
+ * C99, whichever header comes first.
+ */
+#include <libpq-fe.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -35,7 +41,6 @@ extern "C" {
 
 typedef struct pgl_client pgl_client;
 typedef struct pgl_lease pgl_lease;
-typedef struct pg_conn PGconn;		/* as <libpq-fe.h> declares it */
 
 /* Error codes of pgl_errcode(); also carried by the broker's ERROR message. */
 enum {

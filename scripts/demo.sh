@@ -10,9 +10,9 @@ if [ ! -x configure ] || [ configure.ac -nt configure ] || [ Makefile.am -nt Mak
 	autoreconf -fi
 fi
 build=$top/build-demo
-mkdir -p "$build"
+. "$top/scripts/build-dir.sh"
+pgl_configure "$top" "$build" -q
 cd "$build"
-"$top/configure" -q
 make -j"$(nproc)" >/dev/null
 
 # --check-config also checks what the machine must provide (the socket's
@@ -20,7 +20,7 @@ make -j"$(nproc)" >/dev/null
 # with its runtime directory moved under the build directory.
 echo "== pgleased --check-config on the sample configuration"
 mkdir -p "$build/run"
-sed "s|/run/pglease/|$build/run/|" "$top/etc/pglease.conf" >"$build/pglease-sample.conf"
+sed "s|/run/pglease/|$build/run/|" etc/pglease.conf >"$build/pglease-sample.conf"
 ./pgleased -c "$build/pglease-sample.conf" --check-config
 echo
 

@@ -18,10 +18,10 @@ if [ ! -x configure ] || [ configure.ac -nt configure ] || [ Makefile.am -nt Mak
 fi
 
 build=$top/build-test
-mkdir -p "$build"
-cd "$build"
+. "$top/scripts/build-dir.sh"
 # shellcheck disable=SC2086
-"$top/configure" -q ${PGLEASE_CONFIGURE_FLAGS:---enable-werror --enable-sanitizers}
+pgl_configure "$top" "$build" -q ${PGLEASE_CONFIGURE_FLAGS:---enable-werror --enable-sanitizers}
+cd "$build"
 make -j"$(nproc)" >/dev/null
 rc=0
 make -j"$(nproc)" check >/dev/null 2>&1 || rc=$?

@@ -618,8 +618,8 @@ slurp(const char *path)
 /* Every key of the schema is in the sample file and the man page. */
 START_TEST(test_schema_documented)
 {
-	char *sample = slurp(TOP_SRCDIR "/etc/pglease.conf");
-	char *man = slurp(TOP_SRCDIR "/doc/pglease.conf.5");
+	char *sample = slurp(TOP_SRCDIR "/etc/pglease.conf.in");
+	char *man = slurp(TOP_SRCDIR "/doc/pglease.conf.5.in");
 	const char *name;
 	enum config_section section;
 	char pat[128];
@@ -627,10 +627,10 @@ START_TEST(test_schema_documented)
 	for (size_t i = 0; config_schema_key(i, &name, &section); i++) {
 		snprintf(pat, sizeof(pat), "%s = ", name);
 		ck_assert_msg(strstr(sample, pat) != NULL,
-			      "etc/pglease.conf does not show \"%s\"", name);
+			      "etc/pglease.conf.in does not show \"%s\"", name);
 		snprintf(pat, sizeof(pat), ".B %s\n", name);
 		ck_assert_msg(strstr(man, pat) != NULL,
-			      "doc/pglease.conf.5 does not document \"%s\" (no \".B %s\" line)",
+			      "doc/pglease.conf.5.in does not document \"%s\" (no \".B %s\" line)",
 			      name, name);
 	}
 	free(sample);
@@ -641,7 +641,7 @@ END_TEST
 START_TEST(test_sample_is_valid)
 {
 	char out[8192];
-	FILE *f = fopen(TOP_SRCDIR "/etc/pglease.conf", "r");
+	FILE *f = fopen(TOP_BUILDDIR "/etc/pglease.conf", "r");
 	char text[16384], copy[17000], dir[300];
 
 	/* the sample's paths under /run/pglease, which --check-config wants to exist */
