@@ -197,7 +197,7 @@ broker_run(struct config *cfg)
 	b.shm.fd = -1;
 	if (listener_start(&b) != 0)
 		goto out;
-	if (shm_create(&b.shm, cfg->broker.shm_name, cfg->broker.shm_mode,
+	if (shm_create(&b.shm, cfg->broker.shm_name, cfg->broker.shm_mode, cfg->broker.shm_gid,
 		       (uint32_t)cfg->broker.max_total_slots, b.incarnation, err, sizeof(err)) != 0) {
 		log_error("%s", err);
 		goto out;

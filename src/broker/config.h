@@ -77,6 +77,8 @@ struct broker_config {
 	gid_t socket_gid;		/* socket_group resolved */
 	char *shm_name;
 	mode_t shm_mode;
+	char *shm_group;		/* NULL: the broker's own group */
+	gid_t shm_gid;			/* shm_group resolved; (gid_t)-1 when none */
 	int log_level;			/* enum log_level */
 	int log_target;			/* enum config_log_target */
 	uid_t *allowed_uids;		/* empty: the broker's own uid only */
