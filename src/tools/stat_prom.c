@@ -40,8 +40,9 @@ label_value(FILE *out, const char *s)
 	}
 }
 
+/* A pool's series up to its closing brace: metric{pool="NAME" (more labels may follow). */
 static void
-pool_label(FILE *out, const char *metric, const struct shm_pool *p)
+series_start(FILE *out, const char *metric, const struct shm_pool *p)
 {
 	fprintf(out, "%s{pool=\"", metric);
 	label_value(out, p->name);
@@ -56,7 +57,7 @@ seconds(int64_t ms)
 
 /* The pool records in use: those with a name. */
 static bool
-pool_used(const struct shm_snapshot *s, uint32_t i)
+record_used(const struct shm_snapshot *s, uint32_t i)
 {
 	return s->pools[i].name[0] != '\0';
 }
@@ -101,10 +102,10 @@ print_pool_metric(FILE *out, const struct shm_snapshot *s, const struct pool_met
 {
 	family(out, m->name, m->type, m->help);
 	for (uint32_t i = 0; i < s->hdr.npools; i++) {
-		if (!pool_used(s, i))
+		if (!record_used(s, i))
 			continue;
 		const char *base = (const char *)&s->pools[i];
-		pool_label(out, m->name, &s->pools[i]);
+		series_start(out, m->name, &s->pools[i]);
 		if (m->kind == F_I32) {
 			int32_t v;
 			memcpy(&v, base + m->offset, sizeof(v));
@@ -138,10 +139,10 @@ print_slots(FILE *out, const struct shm_snapshot *s)
 			count[(size_t)sl->pool * SHM_SLOT_NSTATES + (size_t)sl->state]++;
 	}
 	for (uint32_t i = 0; i < npools; i++) {
-		if (!pool_used(s, i))
+		if (!record_used(s, i))
 			continue;
 		for (int st = 0; st < SHM_SLOT_NSTATES; st++) {
-			pool_label(out, "pglease_pool_slots", &s->pools[i]);
+			series_start(out, "pglease_pool_slots", &s->pools[i]);
 			fprintf(out, ",state=\"%s\"} %" PRIu64 "\n", shm_slot_state_name(st),
 				count[(size_t)i * SHM_SLOT_NSTATES + (size_t)st]);
 		}
@@ -155,18 +156,18 @@ print_backoff(FILE *out, const struct shm_snapshot *s, int64_t now)
 	family(out, "pglease_pool_backoff", "gauge",
 	       "1 while the pool backs off after failed connects, else 0.");
 	for (uint32_t i = 0; i < s->hdr.npools; i++) {
-		if (!pool_used(s, i))
+		if (!record_used(s, i))
 			continue;
-		pool_label(out, "pglease_pool_backoff", &s->pools[i]);
+		series_start(out, "pglease_pool_backoff", &s->pools[i]);
 		fprintf(out, "} %d\n", s->pools[i].backoff_until_ms > now ? 1 : 0);
 	}
 	family(out, "pglease_pool_backoff_remaining_seconds", "gauge",
 	       "Seconds until the pool's next connect attempt while it backs off, else 0.");
 	for (uint32_t i = 0; i < s->hdr.npools; i++) {
-		if (!pool_used(s, i))
+		if (!record_used(s, i))
 			continue;
 		int64_t left = s->pools[i].backoff_until_ms - now;
-		pool_label(out, "pglease_pool_backoff_remaining_seconds", &s->pools[i]);
+		series_start(out, "pglease_pool_backoff_remaining_seconds", &s->pools[i]);
 		fprintf(out, "} %.3f\n", left > 0 ? seconds(left) : 0.0);
 	}
 }
