@@ -67,8 +67,11 @@ stat_print_table(const char *name, const struct shm_snapshot *s, int64_t now)
 	const struct shm_header *h = &s->hdr;
 
 	printf("pgleased pid %d, shared memory %s, socket %s, up %" PRId64 " s, "
-	       "heartbeat %.1f s ago\n\n", h->broker_pid, name, h->socket,
+	       "heartbeat %.1f s ago\n", h->broker_pid, name, h->socket,
 	       (now - h->start_time_ms) / 1000, (double)(now - h->heartbeat_ms) / 1000);
+	printf("clients %d, accepted %" PRIu64 ", refused: %" PRIu64 " denied, %" PRIu64
+	       " over max_clients\n\n", h->clients, h->clients_accepted, h->clients_denied,
+	       h->clients_over_limit);
 	printf("%-20s %5s %5s %5s %5s %6s %7s %10s %8s %8s %9s %7s %9s %9s %8s %11s %11s\n",
 	       "POOL", "MIN", "MAX", "SIZE", "IDLE", "LEASED", "WAITING", "LEASES", "TIMEOUTS",
 	       "CONNECTS", "CONN_FAIL", "HC_FAIL", "RESETS", "RESET_FAIL", "ORPHANED",
@@ -115,8 +118,10 @@ stat_print_json(const char *name, const struct shm_snapshot *s, int64_t now)
 	printf(",\"socket\":");
 	json_string(h->socket);
 	printf(",\"broker_pid\":%d,\"incarnation\":%u,\"uptime_ms\":%" PRId64
-	       ",\"heartbeat_age_ms\":%" PRId64 ",\"pools\":[",
-	       h->broker_pid, h->incarnation, now - h->start_time_ms, now - h->heartbeat_ms);
+	       ",\"heartbeat_age_ms\":%" PRId64 ",\"clients\":%d,\"clients_accepted\":%" PRIu64
+	       ",\"clients_denied\":%" PRIu64 ",\"clients_over_limit\":%" PRIu64 ",\"pools\":[",
+	       h->broker_pid, h->incarnation, now - h->start_time_ms, now - h->heartbeat_ms,
+	       h->clients, h->clients_accepted, h->clients_denied, h->clients_over_limit);
 	bool first_pool = true;
 	for (uint32_t i = 0; i < h->npools; i++) {
 		const struct shm_pool *p = &s->pools[i];

@@ -205,6 +205,8 @@ START_TEST(test_exposition)
 	ck_assert(metric(out, "pglease_pool_slots{pool=\"main\",state=\"leased\"}") == 1);
 	ck_assert(metric(out, "pglease_pool_leased{pool=\"main\"}") == 1);
 	ck_assert(metric(out, "pglease_pool_leases_total{pool=\"main\"}") == 1);
+	ck_assert_int_eq(stat_run("--json", NULL, NULL), 0);
+	ck_assert_msg(strstr(out, "\"clients\":1,") != NULL, "%s", out);
 	worker_end(w, ready, go, "worker holding a lease");
 
 	/* gone: the client closed, the slot back (after its reset) */
