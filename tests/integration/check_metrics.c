@@ -219,6 +219,27 @@ START_TEST(test_exposition)
 }
 END_TEST
 
+/* A pool whose server is not there backs off: 1, and the seconds until it tries again. */
+START_TEST(test_backoff)
+{
+	char pools[1024];
+
+	snprintf(pools, sizeof(pools), "%s, { name = \"gone\"; conninfo = \"host=%s/nowhere "
+		 "dbname=x\"; min_size = 1; max_size = 1; initial_backoff = 30.0; "
+		 "max_backoff = 60.0; }", POOLS, testutil_tmpdir());
+	testbroker_start(&broker, NULL, pools, false);
+	WAIT_UNTIL(scrape() == 0 && strstr(out, "pglease_pool_backoff{pool=\"gone\"} 1\n") != NULL,
+		   10000, "pool gone does not back off:\n%s", out);
+	promtool_ok(out, "a scrape with a pool backing off");
+	double left = metric(out, "pglease_pool_backoff_remaining_seconds{pool=\"gone\"}");
+	ck_assert_msg(left > 10 && left <= 30 * 1.2 + 1, "retry in %f s", left);
+	ck_assert(metric(out, "pglease_pool_connect_failures_total{pool=\"gone\"}") >= 1);
+	ck_assert(metric(out, "pglease_pool_backoff{pool=\"main\"}") == 0);
+	ck_assert(metric(out, "pglease_pool_backoff_remaining_seconds{pool=\"main\"}") == 0);
+	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
 /* Clients refused, by reason: max_clients, and a user not in allowed_uids. */
 START_TEST(test_refused)
 {
@@ -633,6 +654,7 @@ metrics_suite(void)
 
 	tcase_set_timeout(tc, 90);
 	tcase_add_test(tc, test_exposition);
+	tcase_add_test(tc, test_backoff);
 	tcase_add_test(tc, test_refused);
 	tcase_add_test(tc, test_down);
 	tcase_add_test(tc, test_watch);
