@@ -6,14 +6,16 @@
 #   --tests  also the real clients that tests/clients drives under the
 #            preload shim (Apache prefork + mod_php, ab, Perl DBD::Pg,
 #            Python psycopg2), and PgBouncer, which check_pgbouncer puts in
-#            front of the server; scripts/test.sh passes it
+#            front of the server, and prometheus for its promtool, which
+#            check_metrics runs on pglease-stat's output; scripts/test.sh
+#            passes it
 #   --bench  also what bench/run.sh compares against (PgBouncer, gnuplot,
 #            and the clients above)
 set -euo pipefail
 
 packages=(
 	build-essential autoconf automake libtool pkg-config
-	libpq-dev libconfig-dev libev-dev check
+	libpq-dev libconfig-dev libev-dev check libmicrohttpd-dev
 	postgresql postgresql-client openssl
 )
 # psql and pgbench come with postgresql-client, above.
@@ -21,7 +23,7 @@ client_packages=(
 	apache2 apache2-utils libapache2-mod-php php-pgsql
 	perl libdbd-pg-perl python3 python3-psycopg2 python3-psycopg
 )
-test_packages=(pgbouncer)
+test_packages=(pgbouncer prometheus)
 bench_packages=(pgbouncer gnuplot-nox)
 
 for arg in "$@"; do

@@ -277,7 +277,7 @@ broker_run(struct config *cfg)
 		}
 		b.wrote_pid_file = true;
 	}
-	if (shm_create(&b.shm, cfg->broker.shm_name, cfg->broker.shm_mode,
+	if (shm_create(&b.shm, cfg->broker.shm_name, cfg->broker.shm_mode, cfg->broker.shm_gid,
 		       (uint32_t)cfg->broker.max_total_slots, b.incarnation, err, sizeof(err)) != 0) {
 		log_error("%s", err);
 		goto out;

@@ -33,6 +33,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 /* --- the schema --------------------------------------------------------- */
 
@@ -64,6 +65,7 @@ static const struct config_key config_keys[] = {
 	{ "shm_mode", B(shm_mode), .type = KEY_MODE, .idef = 0640, .forbid = 07022,
 	  .forbid_why = "whoever may write the segment can take the broker's lock and its "
 			"readers' trust; setuid, setgid and sticky bits mean nothing there" },
+	{ "shm_group", B(shm_group), STR(NULL) },
 	{ "log_level", B(log_level), .type = KEY_ENUM, .choices = log_level_choices,
 	  .idef = LOG_LEVEL_INFO },
 	{ "log_file", B(log_file), STR(NULL) },
@@ -337,6 +339,28 @@ check_pool(struct loader *ld, struct config *cfg, size_t idx,
 	}
 }
 
+/*
+ * shm_group: the group must exist, shm_mode must let it read, and the
+ * broker, that is the user who loads this file, must be able to give the
+ * segment to it: root, or a member of it.
+ */
+static void
+check_shm_group(struct loader *ld, struct broker_config *b, const config_setting_t *where)
+{
+	if (!confkey_group(b->shm_group, &b->shm_gid)) {
+		error(ld, where, "broker.shm_group", "no such group \"%s\"", b->shm_group);
+		return;
+	}
+	if ((b->shm_mode & 0040) == 0)
+		error(ld, where, "broker.shm_group", "shm_mode %04o gives the group no read "
+		      "permission: the group could not read the segment (shm_mode = \"0640\")",
+		      (unsigned)b->shm_mode);
+	if (!confkey_may_chgrp(b->shm_gid))
+		error(ld, where, "broker.shm_group", "user %u is neither root nor a member of "
+		      "group \"%s\" (%u): it cannot give the segment to that group",
+		      (unsigned)geteuid(), b->shm_group, (unsigned)b->shm_gid);
+}
+
 static void
 check_broker(struct loader *ld, struct config *cfg, const config_setting_t **seen)
 {
@@ -348,19 +372,12 @@ check_broker(struct loader *ld, struct config *cfg, const config_setting_t **see
 		      "a UNIX socket path holds at most %zu", strlen(b->socket),
 		      sizeof(sun.sun_path) - 1);
 
-	if (b->socket_group != NULL) {
-		char buf[4096], *end;
-		struct group g, *gp = NULL;
-		unsigned long id = strtoul(b->socket_group, &end, 10);
-
-		if (*end == '\0' && end != b->socket_group && id < UINT32_MAX)
-			b->socket_gid = (gid_t)id;
-		else if (getgrnam_r(b->socket_group, &g, buf, sizeof(buf), &gp) == 0 && gp != NULL)
-			b->socket_gid = gp->gr_gid;
-		else
-			error(ld, seen_key(seen, "socket_group"), "broker.socket_group",
-			      "no such group \"%s\"", b->socket_group);
-	}
+	if (b->socket_group != NULL && !confkey_group(b->socket_group, &b->socket_gid))
+		error(ld, seen_key(seen, "socket_group"), "broker.socket_group",
+		      "no such group \"%s\"", b->socket_group);
+	b->shm_gid = (gid_t)-1;
+	if (b->shm_group != NULL)
+		check_shm_group(ld, b, seen_key(seen, "shm_group"));
 
 	size_t len = strlen(b->shm_name);
 	if (b->shm_name[0] != '/' || len < 2 || len > 200 ||
@@ -439,6 +456,7 @@ config_free(struct config *cfg)
 	free(cfg->broker.log_file);
 	free(cfg->broker.syslog_ident);
 	free(cfg->broker.pid_file);
+	free(cfg->broker.shm_group);
 	free(cfg->broker.allowed_uids);
 	free(cfg->broker.allowed_gids);
 	free(cfg->path);

@@ -78,6 +78,8 @@ struct broker_config {
 	gid_t socket_gid;		/* socket_group resolved */
 	char *shm_name;
 	mode_t shm_mode;
+	char *shm_group;		/* NULL: the broker's own group */
+	gid_t shm_gid;			/* shm_group resolved; (gid_t)-1 when none */
 	int log_level;			/* enum log_level */
 	char *log_file;			/* log_target "file": its path; NULL otherwise */
 	int syslog_facility;		/* an index into config_syslog_facilities[] */

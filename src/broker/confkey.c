@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 const char *
 confkey_type_name(const config_setting_t *s)
@@ -306,4 +307,38 @@ confkey_default(const struct config_key *k, void *base)
 	case KEY_GIDS:
 		break;
 	}
+}
+
+bool
+confkey_group(const char *name, gid_t *gid)
+{
+	char buf[4096], *end;
+	struct group g, *gp = NULL;
+	unsigned long id = strtoul(name, &end, 10);
+
+	if (*end == '\0' && end != name && id < UINT32_MAX) {
+		*gid = (gid_t)id;
+		return true;
+	}
+	if (getgrnam_r(name, &g, buf, sizeof(buf), &gp) == 0 && gp != NULL) {
+		*gid = gp->gr_gid;
+		return true;
+	}
+	return false;
+}
+
+bool
+confkey_may_chgrp(gid_t gid)
+{
+	bool member = geteuid() == 0 || getegid() == gid;
+	int n = getgroups(0, NULL);
+	gid_t *groups = n > 0 ? calloc((size_t)n, sizeof(*groups)) : NULL;
+
+	if (groups != NULL) {
+		n = getgroups(n, groups);
+		for (int i = 0; i < n && !member; i++)
+			member = groups[i] == gid;
+	}
+	free(groups);
+	return member;
 }

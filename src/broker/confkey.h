@@ -60,6 +60,12 @@ void confkey_default(const struct config_key *k, void *base);
 void confkey_parse(struct confdiag *d, struct confsrc *src, const struct config_key *k,
 		   const struct config_setting_t *s, const char *name, void *base);
 
+/* A group name or number into *gid; false when it names no group. */
+bool confkey_group(const char *name, gid_t *gid) __attribute__((warn_unused_result));
+
+/* Whether this process may give a file of its own to group gid (chown(2)). */
+bool confkey_may_chgrp(gid_t gid);
+
 /* What libconfig made of setting s, for a message: "an integer", "a list"... */
 const char *confkey_type_name(const struct config_setting_t *s);
 

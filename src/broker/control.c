@@ -9,6 +9,7 @@
 #include "broker/control.h"
 #include "broker/access.h"
 #include "broker/pool.h"
+#include "broker/publish.h"
 #include "broker/session.h"
 #include "broker/slot.h"
 #include "broker/waitq.h"
@@ -375,10 +376,12 @@ control_open(struct broker *b, int fd, const struct ucred *peer, int refusal,
 	s->refusal = refusal;
 	s->access = *verdict;		/* stands until the next reload */
 	TAILQ_INSERT_TAIL(&b->sessions, s, link);
-	if (refusal != 0)
+	if (refusal != 0) {
 		b->nrefused++;
-	else
+	} else {
 		b->nsessions++;
+		publish_clients(b, true);
+	}
 	ev_io_init(&s->io, session_read_cb, fd, EV_READ);
 	s->io.data = s;
 	ev_io_start(b->loop, &s->io);

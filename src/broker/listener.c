@@ -9,6 +9,7 @@
 #include "broker/access.h"
 #include "broker/broker.h"
 #include "broker/control.h"
+#include "broker/publish.h"
 #include "common/log.h"
 #include "pglease.h"
 
@@ -108,6 +109,8 @@ accept_batch(struct broker *b)
 				  (unsigned)cred.uid, (int)cred.pid, b->cfg->broker.max_clients);
 			refusal = PGL_ELIMIT;
 		}
+		if (refusal != 0)
+			publish_refused(b, refusal);
 		if (refusal != 0 && b->nrefused >= MAX_REFUSED) {
 			close(fd);
 			continue;

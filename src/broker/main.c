@@ -72,9 +72,11 @@ check_config(const char *path)
 	printf("%s: configuration is valid (%zu pool%s, %d warning%s)\n", path,
 	       cfg->npools, cfg->npools == 1 ? "" : "s", rc.warnings,
 	       rc.warnings == 1 ? "" : "s");
-	printf("  socket %s mode %04o, shared memory %s mode %04o, %d slots\n",
+	printf("  socket %s mode %04o, shared memory %s mode %04o%s%s, %d slots\n",
 	       cfg->broker.socket, (unsigned)cfg->broker.socket_mode, cfg->broker.shm_name,
-	       (unsigned)cfg->broker.shm_mode, cfg->broker.max_total_slots);
+	       (unsigned)cfg->broker.shm_mode, cfg->broker.shm_group != NULL ? " group " : "",
+	       cfg->broker.shm_group != NULL ? cfg->broker.shm_group : "",
+	       cfg->broker.max_total_slots);
 	for (size_t i = 0; i < cfg->npools; i++) {
 		const struct pool_config *p = &cfg->pools[i];
 		char ci[1024];

@@ -10,6 +10,7 @@
 #include "broker/pool.h"
 #include "broker/slot.h"
 #include "common/clock.h"
+#include "pglease.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -125,4 +126,29 @@ publish_clear(struct pool *p)
 	}
 	memset(&shm->pools[p->index], 0, sizeof(shm->pools[p->index]));
 	shm_end(shm);
+}
+
+void
+publish_clients(struct broker *b, bool accepted)
+{
+	if (b->shm.hdr == NULL)
+		return;
+	shm_begin(&b->shm);
+	b->shm.hdr->clients = b->nsessions;
+	if (accepted)
+		b->shm.hdr->clients_accepted++;
+	shm_end(&b->shm);
+}
+
+void
+publish_refused(struct broker *b, int reason)
+{
+	if (b->shm.hdr == NULL)
+		return;
+	shm_begin(&b->shm);
+	if (reason == PGL_EDENIED)
+		b->shm.hdr->clients_denied++;
+	else
+		b->shm.hdr->clients_over_limit++;
+	shm_end(&b->shm);
 }

@@ -42,4 +42,10 @@ void publish_npools(struct broker *b);
 /* The pool's record and its slots' records, emptied (the pool goes). */
 void publish_clear(struct pool *p);
 
+/* The clients gauge (b->nsessions), and one more accepted when accepted. */
+void publish_clients(struct broker *b, bool accepted);
+
+/* A client refused at accept: reason PGL_EDENIED, or PGL_ELIMIT (max_clients). */
+void publish_refused(struct broker *b, int reason);
+
 #endif

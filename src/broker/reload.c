@@ -263,9 +263,10 @@ keep_restart_only(struct broker *b, struct config *nc)
 	    (now->socket_group == NULL) != (next->socket_group == NULL))
 		log_warnx("reload: socket, socket_mode and socket_group change only with a "
 			  "restart; keeping %s", now->socket);
-	if (strcmp(now->shm_name, next->shm_name) != 0 || now->shm_mode != next->shm_mode)
-		log_warnx("reload: shm_name and shm_mode change only with a restart; keeping %s",
-			  now->shm_name);
+	if (strcmp(now->shm_name, next->shm_name) != 0 || now->shm_mode != next->shm_mode ||
+	    now->shm_gid != next->shm_gid)
+		log_warnx("reload: shm_name, shm_mode and shm_group change only with a restart; "
+			  "keeping %s", now->shm_name);
 	if (now->max_total_slots != next->max_total_slots)
 		log_warnx("reload: max_total_slots changes only with a restart; keeping %d",
 			  now->max_total_slots);
@@ -290,6 +291,9 @@ keep_restart_only(struct broker *b, struct config *nc)
 			  now->pid_file != NULL ? now->pid_file : "none");
 	free(next->pid_file);
 	next->pid_file = now->pid_file != NULL ? strdup(now->pid_file) : NULL;
+	next->shm_gid = now->shm_gid;
+	free(next->shm_group);
+	next->shm_group = now->shm_group != NULL ? strdup(now->shm_group) : NULL;
 	next->max_total_slots = now->max_total_slots;
 }
 

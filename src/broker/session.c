@@ -10,6 +10,7 @@
 #include "autoconf.h"
 
 #include "broker/session.h"
+#include "broker/publish.h"
 #include "broker/slot.h"
 #include "broker/waitq.h"
 #include "common/fdpass.h"
@@ -195,10 +196,12 @@ session_close(struct session *s, const char *why)
 	close(s->fd);
 	s->fd = -1;
 	TAILQ_REMOVE(&b->sessions, s, link);
-	if (s->refusal != 0)
+	if (s->refusal != 0) {
 		b->nrefused--;
-	else
+	} else {
 		b->nsessions--;
+		publish_clients(b, false);
+	}
 	TAILQ_INSERT_TAIL(&b->graveyard, s, link);
 	after_iteration(b, &b->session_reaper, reap_cb);
 }

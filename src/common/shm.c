@@ -200,7 +200,11 @@ copy_whole(void *arg)
 	struct whole_copy *w = arg;
 	const struct shm_pool *pools = view_pools(w->v);
 
+	/* Everything but the writer's semaphore, which is no reader's business. */
+	const size_t after = offsetof(struct shm_header, lock) + sizeof(w->v->hdr->lock);
 	memcpy(&w->out->hdr, w->v->hdr, offsetof(struct shm_header, lock));
+	memcpy((char *)&w->out->hdr + after, (const char *)w->v->hdr + after,
+	       sizeof(struct shm_header) - after);
 	memcpy(w->out->pools, pools, w->v->max_pools * sizeof(*pools));
 	memcpy(w->out->slots, (const struct shm_slot *)(pools + w->v->max_pools),
 	       w->v->nslots * sizeof(*w->out->slots));

@@ -21,7 +21,7 @@
 #include <sys/types.h>
 
 #define SHM_MAGIC UINT64_C(0x31534c4541534c50)	/* "PLSAELS1" */
-#define SHM_LAYOUT_VERSION 3
+#define SHM_LAYOUT_VERSION 4	/* 4: the clients' fields at the header's end */
 #define SHM_MAX_POOLS 64
 #define SHM_MAX_SLOTS 1000000	/* config.c's bound on max_total_slots */
 #define SHM_NAME_LEN 64
@@ -99,6 +99,13 @@ struct shm_header {
 	int64_t heartbeat_ms;		/* realtime, every second */
 	char socket[108];
 	sem_t lock;			/* the writer's, process-shared */
+	/* Layout 4: the broker's clients (listener.c, control.c, session.c).
+	 * New fields go after these: readers copy the header around lock. */
+	int32_t clients;		/* connected clients served (max_clients bounds them) */
+	uint32_t reserved;
+	uint64_t clients_accepted;	/* clients served since the start */
+	uint64_t clients_denied;	/* refused: not in allowed_uids/allowed_gids */
+	uint64_t clients_over_limit;	/* refused: max_clients reached */
 };
 
 /* --- reading ----------------------------------------------------------- */

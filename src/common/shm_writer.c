@@ -43,7 +43,7 @@ owner_alive(int fd, pid_t *owner)
 }
 
 int
-shm_create(struct shm *s, const char *name, mode_t mode, uint32_t nslots,
+shm_create(struct shm *s, const char *name, mode_t mode, gid_t group, uint32_t nslots,
 	   uint32_t incarnation, char *err, size_t errlen)
 {
 	size_t size = shm_segment_size(SHM_MAX_POOLS, nslots);
@@ -53,7 +53,8 @@ shm_create(struct shm *s, const char *name, mode_t mode, uint32_t nslots,
 	s->fd = -1;
 	snprintf(s->name, sizeof(s->name), "%s", name);
 	for (int attempt = 0; attempt < 2 && fd < 0; attempt++) {
-		fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+		/* Owner only until the group is the configured one. */
+		fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode & 0700);
 		if (fd >= 0 || errno != EEXIST)
 			break;
 
@@ -78,6 +79,11 @@ shm_create(struct shm *s, const char *name, mode_t mode, uint32_t nslots,
 	if (fd < 0) {
 		snprintf(err, errlen, "cannot create shared memory %s: %s", name, strerror(errno));
 		return -1;
+	}
+	if (group != (gid_t)-1 && fchown(fd, (uid_t)-1, group) != 0) {
+		snprintf(err, errlen, "cannot give shared memory %s to group %u: %s", name,
+			 (unsigned)group, strerror(errno));
+		goto fail;
 	}
 	if (fchmod(fd, mode) != 0 || ftruncate(fd, (off_t)size) != 0) {
 		snprintf(err, errlen, "cannot size shared memory %s: %s", name, strerror(errno));

@@ -25,12 +25,13 @@ struct shm {
 };
 
 /*
- * Creates segment name (mode applied exactly, whatever the umask) with room
- * for nslots slots, and initialises it.  A segment whose broker is dead (pid
+ * Creates segment name (mode applied exactly, whatever the umask; given to
+ * group unless it is (gid_t)-1, before anyone but the owner may open it)
+ * with room for nslots slots, and initialises it.  A segment whose broker is dead (pid
  * gone, or heartbeat stale) is replaced; one whose broker lives is not.
  * Returns 0, or -1 with a sentence in err.
  */
-int shm_create(struct shm *s, const char *name, mode_t mode, uint32_t nslots,
+int shm_create(struct shm *s, const char *name, mode_t mode, gid_t group, uint32_t nslots,
 	       uint32_t incarnation, char *err, size_t errlen)
 	__attribute__((warn_unused_result));
 

@@ -1,6 +1,8 @@
 /*
  * pglease-stat.c - print a broker's pools and slots from its shared memory,
- * without talking to the broker: a table, JSON, or Prometheus text.
+ * without talking to the broker: a table, JSON, or Prometheus text (to
+ * stdout, to a textfile for node_exporter, or over HTTP).  The command line
+ * and the loop; the outputs are stat_text.c's, stat_prom.c's, stat_http.c's.
  */
 #include "autoconf.h"
 
@@ -8,15 +10,20 @@
 #include "common/defaults.h"
 #include "common/ident.h"
 #include "common/shm.h"
+#include "tools/stat_http.h"
+#include "tools/stat_prom.h"
+#include "tools/stat_text.h"
 
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <libconfig.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 enum format { FORMAT_TABLE, FORMAT_JSON, FORMAT_PROMETHEUS };
@@ -57,7 +64,8 @@ usage(FILE *out)
 {
 	fprintf(out,
 		"usage: pglease-stat [-c FILE | -n SHM_NAME] [-u USER] [--json | --prometheus]\n"
-		"                    [--watch SECONDS]\n"
+		"                    [--watch SECONDS] [--textfile DIR]\n"
+		"       pglease-stat [-c FILE | -n SHM_NAME] [-u USER] --listen ADDRESS:PORT\n"
 		"\n"
 		"Prints the pools and slots of a running pgleased from its shared memory.\n"
 		"\n"
@@ -66,177 +74,75 @@ usage(FILE *out)
 		"  -u, --owner USER       trust a segment of this user (default: root, yourself,\n"
 		"                         $PGLEASE_BROKER_UID, and with -c the socket's owner)\n"
 		"  -j, --json             JSON instead of a table\n"
-		"  -p, --prometheus       Prometheus text format\n"
-		"  -w, --watch SECONDS    print again every SECONDS until interrupted\n"
+		"  -p, --prometheus       Prometheus text format (one exposition per scrape)\n"
+		"  -w, --watch SECONDS    print again every SECONDS until interrupted; with\n"
+		"                         --prometheus, expositions separated by a blank line\n"
+		"  -t, --textfile DIR     write the Prometheus text to DIR/" STAT_PROM_TEXTFILE "\n"
+		"                         atomically (node_exporter's textfile collector)\n"
+		"  -l, --listen ADDR:PORT serve GET /metrics over HTTP until SIGTERM%s\n"
 		"  -V, --version          print the version and exit\n"
 		"  -h, --help             print this help and exit\n"
 		"\n"
-		"Exit status: 0, 2 when the segment is missing or its broker is down, 1 otherwise.\n");
+		"Exit status: 0, 2 when the segment is missing or its broker is down (with\n"
+		"--prometheus: after printing pglease_up 0), 1 otherwise.\n",
+#ifdef HAVE_MICROHTTPD
+		""
+#else
+		"\n                         (not built in: no libmicrohttpd)"
+#endif
+		);
 }
 
-/* A string as a JSON literal (pool names are plain, but be exact). */
+static volatile sig_atomic_t stopping;
+
 static void
-json_string(const char *s)
+on_stop(int sig)
 {
-	putchar('"');
-	for (; *s != '\0'; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (c == '"' || c == '\\')
-			printf("\\%c", c);
-		else if (c < 0x20)
-			printf("\\u%04x", c);
-		else
-			putchar(c);
-	}
-	putchar('"');
+	(void)sig;
+	stopping = 1;
 }
 
-static void
-print_table(const char *name, const struct shm_snapshot *s, int64_t now)
+/* One reading in the chosen format; the exit status it calls for. */
+static int
+show(enum format format, const char *name, uid_t owner, const char *textfile, bool again)
 {
-	const struct shm_header *h = &s->hdr;
+	struct shm_snapshot snap;
+	char why[512];
+	int st = stat_read(name, owner, &snap, why, sizeof(why));
+	int64_t now = clock_real_ms();
 
-	printf("pgleased pid %d, shared memory %s, socket %s, up %" PRId64 " s, "
-	       "heartbeat %.1f s ago\n\n", h->broker_pid, name, h->socket,
-	       (now - h->start_time_ms) / 1000, (double)(now - h->heartbeat_ms) / 1000);
-	printf("%-20s %5s %5s %5s %5s %6s %7s %10s %8s %8s %9s %7s %9s %9s %8s %11s %11s\n",
-	       "POOL", "MIN", "MAX", "SIZE", "IDLE", "LEASED", "WAITING", "LEASES", "TIMEOUTS",
-	       "CONNECTS", "CONN_FAIL", "HC_FAIL", "RESETS", "RESET_FAIL", "ORPHANED",
-	       "WAIT_AVG_US", "WAIT_MAX_US");
-	for (uint32_t i = 0; i < h->npools; i++) {
-		const struct shm_pool *p = &s->pools[i];
-		if (p->name[0] == '\0')
-			continue;
-		printf("%-20.63s %5d %5d %5d %5d %6d %7d %10" PRIu64 " %8" PRIu64 " %8" PRIu64
-		       " %9" PRIu64 " %7" PRIu64 " %9" PRIu64 " %9" PRIu64 " %8" PRIu64
-		       " %11" PRIu64 " %11" PRIu64 "\n",
-		       p->name, p->min_size, p->max_size, p->size, p->idle, p->leased, p->waiting,
-		       p->leases, p->acquire_timeouts, p->connects, p->connect_failures,
-		       p->health_check_failures, p->resets, p->reset_failures, p->orphaned_leases,
-		       p->leases > 0 ? p->acquire_wait_us_total / p->leases : 0,
-		       p->acquire_wait_us_max);
-		if (p->backoff_until_ms > now)
-			printf("%-20s backing off: next connect in %.1f s\n", "",
-			       (double)(p->backoff_until_ms - now) / 1000);
-		if (p->restricted)
-			printf("%-20s restricted: only the users its allowed_uids/allowed_gids "
-			       "name may lease\n", "");
+	if (st != STAT_UP)
+		fprintf(stderr, "pglease-stat: %s\n", why);
+	if (st == STAT_ERROR || (st == STAT_DOWN && format != FORMAT_PROMETHEUS)) {
+		shm_snapshot_free(&snap);
+		return st;
 	}
-	printf("\n%5s %-20s %-11s %11s %10s %12s %10s\n", "SLOT", "POOL", "STATE",
-	       "BACKEND_PID", "HOLDER_PID", "LEASE_AGE_MS", "LEASES");
-	for (uint32_t i = 0; i < h->nslots; i++) {
-		const struct shm_slot *sl = &s->slots[i];
-		if (sl->pool < 0 || (uint32_t)sl->pool >= h->npools)
-			continue;
-		printf("%5u %-20.63s %-11s %11d %10d %12" PRId64 " %10" PRIu64 "\n", i,
-		       s->pools[sl->pool].name, shm_slot_state_name(sl->state), sl->backend_pid,
-		       sl->holder_pid, sl->leased_at_ms > 0 ? now - sl->leased_at_ms : 0,
-		       sl->lease_count);
-	}
-}
-
-static void
-print_json(const char *name, const struct shm_snapshot *s, int64_t now)
-{
-	const struct shm_header *h = &s->hdr;
-
-	printf("{\"shm_name\":");
-	json_string(name);
-	printf(",\"socket\":");
-	json_string(h->socket);
-	printf(",\"broker_pid\":%d,\"incarnation\":%u,\"uptime_ms\":%" PRId64
-	       ",\"heartbeat_age_ms\":%" PRId64 ",\"pools\":[",
-	       h->broker_pid, h->incarnation, now - h->start_time_ms, now - h->heartbeat_ms);
-	bool first_pool = true;
-	for (uint32_t i = 0; i < h->npools; i++) {
-		const struct shm_pool *p = &s->pools[i];
-		if (p->name[0] == '\0')
-			continue;
-		printf("%s{\"name\":", first_pool ? "" : ",");
-		first_pool = false;
-		json_string(p->name);
-		printf(",\"database\":");
-		json_string(p->database);
-		printf(",\"user\":");
-		json_string(p->user);
-		printf(",\"restricted\":%s", p->restricted ? "true" : "false");
-		printf(",\"min_size\":%d,\"max_size\":%d,\"size\":%d,\"idle\":%d,\"leased\":%d,"
-		       "\"waiting\":%d,\"leases\":%" PRIu64 ",\"acquire_timeouts\":%" PRIu64
-		       ",\"acquire_wait_us_total\":%" PRIu64 ",\"acquire_wait_us_max\":%" PRIu64
-		       ",\"connects\":%" PRIu64 ",\"connect_failures\":%" PRIu64
-		       ",\"health_check_failures\":%" PRIu64 ",\"resets\":%" PRIu64
-		       ",\"reset_failures\":%" PRIu64 ",\"orphaned_leases\":%" PRIu64
-		       ",\"lease_timeouts\":%" PRIu64 ",\"backoff_until_ms\":%" PRId64 "}",
-		       p->min_size, p->max_size, p->size, p->idle, p->leased, p->waiting,
-		       p->leases, p->acquire_timeouts, p->acquire_wait_us_total,
-		       p->acquire_wait_us_max, p->connects, p->connect_failures,
-		       p->health_check_failures, p->resets, p->reset_failures,
-		       p->orphaned_leases, p->lease_timeouts, p->backoff_until_ms);
-	}
-	printf("],\"slots\":[");
-	bool first = true;
-	for (uint32_t i = 0; i < h->nslots; i++) {
-		const struct shm_slot *sl = &s->slots[i];
-		if (sl->pool < 0 || (uint32_t)sl->pool >= h->npools)
-			continue;
-		printf("%s{\"slot\":%u,\"pool\":", first ? "" : ",", i);
-		json_string(s->pools[sl->pool].name);
-		printf(",\"state\":\"%s\",\"backend_pid\":%d,\"holder_pid\":%d,"
-		       "\"lease_age_ms\":%" PRId64 ",\"lease_count\":%" PRIu64 "}",
-		       shm_slot_state_name(sl->state), sl->backend_pid, sl->holder_pid,
-		       sl->leased_at_ms > 0 ? now - sl->leased_at_ms : 0, sl->lease_count);
-		first = false;
-	}
-	printf("]}\n");
-}
-
-static void
-print_prometheus(const struct shm_snapshot *s)
-{
-	static const struct {
-		const char *name, *type, *help;
-		size_t offset;
-		bool is_int;
-	} metrics[] = {
-#define M(n, t, h, f, i) { "pglease_pool_" n, t, h, offsetof(struct shm_pool, f), i }
-		M("size", "gauge", "Backends open, opening or closing.", size, true),
-		M("idle", "gauge", "Idle backends.", idle, true),
-		M("leased", "gauge", "Leased backends.", leased, true),
-		M("waiting", "gauge", "Acquires queued.", waiting, true),
-		M("max_size", "gauge", "The pool's max_size.", max_size, true),
-		M("leases_total", "counter", "Leases granted.", leases, false),
-		M("acquire_timeouts_total", "counter", "Acquires that timed out.", acquire_timeouts, false),
-		M("acquire_wait_microseconds_total", "counter", "Time acquires waited.", acquire_wait_us_total, false),
-		M("connects_total", "counter", "Backends connected.", connects, false),
-		M("connect_failures_total", "counter", "Failed connects.", connect_failures, false),
-		M("health_check_failures_total", "counter", "Failed health checks.", health_check_failures, false),
-		M("resets_total", "counter", "Released backends reset.", resets, false),
-		M("reset_failures_total", "counter", "Resets that failed.", reset_failures, false),
-		M("orphaned_leases_total", "counter", "Leases whose holder vanished.", orphaned_leases, false),
-		M("lease_timeouts_total", "counter", "Leases held past lease_timeout.", lease_timeouts, false),
-#undef M
-	};
-
-	for (size_t m = 0; m < sizeof(metrics) / sizeof(metrics[0]); m++) {
-		printf("# HELP %s %s\n# TYPE %s %s\n", metrics[m].name, metrics[m].help,
-		       metrics[m].name, metrics[m].type);
-		for (uint32_t i = 0; i < s->hdr.npools; i++) {
-			if (s->pools[i].name[0] == '\0')
-				continue;
-			const char *base = (const char *)&s->pools[i];
-			long long v;
-			if (metrics[m].is_int) {
-				int32_t x;
-				memcpy(&x, base + metrics[m].offset, sizeof(x));
-				v = x;
-			} else {
-				uint64_t x;
-				memcpy(&x, base + metrics[m].offset, sizeof(x));
-				v = (long long)x;
+	switch (format) {
+	case FORMAT_TABLE:
+		if (again)
+			printf("\n");
+		stat_print_table(name, &snap, now);
+		break;
+	case FORMAT_JSON:
+		stat_print_json(name, &snap, now);
+		break;
+	case FORMAT_PROMETHEUS:
+		if (textfile != NULL) {
+			if (stat_prom_textfile(textfile, &snap, now, why, sizeof(why)) != 0) {
+				fprintf(stderr, "pglease-stat: %s\n", why);
+				st = STAT_ERROR;
 			}
-			printf("%s{pool=\"%.63s\"} %lld\n", metrics[m].name, s->pools[i].name, v);
+		} else {
+			/* Each exposition complete; a blank line between two. */
+			if (again)
+				printf("\n");
+			stat_prom_write(stdout, &snap, now);
 		}
+		break;
 	}
+	shm_snapshot_free(&snap);
+	fflush(stdout);
+	return st;
 }
 
 int
@@ -249,18 +155,21 @@ main(int argc, char **argv)
 		{ "json", no_argument, NULL, 'j' },
 		{ "prometheus", no_argument, NULL, 'p' },
 		{ "watch", required_argument, NULL, 'w' },
+		{ "textfile", required_argument, NULL, 't' },
+		{ "listen", required_argument, NULL, 'l' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	enum format format = FORMAT_TABLE;
-	const char *conf = NULL;
+	const char *conf = NULL, *textfile = NULL, *listen = NULL;
 	char name[256] = PGL_DEFAULT_SHM_NAME, socket[256] = "";
-	uid_t owner = ident_broker_uid(), found;
+	uid_t owner = ident_broker_uid();
 	double watch = 0;
+	bool json = false;
 	int ch;
 
-	while ((ch = getopt_long(argc, argv, "c:n:u:jpw:Vh", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "c:n:u:jpw:t:l:Vh", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'c':
 			conf = optarg;
@@ -276,6 +185,7 @@ main(int argc, char **argv)
 			break;
 		case 'j':
 			format = FORMAT_JSON;
+			json = true;
 			break;
 		case 'p':
 			format = FORMAT_PROMETHEUS;
@@ -289,6 +199,12 @@ main(int argc, char **argv)
 			}
 			break;
 		}
+		case 't':
+			textfile = optarg;
+			break;
+		case 'l':
+			listen = optarg;
+			break;
 		case 'V':
 			printf("pglease-stat %s\n", PACKAGE_VERSION);
 			return 0;
@@ -304,6 +220,18 @@ main(int argc, char **argv)
 		usage(stderr);
 		return 1;
 	}
+	if ((textfile != NULL || listen != NULL) && json) {
+		fprintf(stderr, "pglease-stat: --textfile and --listen give Prometheus text, not "
+			"JSON\n");
+		return 1;
+	}
+	if (listen != NULL && (textfile != NULL || watch > 0)) {
+		fprintf(stderr, "pglease-stat: --listen reads the segment at each request: it "
+			"takes neither --textfile nor --watch\n");
+		return 1;
+	}
+	if (textfile != NULL || listen != NULL)
+		format = FORMAT_PROMETHEUS;
 	if (conf != NULL) {
 		struct stat st;
 		if (read_config(conf, name, sizeof(name), socket, sizeof(socket)) != 0)
@@ -312,51 +240,27 @@ main(int argc, char **argv)
 		if (owner == (uid_t)-1 && stat(socket, &st) == 0)
 			owner = st.st_uid;
 	}
+	if (listen != NULL)
+		return stat_http_serve(listen, name, owner);
 
-	for (;;) {
-		struct shm_snapshot snap;
-
-		if (shm_snapshot_owned(name, owner, &found, &snap) != 0) {
-			if (errno == EPERM)
-				fprintf(stderr, "pglease-stat: %s belongs to uid %u, not to root, you or "
-					"the broker's user: not trusted (--owner names the broker's "
-					"user)\n", name, (unsigned)found);
-			else if (errno == ENOENT)
-				fprintf(stderr, "pglease-stat: no shared memory segment %s: is pgleased "
-					"running (with this shm_name)?\n", name);
-			else if (errno == EPROTO)
-				fprintf(stderr, "pglease-stat: %s is not a pglease segment of layout "
-					"version %d\n", name, SHM_LAYOUT_VERSION);
-			else
-				fprintf(stderr, "pglease-stat: cannot read %s: %s\n", name, strerror(errno));
-			return errno == ENOENT ? 2 : 1;
-		}
-		if (!snap.broker_alive) {
-			fprintf(stderr, "pglease-stat: the broker of %s (pid %d) is down: no heartbeat "
-				"for %.1f s\n", name, snap.hdr.broker_pid,
-				(double)(clock_real_ms() - snap.hdr.heartbeat_ms) / 1000);
-			shm_snapshot_free(&snap);
-			return 2;
-		}
-
-		int64_t now = clock_real_ms();
-		switch (format) {
-		case FORMAT_TABLE:
-			print_table(name, &snap, now);
-			break;
-		case FORMAT_JSON:
-			print_json(name, &snap, now);
-			break;
-		case FORMAT_PROMETHEUS:
-			print_prometheus(&snap);
-			break;
-		}
-		shm_snapshot_free(&snap);
-		if (watch <= 0)
+	if (watch > 0) {
+		/* Stop between two readings, never halfway through writing one. */
+		struct sigaction sa = { .sa_handler = on_stop };
+		sigemptyset(&sa.sa_mask);
+		sigaction(SIGINT, &sa, NULL);
+		sigaction(SIGTERM, &sa, NULL);
+	}
+	for (bool again = false;; again = true) {
+		int st = show(format, name, owner, textfile, again);
+		/* Watching Prometheus text goes on through a broker's restart. */
+		if (watch <= 0 || st == STAT_ERROR ||
+		    (st == STAT_DOWN && format != FORMAT_PROMETHEUS))
+			return st;
+		struct timespec left = { .tv_sec = (time_t)watch,
+					 .tv_nsec = (long)((watch - (double)(time_t)watch) * 1e9) };
+		if (!stopping)
+			nanosleep(&left, NULL);	/* a signal ends it early */
+		if (stopping)
 			return 0;
-		fflush(stdout);
-		usleep((useconds_t)(watch * 1e6));
-		if (format == FORMAT_TABLE)
-			printf("\n");
 	}
 }

@@ -300,7 +300,7 @@ START_TEST(test_restart_only_settings_kept)
 	fclose(f);
 	hup("reloaded /");
 	ck_assert(testbroker_log_has(&broker, "socket, socket_mode and socket_group change only with a restart"));
-	ck_assert(testbroker_log_has(&broker, "shm_name and shm_mode change only with a restart"));
+	ck_assert(testbroker_log_has(&broker, "shm_name, shm_mode and shm_group change only with a restart"));
 	pgl_client *c = pgl_open(broker.socket);
 	pgl_lease *l = pgl_acquire(c, NULL, -1);
 	ck_assert_msg(l != NULL, "%s", pgl_error(c));

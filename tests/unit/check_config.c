@@ -115,6 +115,8 @@ static const struct bad_case bad_cases[] = {
 	{ "broker = {\n  allowed_uids = [ \"no-such-user-here\" ];\n};\n" POOL END, "2: broker.allowed_uids", "no such user" },
 	{ "broker = {\n  allowed_gids = [ -4 ];\n};\n" POOL END, "2: broker.allowed_gids", "out of range" },
 	{ "broker = {\n  socket_group = \"no-such-group-here\";\n};\n" POOL END, "2: broker.socket_group", "no such group" },
+	{ "broker = {\n  shm_group = \"no-such-group-here\";\n};\n" POOL END, "2: broker.shm_group", "no such group" },
+	{ "broker = {\n  shm_mode = \"0600\";\n  shm_group = \"0\";\n};\n" POOL END, "3: broker.shm_group", "gives the group no read permission" },
 	{ "broker = {\n  max_total_slots = 3;\n};\n" POOL END, "2: broker.max_total_slots", "less than the pools' max_size total of 20" },
 	{ "broker = {\n  max_clients = 0;\n};\n" POOL END, "2: broker.max_clients", "between 1 and" },
 	{ BROKER "pools = ( {\n  name = \"main\";\n  conninfo = \"host=/tmp dbname=app nonsense=1\";\n" END,

@@ -115,7 +115,7 @@ create_ok(struct shm *s, const char *name, mode_t mode, uint32_t nslots, uint32_
 {
 	char err[512] = "";
 
-	ck_assert_msg(shm_create(s, name, mode, nslots, inc, err, sizeof(err)) == 0,
+	ck_assert_msg(shm_create(s, name, mode, (gid_t)-1, nslots, inc, err, sizeof(err)) == 0,
 		      "shm_create %s: %s", name, err);
 }
 
@@ -215,7 +215,7 @@ START_TEST(test_second_create_refused)
 	char err[512] = "", pid[32];
 
 	create_ok(&s, name, 0600, 4, 1);
-	ck_assert_int_eq(shm_create(&t, name, 0600, 4, 2, err, sizeof(err)), -1);
+	ck_assert_int_eq(shm_create(&t, name, 0600, (gid_t)-1, 4, 2, err, sizeof(err)), -1);
 	ck_assert_msg(strstr(err, "running broker") != NULL, "%s", err);
 	snprintf(pid, sizeof(pid), "%d", (int)getpid());
 	ck_assert_msg(strstr(err, pid) != NULL, "no pid %s in: %s", pid, err);
@@ -246,7 +246,7 @@ START_TEST(test_dead_broker_replaced)
 	if (child == 0) {
 		struct shm c;
 		char err[512];
-		if (shm_create(&c, name, 0600, 4, 111, err, sizeof(err)) != 0)
+		if (shm_create(&c, name, 0600, (gid_t)-1, 4, 111, err, sizeof(err)) != 0)
 			_exit(1);
 		c.slots[0].lease_count = 5;
 		_exit(0);	/* no shm_destroy */
@@ -332,7 +332,7 @@ START_TEST(test_stale_heartbeat)
 	ck_assert_int_eq(snap.broker_alive, 0);
 	shm_snapshot_free(&snap);
 
-	ck_assert_int_eq(shm_create(&t, name, 0600, 4, 2, err, sizeof(err)), -1);
+	ck_assert_int_eq(shm_create(&t, name, 0600, (gid_t)-1, 4, 2, err, sizeof(err)), -1);
 	ck_assert_msg(strstr(err, "running broker") != NULL, "%s", err);
 	ck_assert_int_eq(s.hdr->incarnation, 1);
 	shm_destroy(&s);
