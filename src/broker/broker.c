@@ -5,6 +5,7 @@
 #include "autoconf.h"
 
 #include "broker/broker.h"
+#include "broker/admin.h"
 #include "broker/exchange.h"
 #include "broker/helper.h"
 #include "broker/pool.h"
@@ -122,6 +123,15 @@ signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 	}
 }
 
+/* SIGUSR1 pauses every pool, SIGUSR2 resumes them (as PgBouncer does). */
+static void
+pause_signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	admin_pause_all(w->data, w->signum == SIGUSR1, w->signum == SIGUSR1 ? "SIGUSR1" : "SIGUSR2");
+}
+
 static void
 heartbeat_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
@@ -220,6 +230,11 @@ broker_run(struct config *cfg)
 	ev_signal_start(b.loop, &b.sig_term);
 	ev_signal_start(b.loop, &b.sig_int);
 	ev_signal_start(b.loop, &b.sig_hup);
+	ev_signal_init(&b.sig_usr1, pause_signal_cb, SIGUSR1);
+	ev_signal_init(&b.sig_usr2, pause_signal_cb, SIGUSR2);
+	b.sig_usr1.data = b.sig_usr2.data = &b;
+	ev_signal_start(b.loop, &b.sig_usr1);
+	ev_signal_start(b.loop, &b.sig_usr2);
 	ev_timer_init(&b.heartbeat, heartbeat_cb, 1., 1.);
 	b.heartbeat.data = &b;
 	ev_timer_start(b.loop, &b.heartbeat);
@@ -249,6 +264,9 @@ out:
 	ev_signal_stop(b.loop, &b.sig_term);
 	ev_signal_stop(b.loop, &b.sig_int);
 	ev_signal_stop(b.loop, &b.sig_hup);
+	ev_signal_stop(b.loop, &b.sig_usr1);
+	ev_signal_stop(b.loop, &b.sig_usr2);
+	ev_check_stop(b.loop, &b.admin_quiet);
 	helper_teardown(&b.helpers);
 	shm_destroy(&b.shm);
 	ev_loop_destroy(b.loop);

@@ -1,13 +1,14 @@
 /*
  * control.c - the broker's side of the control protocol: a new client's
  * watchers, its requests read in batches and answered (HELLO, ACQUIRE,
- * RELEASE, CANCEL), its access decided again after reloads, its process
+ * RELEASE, CANCEL; ADMIN_COMMAND goes to admin.c), its access decided again after reloads, its process
  * watched so that a dead worker's leases are orphaned at once.
  */
 #include "autoconf.h"
 
 #include "broker/control.h"
 #include "broker/access.h"
+#include "broker/admin.h"
 #include "broker/pool.h"
 #include "broker/session.h"
 #include "broker/slot.h"
@@ -240,6 +241,13 @@ handle(struct session *s, const struct wire_msg *m)
 		break;
 	case PGL_MSG_LEASE_CANCEL:
 		on_cancel(s, m);
+		break;
+	case PGL_MSG_ADMIN_COMMAND:
+		if (s->version < 3)
+			session_protocol_error(s, m->h.request_id, "an admin command below "
+					       "protocol version 3");
+		else
+			admin_command(s, m);
 		break;
 	default:
 		session_protocol_error(s, m->h.request_id, "a message only the broker sends");

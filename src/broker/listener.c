@@ -98,7 +98,14 @@ accept_batch(struct broker *b)
 		struct access_verdict verdict = { .gen = b->cfg_gen - 1 };
 		int refusal = 0;
 		(void)access_refresh(&verdict, b, fd, cred.uid, cred.gid);
-		if (!verdict.broker_ok) {
+		/* An administrator (pglease-ctl) gets in without being a client
+		 * (it still may not lease) and when max_clients are served. */
+		bool admin = (!verdict.broker_ok ||
+			      b->nsessions >= b->cfg->broker.max_clients) &&
+			     access_is_admin(b, fd, cred.uid, cred.gid);
+		if (admin) {
+			;
+		} else if (!verdict.broker_ok) {
 			log_warnx("client denied uid=%u gid=%u pid=%d: not in allowed_uids/"
 				  "allowed_gids", (unsigned)cred.uid, (unsigned)cred.gid,
 				  (int)cred.pid);

@@ -42,6 +42,14 @@ struct session {
 	struct slot **leases;		/* lease_cap of them; grows after a reload */
 	int nleases;
 	int lease_cap;
+	int64_t connected_at_ms;	/* realtime */
+
+	/* admin.c: a PAUSE waiting for its pool(s) to be quiet */
+	bool admin_waiting;
+	uint64_t admin_request;
+	double admin_timeout;		/* seconds */
+	char admin_pool[WIRE_POOL_NAME_MAX + 1];	/* "" : every pool */
+	ev_timer admin_timer;
 };
 
 /* A new session for the client on fd, not yet served (control_open does that); NULL when out of memory. */
