@@ -92,6 +92,21 @@ on_hello(struct session *s, const struct wire_msg *m)
 		session_protocol_error(s, m->h.request_id, "a second HELLO");
 		return;
 	}
+	/*
+	 * pglease-ctl says HELLO from version 3 on (it needs the ADMIN
+	 * messages): an administrator is served even when it is not a client
+	 * the lists allow, or max_clients are served.  It stays counted as a
+	 * refused connection, and may not lease unless the lists allow it.
+	 */
+	if (s->refusal != 0 && m->u.hello.version_min >= 3 &&
+	    access_is_admin(b, s->fd, s->uid, s->gid)) {
+		log_info("administrator let in uid=%u pid=%d (%s)", (unsigned)s->uid, (int)s->pid,
+			 s->refusal == PGL_EDENIED ? "not in allowed_uids/allowed_gids" :
+			 "beyond max_clients");
+		s->refusal = 0;
+		s->admin_only = true;
+		s->access.broker_ok = false;
+	}
 	if (s->refusal == PGL_EDENIED) {
 		session_error(s, m->h.request_id, PGL_EDENIED, "user %u may not use this broker "
 			      "(allowed_uids, allowed_gids)", (unsigned)s->uid);

@@ -98,14 +98,7 @@ accept_batch(struct broker *b)
 		struct access_verdict verdict = { .gen = b->cfg_gen - 1 };
 		int refusal = 0;
 		(void)access_refresh(&verdict, b, fd, cred.uid, cred.gid);
-		/* An administrator (pglease-ctl) gets in without being a client
-		 * (it still may not lease) and when max_clients are served. */
-		bool admin = (!verdict.broker_ok ||
-			      b->nsessions >= b->cfg->broker.max_clients) &&
-			     access_is_admin(b, fd, cred.uid, cred.gid);
-		if (admin) {
-			;
-		} else if (!verdict.broker_ok) {
+		if (!verdict.broker_ok) {
 			log_warnx("client denied uid=%u gid=%u pid=%d: not in allowed_uids/"
 				  "allowed_gids", (unsigned)cred.uid, (unsigned)cred.gid,
 				  (int)cred.pid);

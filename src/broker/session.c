@@ -198,7 +198,7 @@ session_close(struct session *s, const char *why)
 	close(s->fd);
 	s->fd = -1;
 	TAILQ_REMOVE(&b->sessions, s, link);
-	if (s->refusal != 0)
+	if (s->refusal != 0 || s->admin_only)
 		b->nrefused--;
 	else
 		b->nsessions--;

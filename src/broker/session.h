@@ -36,6 +36,7 @@ struct session {
 	bool closing;
 	bool unanswerable;		/* a send failed: closed after this loop pass */
 	int refusal;			/* PGL_E*: answer HELLO with this, then close */
+	bool admin_only;		/* a refused connection served as an administrator's */
 	struct access_verdict access;	/* decided again after each reload */
 	bool denied_logged;
 	uint64_t pools_denied_logged;	/* refusals said once per pool */

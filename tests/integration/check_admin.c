@@ -443,6 +443,29 @@ START_TEST(test_non_admin_refused)
 }
 END_TEST
 
+/* An administrator gets in beyond max_clients; a worker of the same uid does not. */
+START_TEST(test_admin_beyond_max_clients)
+{
+	char out[4096];
+
+	testbroker_start(&broker, "max_clients = 1;", POOL("min_size = 1; max_size = 2;"), true);
+	pgl_client *c = pgl_open(broker.socket), *c2 = pgl_open(broker.socket);
+	pgl_lease *l;
+	/* testbroker_start's probe of the socket may still hold the one place a moment */
+	WAIT_UNTIL((l = pgl_acquire(c, "main", -1)) != NULL, 5000, "%s", pgl_error(c));
+	ck_assert_ptr_null(pgl_acquire(c2, "main", -1));
+	ck_assert_int_eq(pgl_errcode(c2), PGL_ELIMIT);
+
+	ck_assert_int_eq(ctl(out, "--json", "show", "leases"), 0);
+	ck_assert(json_holds(out, "len(d) == 1"));
+	ck_assert(testbroker_log_has(&broker, "administrator let in uid=0"));
+	ck_assert_int_eq(pgl_release(l), 0);
+	pgl_close(c2);
+	pgl_close(c);
+	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
 /* SIGUSR1 pauses every pool, SIGUSR2 resumes them; the broker lives on. */
 START_TEST(test_signals_pause_resume)
 {
@@ -507,6 +530,7 @@ admin_suite(void)
 	tcase_add_test(tc, test_reconnect);
 	tcase_add_test(tc, test_show_json);
 	tcase_add_test(tc, test_non_admin_refused);
+	tcase_add_test(tc, test_admin_beyond_max_clients);
 	tcase_add_test(tc, test_signals_pause_resume);
 	tcase_add_test(tc, test_reload_and_drain);
 	suite_add_tcase(s, tc);
