@@ -297,6 +297,28 @@ pause_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
 		      s->admin_timeout, why);
 }
 
+/*
+ * A resume of pool name ("" = all) answers the pauses still waiting for it
+ * to be quiet: they failed, it never was.
+ */
+static void
+resumed_waits(struct broker *b, const char *name, const char *by)
+{
+	struct session *s, *next;
+
+	for (s = TAILQ_FIRST(&b->sessions); s != NULL; s = next) {
+		next = TAILQ_NEXT(s, link);
+		if (!s->admin_waiting || (name[0] != '\0' && s->admin_pool[0] != '\0' &&
+					  strcmp(name, s->admin_pool) != 0))
+			continue;
+		s->admin_waiting = false;
+		ev_timer_stop(b->loop, &s->admin_timer);
+		session_error(s, s->admin_request, PGL_EINVAL, "resumed (%s) before %s%s was quiet",
+			      by, s->admin_pool[0] != '\0' ? "pool " : "",
+			      s->admin_pool[0] != '\0' ? s->admin_pool : "every pool");
+	}
+}
+
 void
 admin_pause_all(struct broker *b, bool pause, const char *why)
 {
@@ -304,6 +326,8 @@ admin_pause_all(struct broker *b, bool pause, const char *why)
 	for (size_t i = 0; i < b->npools; i++)
 		if (!b->pools[i]->removed)
 			waitq_pause(b->pools[i], pause);
+	if (!pause)
+		resumed_waits(b, "", why);
 }
 
 /* The pools a command names: one, or all for "".  NULL and an ERROR when there is no such pool. */
@@ -336,10 +360,13 @@ do_pause(struct session *s, const struct wire_msg *m, bool pause)
 			      "nothing to pause");
 		return;
 	}
-	if (one != NULL)
+	if (one != NULL) {
 		waitq_pause(one, pause);
-	else
+		if (!pause)
+			resumed_waits(b, one->cfg->name, "pglease-ctl");
+	} else {
 		admin_pause_all(b, pause, "pglease-ctl");
+	}
 	const char *what = one != NULL ? one->cfg->name : "every pool";
 	if (!pause) {
 		done(s, m->h.request_id, "resumed %s", what);

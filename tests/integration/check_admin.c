@@ -169,7 +169,7 @@ START_TEST(test_pause_waits_for_lease)
 
 	testbroker_start(&broker, NULL, POOL("min_size = 1; max_size = 2;"), true);
 	pgl_client *c = pgl_open(broker.socket);
-	pgl_lease *l = pgl_acquire(c, "main", -1);
+	pgl_lease *l = pgl_acquire(c, "main", -1), *l2;
 	ck_assert_ptr_nonnull(l);
 
 	int64_t t0 = clock_mono_ms();
@@ -195,6 +195,26 @@ START_TEST(test_pause_waits_for_lease)
 	ck_assert_int_eq(pgl_release(l), 0);
 	testutil_reap(pid, "pause");
 	testbroker_wait_log(&broker, "admin pause done pool=main", 1, 5000);
+
+	/* A pause still waiting when a resume comes fails at once. */
+	ck_assert_int_eq(ctl(out, "resume"), 0);
+	l2 = pgl_acquire(c, "main", -1);
+	ck_assert_ptr_nonnull(l2);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		char o[1024];
+		int rc = ctl(o, "--timeout", "20", "pause");
+		REQUIRE(rc == 1, "pause exited %d: %s", rc, o);
+		REQUIRE(strstr(o, "resumed") != NULL, "%s", o);
+		_exit(0);
+	}
+	testbroker_wait_log(&broker, "admin command=pause", 3, 5000);
+	ck_assert_int_eq(ctl(out, "resume", "main"), 0);
+	int64_t t1 = clock_mono_ms();
+	testutil_reap(pid, "pause cut short by resume");
+	ck_assert_int_lt(clock_mono_ms() - t1, 5000);
+	ck_assert_int_eq(pgl_release(l2), 0);
 
 	ck_assert_int_eq(ctl(out, "resume"), 0);
 	l = pgl_acquire(c, "main", 0);
