@@ -300,7 +300,8 @@ print_table(const struct table *t)
 
 		if (pass == 1) {
 			for (int k = 0; k < ncols; k++)
-				printf("%s%-*s", k > 0 ? "  " : "", width[k], names[k]);
+				printf("%s%-*s", k > 0 ? "  " : "", k < ncols - 1 ? width[k] : 0,
+				       names[k]);
 			printf("\n");
 		}
 		while (i < t->len) {
@@ -323,8 +324,9 @@ print_table(const struct table *t)
 			if (col < ncols) {
 				if (pass == 0 && (int)strlen(c) > width[col])
 					width[col] = (int)strlen(c);
-				if (pass == 1)
-					printf("%s%-*s", col > 0 ? "  " : "", width[col], c);
+				if (pass == 1)	/* the last column unpadded: no trailing blanks */
+					printf("%s%-*s", col > 0 ? "  " : "",
+					       col < ncols - 1 ? width[col] : 0, c);
 			}
 			col++;
 			i = (size_t)(value - t->data) + strlen(value) + 1;
