@@ -61,6 +61,24 @@ access_pool_allows(const struct pool_config *pc, const struct access_peer *peer)
 		      peer);
 }
 
+bool
+access_admin_allows(const struct broker_config *bc, uid_t owner, const struct access_peer *peer)
+{
+	if (bc->n_admin_uids == 0 && bc->n_admin_gids == 0)
+		return peer->uid == 0 || peer->uid == owner;
+	return listed(bc->admin_uids, bc->n_admin_uids, bc->admin_gids, bc->n_admin_gids, peer);
+}
+
+bool
+access_is_admin(const struct broker *b, int fd, uid_t uid, gid_t gid)
+{
+	gid_t groups[256];
+	struct access_peer peer = { .uid = uid, .gid = gid };
+
+	access_peer_groups(fd, &peer, groups, sizeof(groups) / sizeof(groups[0]));
+	return access_admin_allows(&b->cfg->broker, b->uid, &peer);
+}
+
 void
 access_peer_groups(int fd, struct access_peer *peer, gid_t *buf, size_t cap)
 {

@@ -39,6 +39,17 @@ bool access_broker_allows(const struct broker_config *bc, uid_t owner,
 bool access_pool_allows(const struct pool_config *pc, const struct access_peer *peer);
 
 /*
+ * Whether peer may run pglease-ctl's commands: its uid in admin_uids, or a
+ * group of its in admin_gids.  Both lists empty: root and the broker's own
+ * uid (owner).
+ */
+bool access_admin_allows(const struct broker_config *bc, uid_t owner,
+			 const struct access_peer *peer);
+
+/* access_admin_allows() for the peer connected on fd (uid, gid from SO_PEERCRED). */
+bool access_is_admin(const struct broker *b, int fd, uid_t uid, gid_t gid);
+
+/*
  * Fills peer->groups (into buf, room for cap) with the supplementary groups
  * of the process at the other end of the connected socket fd.  On failure
  * the peer has none.

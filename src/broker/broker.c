@@ -6,6 +6,7 @@
 
 #include "broker/broker.h"
 #include "broker/crash.h"
+#include "broker/admin.h"
 #include "broker/exchange.h"
 #include "broker/helper.h"
 #include "broker/pool.h"
@@ -184,6 +185,15 @@ ignore_signals(void)
 		sigaction(sig, &sa, NULL);
 }
 
+/* SIGUSR1 pauses every pool, SIGUSR2 resumes them (as PgBouncer does). */
+static void
+pause_signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	admin_pause_all(w->data, w->signum == SIGUSR1, w->signum == SIGUSR1 ? "SIGUSR1" : "SIGUSR2");
+}
+
 static void
 heartbeat_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
@@ -265,6 +275,11 @@ broker_run(struct config *cfg)
 	ev_signal_start(b.loop, &b.sig_hup);
 	ev_signal_start(b.loop, &b.sig_quit);
 	ev_signal_start(b.loop, &b.sig_xcpu);
+	ev_signal_init(&b.sig_usr1, pause_signal_cb, SIGUSR1);
+	ev_signal_init(&b.sig_usr2, pause_signal_cb, SIGUSR2);
+	b.sig_usr1.data = b.sig_usr2.data = &b;
+	ev_signal_start(b.loop, &b.sig_usr1);
+	ev_signal_start(b.loop, &b.sig_usr2);
 
 	/* The socket first: a live broker on it keeps its segment too. */
 	b.shm.fd = -1;
@@ -328,6 +343,9 @@ out:
 	ev_signal_stop(b.loop, &b.sig_hup);
 	ev_signal_stop(b.loop, &b.sig_quit);
 	ev_signal_stop(b.loop, &b.sig_xcpu);
+	ev_signal_stop(b.loop, &b.sig_usr1);
+	ev_signal_stop(b.loop, &b.sig_usr2);
+	ev_check_stop(b.loop, &b.admin_quiet);
 	helper_teardown(&b.helpers);
 	shm_destroy(&b.shm);
 	crash_disarm();

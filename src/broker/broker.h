@@ -61,6 +61,8 @@ struct broker {
 	ev_signal sig_term, sig_int, sig_hup, sig_quit, sig_xcpu;
 	struct notify notify;		/* systemd's notification socket (notify.c) */
 	bool wrote_pid_file;
+	ev_signal sig_usr1, sig_usr2;	/* pause, resume every pool (admin.c) */
+	ev_check admin_quiet;		/* admin.c: answers a PAUSE once its pools are quiet */
 	uid_t uid;
 	pid_t pid;			/* for WELCOME, without a system call each */
 	struct helpers helpers;		/* cancel and terminate threads (helper.c) */

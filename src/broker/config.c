@@ -79,6 +79,11 @@ static const struct config_key config_keys[] = {
 	  .count_offset = offsetof(struct broker_config, n_allowed_uids) },
 	{ "allowed_gids", B(allowed_gids), .type = KEY_GIDS,
 	  .count_offset = offsetof(struct broker_config, n_allowed_gids) },
+	/* who may run pglease-ctl's commands; both empty: root and the broker's uid */
+	{ "admin_uids", B(admin_uids), .type = KEY_UIDS,
+	  .count_offset = offsetof(struct broker_config, n_admin_uids) },
+	{ "admin_gids", B(admin_gids), .type = KEY_GIDS,
+	  .count_offset = offsetof(struct broker_config, n_admin_gids) },
 	{ "shutdown_timeout", B(shutdown_timeout), DUR(30.0) },
 	{ "max_clients", B(max_clients), INT(1, 1000000, 1024) },
 	{ "max_leases_per_client", B(max_leases_per_client), INT(1, 65535, 4) },
@@ -459,6 +464,8 @@ config_free(struct config *cfg)
 	free(cfg->broker.shm_group);
 	free(cfg->broker.allowed_uids);
 	free(cfg->broker.allowed_gids);
+	free(cfg->broker.admin_uids);
+	free(cfg->broker.admin_gids);
 	free(cfg->path);
 	free(cfg);
 }

@@ -90,6 +90,10 @@ struct broker_config {
 	size_t n_allowed_uids;
 	gid_t *allowed_gids;
 	size_t n_allowed_gids;
+	uid_t *admin_uids;		/* pglease-ctl; both empty: root and the broker's uid */
+	size_t n_admin_uids;
+	gid_t *admin_gids;
+	size_t n_admin_gids;
 	double shutdown_timeout;	/* seconds, 0 = close leases at once */
 	int max_clients;
 	int max_leases_per_client;

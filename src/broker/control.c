@@ -1,13 +1,14 @@
 /*
  * control.c - the broker's side of the control protocol: a new client's
  * watchers, its requests read in batches and answered (HELLO, ACQUIRE,
- * RELEASE, CANCEL), its access decided again after reloads, its process
+ * RELEASE, CANCEL; ADMIN_COMMAND goes to admin.c), its access decided again after reloads, its process
  * watched so that a dead worker's leases are orphaned at once.
  */
 #include "autoconf.h"
 
 #include "broker/control.h"
 #include "broker/access.h"
+#include "broker/admin.h"
 #include "broker/pool.h"
 #include "broker/publish.h"
 #include "broker/session.h"
@@ -91,6 +92,21 @@ on_hello(struct session *s, const struct wire_msg *m)
 	if (s->welcomed) {
 		session_protocol_error(s, m->h.request_id, "a second HELLO");
 		return;
+	}
+	/*
+	 * pglease-ctl says HELLO from version 3 on (it needs the ADMIN
+	 * messages): an administrator is served even when it is not a client
+	 * the lists allow, or max_clients are served.  It stays counted as a
+	 * refused connection, and may not lease unless the lists allow it.
+	 */
+	if (s->refusal != 0 && m->u.hello.version_min >= 3 &&
+	    access_is_admin(b, s->fd, s->uid, s->gid)) {
+		log_info("administrator let in uid=%u pid=%d (%s)", (unsigned)s->uid, (int)s->pid,
+			 s->refusal == PGL_EDENIED ? "not in allowed_uids/allowed_gids" :
+			 "beyond max_clients");
+		s->refusal = 0;
+		s->admin_only = true;
+		s->access.broker_ok = false;
 	}
 	if (s->refusal == PGL_EDENIED) {
 		session_error(s, m->h.request_id, PGL_EDENIED, "user %u may not use this broker "
@@ -241,6 +257,13 @@ handle(struct session *s, const struct wire_msg *m)
 		break;
 	case PGL_MSG_LEASE_CANCEL:
 		on_cancel(s, m);
+		break;
+	case PGL_MSG_ADMIN_COMMAND:
+		if (s->version < 3)
+			session_protocol_error(s, m->h.request_id, "an admin command below "
+					       "protocol version 3");
+		else
+			admin_command(s, m);
 		break;
 	default:
 		session_protocol_error(s, m->h.request_id, "a message only the broker sends");

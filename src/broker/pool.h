@@ -31,6 +31,7 @@ struct pool {
 	int nleased;
 	struct acquire_queue waiters;
 	int nwaiting;
+	bool paused;			/* admin.c: acquires queue, nothing is lent */
 
 	unsigned failures;		/* connect or health-check failures in a row */
 	bool health_failing;		/* the last health check failed */

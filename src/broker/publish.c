@@ -24,6 +24,7 @@ gauges_locked(struct pool *p)
 	sp->idle = p->nidle;
 	sp->leased = p->nleased;
 	sp->waiting = p->nwaiting;
+	sp->paused = p->paused;
 }
 
 void

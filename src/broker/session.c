@@ -13,6 +13,7 @@
 #include "broker/publish.h"
 #include "broker/slot.h"
 #include "broker/waitq.h"
+#include "common/clock.h"
 #include "common/fdpass.h"
 #include "common/log.h"
 #include "common/wire.h"
@@ -182,6 +183,8 @@ session_close(struct session *s, const char *why)
 		  s->nleases, why);
 	ev_io_stop(b->loop, &s->io);
 	ev_timer_stop(b->loop, &s->hello_timer);
+	ev_timer_stop(b->loop, &s->admin_timer);
+	s->admin_waiting = false;
 	if (s->pidfd >= 0) {
 		ev_io_stop(b->loop, &s->pid_io);
 		close(s->pidfd);
@@ -196,7 +199,7 @@ session_close(struct session *s, const char *why)
 	close(s->fd);
 	s->fd = -1;
 	TAILQ_REMOVE(&b->sessions, s, link);
-	if (s->refusal != 0) {
+	if (s->refusal != 0 || s->admin_only) {
 		b->nrefused--;
 	} else {
 		b->nsessions--;
@@ -277,6 +280,8 @@ session_new(struct broker *b, int fd, const struct ucred *peer)
 	s->uid = peer->uid;
 	s->gid = peer->gid;
 	s->pidfd = -1;
+	s->connected_at_ms = clock_real_ms();
+	ev_init(&s->admin_timer, NULL);	/* admin.c sets it up; stopping it is always safe */
 	s->holder.ops = &holder_ops;
 	s->holder.pid = peer->pid;
 	TAILQ_INIT(&s->holder.requests);

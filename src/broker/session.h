@@ -36,12 +36,21 @@ struct session {
 	bool closing;
 	bool unanswerable;		/* a send failed: closed after this loop pass */
 	int refusal;			/* PGL_E*: answer HELLO with this, then close */
+	bool admin_only;		/* a refused connection served as an administrator's */
 	struct access_verdict access;	/* decided again after each reload */
 	bool denied_logged;
 	uint64_t pools_denied_logged;	/* refusals said once per pool */
 	struct slot **leases;		/* lease_cap of them; grows after a reload */
 	int nleases;
 	int lease_cap;
+	int64_t connected_at_ms;	/* realtime */
+
+	/* admin.c: a PAUSE waiting for its pool(s) to be quiet */
+	bool admin_waiting;
+	uint64_t admin_request;
+	double admin_timeout;		/* seconds */
+	char admin_pool[WIRE_POOL_NAME_MAX + 1];	/* "" : every pool */
+	ev_timer admin_timer;
 };
 
 /* A new session for the client on fd, not yet served (control_open does that); NULL when out of memory. */

@@ -125,7 +125,8 @@ slot_fill(struct pool *p)
 			  (slot->state == SHM_SLOT_VALIDATING && slot->req == NULL);
 	}
 	want = p->cfg->min_size - p->size;
-	if (p->nwaiting - coming > want)
+	/* A paused pool lends nothing: its waiters need no new backend yet. */
+	if (!p->paused && p->nwaiting - coming > want)
 		want = p->nwaiting - coming;
 	if (want > p->cfg->max_size - p->size)
 		want = p->cfg->max_size - p->size;

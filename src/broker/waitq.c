@@ -173,12 +173,12 @@ dispatch_to(struct slot *slot, struct acquire_req *req)
 	grant_request(slot, req);
 }
 
-/* Serves a request that has a deadline: an idle slot, or the queue. */
+/* Serves a request that has a deadline: an idle slot, or the queue (always, while paused). */
 static void
 dispatch(struct acquire_req *req)
 {
 	struct pool *p = req->pool;
-	struct slot *slot = pick_idle(p, req->holder);
+	struct slot *slot = p->paused ? NULL : pick_idle(p, req->holder);
 
 	if (slot != NULL) {
 		dispatch_to(slot, req);
@@ -191,11 +191,33 @@ dispatch(struct acquire_req *req)
 	slot_fill(p);
 }
 
+/* An ACQUIRE for a paused pool: it queues (FIFO, within its deadline) until resumed. */
+static void
+acquire_paused(struct pool *p, struct holder *h, uint64_t request_id, double timeout)
+{
+	if (timeout <= 0) {
+		PUBLISH_COUNT(p, acquire_timeouts, 1);
+		answer(h, request_id, PGL_ETIMEOUT, "pool \"%s\" is paused", p->cfg->name);
+		return;
+	}
+	struct acquire_req *req = req_new(p, h, request_id, timeout);
+	if (req == NULL) {
+		answer(h, request_id, PGL_ENOMEM, "the broker is out of memory");
+		return;
+	}
+	dispatch(req);
+}
+
 void
 waitq_acquire(struct pool *p, struct holder *h, uint64_t request_id, double timeout)
 {
 	struct broker *b = p->broker;
 	double now = ev_now(b->loop);
+
+	if (p->paused) {
+		acquire_paused(p, h, request_id, timeout);
+		return;
+	}
 	struct slot *slot = pick_idle(p, h);
 
 	/* The common case allocates nothing: an idle slot, fresh enough. */
@@ -250,6 +272,28 @@ waitq_fail_all(struct pool *p, int code, const char *msg)
 	}
 }
 
+void
+waitq_pause(struct pool *p, bool paused)
+{
+	if (p->paused == paused)
+		return;
+	p->paused = paused;
+	publish_gauges(p);
+	if (paused)
+		return;
+	/* The queue in its order, as long as idle backends last; then grow for the rest. */
+	while (!TAILQ_EMPTY(&p->waiters)) {
+		struct slot *slot = pick_idle(p, TAILQ_FIRST(&p->waiters)->holder);
+		if (slot == NULL)
+			break;
+		struct acquire_req *req = TAILQ_FIRST(&p->waiters);
+		unqueue(req);
+		dispatch_to(slot, req);
+	}
+	publish_gauges(p);
+	slot_fill(p);
+}
+
 /* --- offered by the state machine ------------------------------------------- */
 
 /* Straight to the first waiter: idle for no time, so checked only when
@@ -260,7 +304,7 @@ offer_idle(struct slot *slot)
 	struct pool *p = slot->pool;
 	struct acquire_req *req = TAILQ_FIRST(&p->waiters);
 
-	if (req == NULL)
+	if (req == NULL || p->paused)
 		return false;
 	unqueue(req);
 	dispatch_to(slot, req);

@@ -47,4 +47,10 @@ void waitq_forget(struct acquire_req *req);
 /* Answers every request of p, queued or being checked for, with an ERROR. */
 void waitq_fail_all(struct pool *p, int code, const char *msg);
 
+/*
+ * Pauses p (new acquires queue, no backend is lent; leases out finish) or
+ * resumes it: the queue is then served in its order.
+ */
+void waitq_pause(struct pool *p, bool paused);
+
 #endif

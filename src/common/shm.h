@@ -68,6 +68,8 @@ struct shm_pool {
 	uint64_t orphaned_leases;
 	uint64_t lease_timeouts;
 	int64_t backoff_until_ms;	/* realtime; 0 when not backing off */
+	int32_t paused;			/* 1: paused by an administrator (pglease-ctl) */
+	int32_t pad0;
 };
 
 struct shm_slot {

@@ -130,6 +130,21 @@ wire_encode(const struct wire_msg *m, uint8_t *buf, size_t cap)
 		put_u16(&w, m->u.error.code);
 		put_str(&w, m->u.error.message, WIRE_TEXT_MAX);
 		break;
+	case PGL_MSG_ADMIN_COMMAND:
+		put_u16(&w, m->u.admin.cmd);
+		put_u32(&w, m->u.admin.timeout_ms);
+		put_u64(&w, m->u.admin.id);
+		put_str(&w, m->u.admin.target, WIRE_POOL_NAME_MAX);
+		break;
+	case PGL_MSG_ADMIN_ROWS:
+		if (m->u.rows.len > WIRE_ROWS_MAX)
+			return 0;
+		put_u16(&w, m->u.rows.len);
+		put_bytes(&w, m->u.rows.block, m->u.rows.len);
+		break;
+	case PGL_MSG_ADMIN_DONE:
+		put_str(&w, m->u.done.message, WIRE_TEXT_MAX);
+		break;
 	default:
 		return 0;
 	}
@@ -331,6 +346,29 @@ wire_decode(const uint8_t *buf, size_t len, struct wire_msg *m, const char **why
 		m->u.error.code = get_u16(&c);
 		get_str(&c, m->u.error.message, WIRE_TEXT_MAX, "ERROR text too long");
 		break;
+	case PGL_MSG_ADMIN_COMMAND:
+		m->u.admin.cmd = get_u16(&c);
+		m->u.admin.timeout_ms = get_u32(&c);
+		m->u.admin.id = get_u64(&c);
+		get_str(&c, m->u.admin.target, WIRE_POOL_NAME_MAX, "pool name too long");
+		if (c.why == NULL && (m->u.admin.cmd == 0 || m->u.admin.cmd > WIRE_ADMIN_CMD_MAX))
+			c.why = "unknown admin command";
+		break;
+	case PGL_MSG_ADMIN_ROWS:
+		m->u.rows.len = get_u16(&c);
+		m->u.rows.block = (const char *)c.p;
+		if (c.why == NULL && m->u.rows.len > WIRE_ROWS_MAX)
+			c.why = "ROWS block too long";
+		else if (take(&c, m->u.rows.len, "message truncated")) {
+			if (!wire_rows_valid(m->u.rows.block, m->u.rows.len))
+				c.why = "ROWS block malformed";
+			c.p += m->u.rows.len;
+			c.left -= m->u.rows.len;
+		}
+		break;
+	case PGL_MSG_ADMIN_DONE:
+		get_str(&c, m->u.done.message, WIRE_TEXT_MAX, "DONE text too long");
+		break;
 	default:
 		*why = "unknown message type";
 		return -1;
@@ -355,6 +393,9 @@ wire_type_name(uint16_t type)
 		[PGL_MSG_LEASE_RELEASE] = "RELEASE",
 		[PGL_MSG_LEASE_CANCEL] = "CANCEL",
 		[PGL_MSG_SESSION_ERROR] = "ERROR",
+		[PGL_MSG_ADMIN_COMMAND] = "ADMIN_COMMAND",
+		[PGL_MSG_ADMIN_ROWS] = "ADMIN_ROWS",
+		[PGL_MSG_ADMIN_DONE] = "ADMIN_DONE",
 	};
 
 	if (type < sizeof(names) / sizeof(names[0]) && names[type] != NULL)
@@ -390,4 +431,50 @@ wire_param(const char *params, size_t len, const char *name)
 		i += nlen + 1 + strlen(v) + 1;
 	}
 	return NULL;
+}
+
+bool
+wire_rows_valid(const char *block, size_t len)
+{
+	size_t i = 0;
+
+	/* row := (name \0 value \0)* \0, names non-empty; the block ends a row */
+	while (i < len) {
+		const char *end = memchr(block + i, '\0', len - i);
+		if (end == NULL)
+			return false;
+		if (end == block + i) {		/* the end of a row */
+			i++;
+			continue;
+		}
+		i = (size_t)(end - block) + 1;
+		end = memchr(block + i, '\0', len - i);
+		if (end == NULL || end == block + i)	/* a value is never empty */
+			return false;
+		i = (size_t)(end - block) + 1;
+		if (i == len)
+			return false;		/* a row without its end */
+	}
+	return true;
+}
+
+const char *
+wire_admin_cmd_name(uint16_t cmd)
+{
+	static const char *const names[] = {
+		[WIRE_ADMIN_SHOW_POOLS] = "show pools",
+		[WIRE_ADMIN_SHOW_CLIENTS] = "show clients",
+		[WIRE_ADMIN_SHOW_LEASES] = "show leases",
+		[WIRE_ADMIN_PAUSE] = "pause",
+		[WIRE_ADMIN_RESUME] = "resume",
+		[WIRE_ADMIN_RECONNECT] = "reconnect",
+		[WIRE_ADMIN_KILL_LEASE] = "kill-lease",
+		[WIRE_ADMIN_KILL_CLIENT] = "kill-client",
+		[WIRE_ADMIN_RELOAD] = "reload",
+		[WIRE_ADMIN_DRAIN] = "drain",
+	};
+
+	if (cmd < sizeof(names) / sizeof(names[0]) && names[cmd] != NULL)
+		return names[cmd];
+	return "unknown";
 }

@@ -17,7 +17,8 @@
 /* Protocol versions this code speaks.  Bump WIRE_VERSION_MAX when the message
  * table below or a payload changes; keep the old decoder while it is in range. */
 #define WIRE_VERSION_MIN 1
-#define WIRE_VERSION_MAX 2	/* 2: WELCOME carries acquire_timeout_ms */
+#define WIRE_VERSION_MAX 3	/* 2: WELCOME carries acquire_timeout_ms;
+				 * 3: the ADMIN messages (pglease-ctl) */
 
 #define WIRE_HEADER_SIZE 16
 #define WIRE_POOL_NAME_MAX 63
@@ -25,6 +26,7 @@
 #define WIRE_SHM_NAME_MAX 200
 #define WIRE_TEXT_MAX 1024	/* ERROR messages */
 #define WIRE_PARAMS_MAX 4096	/* GRANT's server parameters */
+#define WIRE_ROWS_MAX 4096	/* ADMIN_ROWS' block */
 /* The largest message: a GRANT with the longest names and parameter block. */
 #define WIRE_MESSAGE_MAX (WIRE_HEADER_SIZE + 32 + 2 * (2 + WIRE_NAME_MAX) + WIRE_PARAMS_MAX)
 
@@ -37,6 +39,25 @@ enum wire_type {
 	PGL_MSG_LEASE_RELEASE = 5,	/* w -> b, no reply */
 	PGL_MSG_LEASE_CANCEL = 6,	/* w -> b, no reply */
 	PGL_MSG_SESSION_ERROR = 7,	/* b -> w */
+	/* Version 3 on, for administrators only (admin_uids, admin_gids). */
+	PGL_MSG_ADMIN_COMMAND = 8,	/* ctl -> b; answered by ROWS..., DONE or ERROR */
+	PGL_MSG_ADMIN_ROWS = 9,		/* b -> ctl: rows of a "show" */
+	PGL_MSG_ADMIN_DONE = 10,	/* b -> ctl: the command succeeded */
+};
+
+/* ADMIN_COMMAND commands.  Bump the protocol version when this changes. */
+enum wire_admin_cmd {
+	WIRE_ADMIN_SHOW_POOLS = 1,
+	WIRE_ADMIN_SHOW_CLIENTS = 2,
+	WIRE_ADMIN_SHOW_LEASES = 3,
+	WIRE_ADMIN_PAUSE = 4,		/* target: a pool, "" all; timeout_ms: until quiet */
+	WIRE_ADMIN_RESUME = 5,		/* target: a pool, "" all */
+	WIRE_ADMIN_RECONNECT = 6,	/* target: a pool */
+	WIRE_ADMIN_KILL_LEASE = 7,	/* id: the lease id */
+	WIRE_ADMIN_KILL_CLIENT = 8,	/* id: the client's pid */
+	WIRE_ADMIN_RELOAD = 9,
+	WIRE_ADMIN_DRAIN = 10,
+	WIRE_ADMIN_CMD_MAX = WIRE_ADMIN_DRAIN
 };
 
 /* RELEASE states: what the holder knows of the session it gives back. */
@@ -103,6 +124,28 @@ struct wire_error {
 	char message[WIRE_TEXT_MAX + 1];
 };
 
+struct wire_admin_command {
+	uint16_t cmd;			/* enum wire_admin_cmd */
+	uint32_t timeout_ms;		/* PAUSE: how long to wait for quiet */
+	uint64_t id;			/* KILL_LEASE: lease id; KILL_CLIENT: pid */
+	char target[WIRE_POOL_NAME_MAX + 1];	/* a pool name, "" = all */
+};
+
+/*
+ * Rows of a table: each row is "name\0value\0" pairs ended by one more
+ * "\0" (an empty name).  Every value is a JSON literal ("\"main\"", 3,
+ * true), so a reader prints JSON as it comes and a table unquoted.  A
+ * reply sends as many ROWS as it takes, then DONE.  Decoded in place.
+ */
+struct wire_admin_rows {
+	const char *block;
+	uint16_t len;
+};
+
+struct wire_admin_done {
+	char message[WIRE_TEXT_MAX + 1];
+};
+
 struct wire_msg {
 	struct wire_header h;
 	union {
@@ -113,6 +156,9 @@ struct wire_msg {
 		struct wire_release release;
 		struct wire_cancel cancel;
 		struct wire_error error;
+		struct wire_admin_command admin;
+		struct wire_admin_rows rows;
+		struct wire_admin_done done;
 	} u;
 };
 
@@ -149,5 +195,11 @@ wire_lease_incarnation(uint64_t lease_id)
  * The block must have been accepted by wire_decode (or built by the broker).
  */
 const char *wire_param(const char *params, size_t len, const char *name);
+
+/* Whether block (len bytes) is a whole number of ADMIN_ROWS rows. */
+bool wire_rows_valid(const char *block, size_t len);
+
+/* Name of an admin command ("pause"); "unknown" otherwise. */
+const char *wire_admin_cmd_name(uint16_t cmd);
 
 #endif

@@ -1,5 +1,6 @@
 /*
- * check_access.c - allowed_uids and allowed_gids against peer identities.
+ * check_access.c - allowed_uids and allowed_gids, admin_uids and admin_gids
+ * against peer identities.
  */
 #include "autoconf.h"
 
@@ -58,6 +59,34 @@ START_TEST(test_groups)
 }
 END_TEST
 
+/* Administrators: both lists empty means root and the broker's uid; lists replace that. */
+START_TEST(test_admin_lists)
+{
+	struct broker_config bc = { .allowed_uids = uids, .n_allowed_uids = 2 };
+	gid_t sup[] = { 7, 2001 };
+	struct access_peer owner = { .uid = 500, .gid = 500 };
+	struct access_peer root = { .uid = 0, .gid = 0 };
+	struct access_peer listed = { .uid = 1001, .gid = 1001 };
+	struct access_peer member = { .uid = 3000, .gid = 3000, .groups = sup, .ngroups = 2 };
+
+	/* allowed_uids says nothing about who administers */
+	ck_assert(access_admin_allows(&bc, 500, &owner));
+	ck_assert(access_admin_allows(&bc, 500, &root));
+	ck_assert(!access_admin_allows(&bc, 500, &listed));
+	ck_assert(!access_admin_allows(&bc, 500, &member));
+
+	struct broker_config ba = { .admin_uids = uids, .n_admin_uids = 2 };
+	ck_assert(access_admin_allows(&ba, 500, &listed));
+	ck_assert(!access_admin_allows(&ba, 500, &owner));
+	ck_assert(!access_admin_allows(&ba, 500, &root));
+
+	struct broker_config bg = { .admin_gids = gids, .n_admin_gids = 1 };
+	ck_assert(access_admin_allows(&bg, 500, &member));
+	ck_assert(access_admin_allows(&bg, 500, &(struct access_peer){ .uid = 9, .gid = 2001 }));
+	ck_assert(!access_admin_allows(&bg, 500, &root));
+}
+END_TEST
+
 static Suite *
 access_suite(void)
 {
@@ -67,6 +96,7 @@ access_suite(void)
 	tcase_add_test(tc, test_empty_lists_mean_owner_only);
 	tcase_add_test(tc, test_list_replaces_owner);
 	tcase_add_test(tc, test_groups);
+	tcase_add_test(tc, test_admin_lists);
 	suite_add_tcase(s, tc);
 	return s;
 }

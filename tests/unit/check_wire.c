@@ -20,8 +20,13 @@ static const char grant_params[] = "server_version\0" "16.2\0"
 				   "application_name\0" "\0";
 #define GRANT_PARAMS_LEN ((uint16_t)(sizeof(grant_params) - 1))
 
+/* An ADMIN_ROWS block: two rows of JSON literals. */
+static const char admin_rows[] = "name\0" "\"main\"\0" "paused\0" "true\0" "\0"
+				 "name\0" "\"other\"\0" "size\0" "3\0" "\0";
+#define ADMIN_ROWS_LEN ((uint16_t)(sizeof(admin_rows) - 1))
+
 /* The sample messages, one of each type. */
-#define NSAMPLES 7
+#define NSAMPLES 10
 
 static void
 sample(int i, struct wire_msg *m)
@@ -72,6 +77,22 @@ sample(int i, struct wire_msg *m)
 		m->u.error.code = 12;
 		snprintf(m->u.error.message, sizeof(m->u.error.message),
 			 "pool \"reporting\" is exhausted: 20 of 20 backends are leased");
+		break;
+	case 7:
+		m->h.type = PGL_MSG_ADMIN_COMMAND;
+		m->u.admin.cmd = WIRE_ADMIN_PAUSE;
+		m->u.admin.timeout_ms = 30000;
+		m->u.admin.id = UINT64_C(0x89abcdef00000007);
+		snprintf(m->u.admin.target, sizeof(m->u.admin.target), "main");
+		break;
+	case 8:
+		m->h.type = PGL_MSG_ADMIN_ROWS;
+		m->u.rows.block = admin_rows;
+		m->u.rows.len = ADMIN_ROWS_LEN;
+		break;
+	case 9:
+		m->h.type = PGL_MSG_ADMIN_DONE;
+		snprintf(m->u.done.message, sizeof(m->u.done.message), "paused main; quiet");
 		break;
 	default:
 		ck_abort_msg("no sample %d", i);
@@ -259,6 +280,24 @@ START_TEST(test_round_trip)
 		ck_assert_uint_eq(out.u.error.code, in.u.error.code);
 		ck_assert_str_eq(out.u.error.message, in.u.error.message);
 		ck_assert_uint_eq(n, WIRE_HEADER_SIZE + 4 + strlen(in.u.error.message));
+		break;
+	case PGL_MSG_ADMIN_COMMAND:
+		ck_assert_uint_eq(out.u.admin.cmd, in.u.admin.cmd);
+		ck_assert_uint_eq(out.u.admin.timeout_ms, in.u.admin.timeout_ms);
+		ck_assert_uint_eq(out.u.admin.id, in.u.admin.id);
+		ck_assert_str_eq(out.u.admin.target, in.u.admin.target);
+		ck_assert_uint_eq(n, WIRE_HEADER_SIZE + 2 + 4 + 8 + 2 + strlen("main"));
+		break;
+	case PGL_MSG_ADMIN_ROWS:
+		ck_assert_uint_eq(out.u.rows.len, in.u.rows.len);
+		/* decoded in place: points into buf */
+		ck_assert_ptr_eq(out.u.rows.block, (const char *)buf + n - ADMIN_ROWS_LEN);
+		ck_assert_mem_eq(out.u.rows.block, admin_rows, ADMIN_ROWS_LEN);
+		ck_assert_uint_eq(n, WIRE_HEADER_SIZE + 2 + ADMIN_ROWS_LEN);
+		break;
+	case PGL_MSG_ADMIN_DONE:
+		ck_assert_str_eq(out.u.done.message, in.u.done.message);
+		ck_assert_uint_eq(n, WIRE_HEADER_SIZE + 2 + strlen(in.u.done.message));
 		break;
 	default:
 		ck_abort_msg("type %u", (unsigned)in.h.type);
@@ -511,7 +550,7 @@ START_TEST(test_unknown_type)
 {
 	struct wire_msg in;
 	uint8_t buf[WIRE_MESSAGE_MAX];
-	static const uint16_t types[] = { 0, 8, 9, 0x0100, 0xffff };
+	static const uint16_t types[] = { 0, 11, 12, 0x0100, 0xffff };
 
 	sample(5, &in);		/* a CANCEL's payload under other type numbers */
 	size_t n = encode_ok(&in, buf, sizeof(buf));
@@ -521,7 +560,7 @@ START_TEST(test_unknown_type)
 		expect_reject(buf, n, "type", "unknown type");
 	}
 	/* and wire_encode will not produce one */
-	in.h.type = 8;
+	in.h.type = 11;
 	ck_assert_uint_eq(wire_encode(&in, buf, sizeof(buf)), 0);
 	in.h.type = 0;
 	ck_assert_uint_eq(wire_encode(&in, buf, sizeof(buf)), 0);
@@ -867,6 +906,108 @@ START_TEST(test_encode_buffer_too_small)
 }
 END_TEST
 
+/* --- admin messages -------------------------------------------------------- */
+
+/* An ADMIN_COMMAND with a command number out of the table is refused. */
+START_TEST(test_admin_command_cmd)
+{
+	struct wire_msg in, out;
+	uint8_t buf[WIRE_MESSAGE_MAX];
+	static const uint16_t bad[] = { 0, WIRE_ADMIN_CMD_MAX + 1, 0xffff };
+
+	sample(7, &in);
+	for (uint16_t c = 1; c <= WIRE_ADMIN_CMD_MAX; c++) {
+		in.u.admin.cmd = c;
+		size_t n = encode_ok(&in, buf, sizeof(buf));
+		expect_accept(buf, n, &out, "a known admin command");
+		ck_assert_uint_eq(out.u.admin.cmd, c);
+	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		in.u.admin.cmd = bad[i];
+		size_t n = encode_ok(&in, buf, sizeof(buf));
+		expect_reject(buf, n, "admin command", "an unknown admin command");
+	}
+	/* "" means every pool; a name longer than a pool name is refused */
+	in.u.admin.cmd = WIRE_ADMIN_RESUME;
+	in.u.admin.target[0] = '\0';
+	size_t n = encode_ok(&in, buf, sizeof(buf));
+	expect_accept(buf, n, &out, "no target");
+	ck_assert_str_eq(out.u.admin.target, "");
+	struct bytes x;
+	char name[WIRE_POOL_NAME_MAX + 1];
+	memset(name, 'p', sizeof(name));
+	b_header(&x, PGL_MSG_ADMIN_COMMAND);
+	b_u16(&x, WIRE_ADMIN_PAUSE);
+	b_u32(&x, 0);
+	b_u64(&x, 0);
+	b_u16(&x, (uint16_t)sizeof(name));
+	b_raw(&x, name, sizeof(name));
+	b_finish(&x);
+	expect_reject(x.b, x.n, "too long", "a 64-byte pool name");
+}
+END_TEST
+
+/* Row blocks: what wire_rows_valid accepts and refuses, through the decoder. */
+static const struct {
+	const char *block;
+	size_t len;
+	bool ok;
+} rows_cases[] = {
+	{ "", 0, true },			/* no rows */
+	{ "\0", 1, true },			/* one empty row */
+	{ "a\0" "1\0" "\0", 5, true },
+	{ "a\0" "1\0" "\0" "b\0" "2\0" "\0", 10, true },
+	{ "a\0" "1\0", 4, false },		/* a row without its end */
+	{ "a\0" "\0" "\0", 4, false },	/* an empty value */
+	{ "a\0", 2, false },			/* a name without its value */
+	{ "a", 1, false },			/* no NUL at all */
+	{ "a\0" "1", 3, false },		/* a value without its NUL */
+};
+
+START_TEST(test_admin_rows)
+{
+	struct bytes x;
+	struct wire_msg out;
+
+	b_header(&x, PGL_MSG_ADMIN_ROWS);
+	b_u16(&x, (uint16_t)rows_cases[_i].len);
+	b_raw(&x, rows_cases[_i].block, rows_cases[_i].len);
+	b_finish(&x);
+	ck_assert(wire_rows_valid(rows_cases[_i].block, rows_cases[_i].len) == rows_cases[_i].ok);
+	if (rows_cases[_i].ok)
+		expect_accept(x.b, x.n, &out, "a well-formed block");
+	else
+		expect_reject(x.b, x.n, "malformed", "a malformed block");
+}
+END_TEST
+
+START_TEST(test_admin_rows_too_long)
+{
+	static char block[WIRE_ROWS_MAX + 2];
+	struct wire_msg m = { .h = { .type = PGL_MSG_ADMIN_ROWS } };
+	uint8_t buf[WIRE_MESSAGE_MAX];
+	struct bytes x;
+
+	/* rows of "a\0" "1\0" "\0": the largest block is accepted, one byte more is not */
+	for (size_t i = 0; i + 5 <= sizeof(block); i += 5)
+		memcpy(block + i, "a\0" "1\0", 5);
+	size_t fit = WIRE_ROWS_MAX - WIRE_ROWS_MAX % 5;
+	m.u.rows.block = block;
+	m.u.rows.len = (uint16_t)fit;
+	size_t n = encode_ok(&m, buf, sizeof(buf));
+	expect_accept(buf, n, &m, "the longest block");
+	m.u.rows.block = block;
+	m.u.rows.len = WIRE_ROWS_MAX + 1;
+	ck_assert_uint_eq(wire_encode(&m, buf, sizeof(buf)), 0);
+
+	b_header(&x, PGL_MSG_ADMIN_ROWS);
+	b_u16(&x, WIRE_ROWS_MAX + 1);
+	b_raw(&x, block, WIRE_ROWS_MAX + 1);
+	b_finish(&x);
+	expect_reject(x.b, x.n, NULL, "a block over WIRE_ROWS_MAX");
+}
+END_TEST
+
 /* --- helpers ------------------------------------------------------------- */
 
 START_TEST(test_wire_param)
@@ -938,8 +1079,16 @@ START_TEST(test_names)
 	ck_assert_str_eq(wire_type_name(PGL_MSG_LEASE_RELEASE), "RELEASE");
 	ck_assert_str_eq(wire_type_name(PGL_MSG_LEASE_CANCEL), "CANCEL");
 	ck_assert_str_eq(wire_type_name(PGL_MSG_SESSION_ERROR), "ERROR");
+	ck_assert_str_eq(wire_type_name(PGL_MSG_ADMIN_COMMAND), "ADMIN_COMMAND");
+	ck_assert_str_eq(wire_type_name(PGL_MSG_ADMIN_ROWS), "ADMIN_ROWS");
+	ck_assert_str_eq(wire_type_name(PGL_MSG_ADMIN_DONE), "ADMIN_DONE");
 	ck_assert_str_eq(wire_type_name(0), "unknown");
-	ck_assert_str_eq(wire_type_name(8), "unknown");
+	ck_assert_str_eq(wire_type_name(11), "unknown");
+	ck_assert_str_eq(wire_admin_cmd_name(WIRE_ADMIN_PAUSE), "pause");
+	ck_assert_str_eq(wire_admin_cmd_name(WIRE_ADMIN_SHOW_LEASES), "show leases");
+	ck_assert_str_eq(wire_admin_cmd_name(WIRE_ADMIN_DRAIN), "drain");
+	ck_assert_str_eq(wire_admin_cmd_name(0), "unknown");
+	ck_assert_str_eq(wire_admin_cmd_name(WIRE_ADMIN_CMD_MAX + 1), "unknown");
 	ck_assert_str_eq(wire_type_name(0xffff), "unknown");
 
 	ck_assert_str_eq(wire_release_state_name(WIRE_RELEASE_CLEAN), "clean");
@@ -977,6 +1126,10 @@ wire_suite(void)
 	tcase_add_test(tc, test_acquire_timeout);
 	tcase_add_test(tc, test_hello_versions);
 	tcase_add_test(tc, test_message_too_long);
+	tcase_add_test(tc, test_admin_command_cmd);
+	tcase_add_loop_test(tc, test_admin_rows, 0,
+			    (int)(sizeof(rows_cases) / sizeof(rows_cases[0])));
+	tcase_add_test(tc, test_admin_rows_too_long);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("encode_rejects");
