@@ -161,6 +161,14 @@ print_backoff(FILE *out, const struct shm_snapshot *s, int64_t now)
 		series_start(out, "pglease_pool_backoff", &s->pools[i]);
 		fprintf(out, "} %d\n", s->pools[i].backoff_until_ms > now ? 1 : 0);
 	}
+	family(out, "pglease_pool_paused", "gauge",
+	       "1 while an administrator has paused the pool (acquires wait), else 0.");
+	for (uint32_t i = 0; i < s->hdr.npools; i++) {
+		if (!record_used(s, i))
+			continue;
+		series_start(out, "pglease_pool_paused", &s->pools[i]);
+		fprintf(out, "} %d\n", s->pools[i].paused ? 1 : 0);
+	}
 	family(out, "pglease_pool_backoff_remaining_seconds", "gauge",
 	       "Seconds until the pool's next connect attempt while it backs off, else 0.");
 	for (uint32_t i = 0; i < s->hdr.npools; i++) {

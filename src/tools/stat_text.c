@@ -91,6 +91,9 @@ stat_print_table(const char *name, const struct shm_snapshot *s, int64_t now)
 		if (p->backoff_until_ms > now)
 			printf("%-20s backing off: next connect in %.1f s\n", "",
 			       (double)(p->backoff_until_ms - now) / 1000);
+		if (p->paused)
+			printf("%-20s paused: acquires wait until pglease-ctl resume (or SIGUSR2)\n",
+			       "");
 		if (p->restricted)
 			printf("%-20s restricted: only the users its allowed_uids/allowed_gids "
 			       "name may lease\n", "");
@@ -135,6 +138,7 @@ stat_print_json(const char *name, const struct shm_snapshot *s, int64_t now)
 		printf(",\"user\":");
 		json_string(p->user);
 		printf(",\"restricted\":%s", p->restricted ? "true" : "false");
+		printf(",\"paused\":%s", p->paused ? "true" : "false");
 		printf(",\"min_size\":%d,\"max_size\":%d,\"size\":%d,\"idle\":%d,\"leased\":%d,"
 		       "\"waiting\":%d,\"leases\":%" PRIu64 ",\"acquire_timeouts\":%" PRIu64
 		       ",\"acquire_wait_us_total\":%" PRIu64 ",\"acquire_wait_us_max\":%" PRIu64

@@ -500,6 +500,13 @@ START_TEST(test_signals_pause_resume)
 	ck_assert_int_eq(kill(broker.pid, 0), 0);
 	ck_assert_int_eq(ctl(out, "--json", "show", "pools"), 0);
 	ck_assert(json_holds(out, "len(d) == 2 and all(r['paused'] for r in d)"));
+	/* what monitoring sees: pglease-stat reads it from the segment */
+	char *stat_argv[] = { (char *)TOP_BUILDDIR "/pglease-stat", (char *)"--prometheus",
+			      (char *)"-n", broker.shm, NULL };
+	static char expo[65536];
+	ck_assert_int_eq(testutil_run(stat_argv, expo, sizeof(expo)), 0);
+	ck_assert_msg(strstr(expo, "pglease_pool_paused{pool=\"other\"} 1") != NULL,
+		      "pglease-stat --prometheus shows no paused pool \"other\"");
 	ck_assert_ptr_null(pgl_acquire(c, "other", 0));
 	ck_assert_int_eq(pgl_errcode(c), PGL_ETIMEOUT);
 	ck_assert_msg(strstr(pgl_error(c), "paused") != NULL, "%s", pgl_error(c));
@@ -511,6 +518,9 @@ START_TEST(test_signals_pause_resume)
 	ck_assert_int_eq(pgl_release(l), 0);
 	ck_assert_int_eq(ctl(out, "--json", "show", "pools"), 0);
 	ck_assert(json_holds(out, "not any(r['paused'] for r in d)"));
+	ck_assert_int_eq(testutil_run(stat_argv, expo, sizeof(expo)), 0);
+	ck_assert_msg(strstr(expo, "pglease_pool_paused{pool=\"other\"} 0") != NULL,
+		      "pglease-stat --prometheus shows pool \"other\" still paused");
 	pgl_close(c);
 	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
 }
