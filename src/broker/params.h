@@ -7,6 +7,8 @@
 
 #include "common/pgproto.h"
 
+#include <stdbool.h>
+
 struct slot;
 
 /* Rebuilds the slot's block from what libpq saw at startup (slot->conn). */
@@ -18,5 +20,11 @@ void params_from_libpq(struct slot *slot);
  * ignored.
  */
 void params_message(struct slot *slot, const struct pgproto_msg *m);
+
+/*
+ * For a server that does not report in_hot_standby: what pg_is_in_recovery()
+ * said after the connect stands for it.
+ */
+void params_recovery(struct slot *slot, bool in_recovery);
 
 #endif
