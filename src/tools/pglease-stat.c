@@ -91,9 +91,59 @@ json_string(const char *s)
 	putchar('"');
 }
 
+/* --- backends per server: what to sum across hosts against max_connections --- */
+
+/* One server (host and port as libpq connected) and the backends on it. */
+struct server_count {
+	const char *host, *port;
+	int backends;			/* slots not EMPTY with a backend on it */
+	int standby;			/* of which the server said it was in hot standby */
+};
+
+static const char *const server_names[] = { "", "primary", "standby", "read-only" };
+
+static const char *
+server_name(int32_t server)
+{
+	return server >= 0 && server <= SHM_SERVER_READ_ONLY ? server_names[server] : "?";
+}
+
+/*
+ * The servers the backends of pool (-1: every pool) are on, into out (at
+ * most max, in the order first seen); returns how many.
+ */
+static int
+count_servers(const struct shm_snapshot *s, int32_t pool, struct server_count *out, int max)
+{
+	int n = 0;
+
+	for (uint32_t i = 0; i < s->hdr.nslots; i++) {
+		const struct shm_slot *sl = &s->slots[i];
+		int k;
+		if (sl->pool < 0 || (uint32_t)sl->pool >= s->hdr.npools || sl->host[0] == '\0' ||
+		    (pool >= 0 && sl->pool != pool))
+			continue;
+		for (k = 0; k < n; k++)
+			if (strcmp(out[k].host, sl->host) == 0 && strcmp(out[k].port, sl->port) == 0)
+				break;
+		if (k == n) {
+			if (n == max)
+				continue;
+			out[n++] = (struct server_count){ .host = sl->host, .port = sl->port };
+		}
+		out[k].backends++;
+		out[k].standby += sl->server == SHM_SERVER_STANDBY;
+	}
+	return n;
+}
+
+#define MAX_SERVERS 64
+
 static void
 print_table(const char *name, const struct shm_snapshot *s, int64_t now)
 {
+	struct server_count sv[MAX_SERVERS];
+	int nsv;
 	const struct shm_header *h = &s->hdr;
 
 	printf("pgleased pid %d, shared memory %s, socket %s, up %" PRId64 " s, "
@@ -121,18 +171,47 @@ print_table(const char *name, const struct shm_snapshot *s, int64_t now)
 		if (p->restricted)
 			printf("%-20s restricted: only the users its allowed_uids/allowed_gids "
 			       "name may lease\n", "");
+		nsv = count_servers(s, (int32_t)i, sv, MAX_SERVERS);
+		for (int k = 0; k < nsv; k++)
+			printf("%-20s on host=%s port=%s: %d backend%s%s\n", "", sv[k].host,
+			       sv[k].port, sv[k].backends, sv[k].backends == 1 ? "" : "s",
+			       sv[k].standby > 0 ? " (standby)" : "");
 	}
-	printf("\n%5s %-20s %-11s %11s %10s %12s %10s\n", "SLOT", "POOL", "STATE",
-	       "BACKEND_PID", "HOLDER_PID", "LEASE_AGE_MS", "LEASES");
+	nsv = count_servers(s, -1, sv, MAX_SERVERS);
+	if (nsv > 0)
+		printf("\n%-40s %-6s %8s\n", "SERVER (host, every pool)", "PORT", "BACKENDS");
+	for (int k = 0; k < nsv; k++)
+		printf("%-40.127s %-6s %8d\n", sv[k].host, sv[k].port, sv[k].backends);
+	printf("\n%5s %-20s %-11s %11s %10s %12s %10s %-9s %s\n", "SLOT", "POOL", "STATE",
+	       "BACKEND_PID", "HOLDER_PID", "LEASE_AGE_MS", "LEASES", "SERVER", "HOST:PORT");
 	for (uint32_t i = 0; i < h->nslots; i++) {
 		const struct shm_slot *sl = &s->slots[i];
 		if (sl->pool < 0 || (uint32_t)sl->pool >= h->npools)
 			continue;
-		printf("%5u %-20.63s %-11s %11d %10d %12" PRId64 " %10" PRIu64 "\n", i,
+		printf("%5u %-20.63s %-11s %11d %10d %12" PRId64 " %10" PRIu64 " %-9s %s%s%s\n", i,
 		       s->pools[sl->pool].name, shm_slot_state_name(sl->state), sl->backend_pid,
 		       sl->holder_pid, sl->leased_at_ms > 0 ? now - sl->leased_at_ms : 0,
-		       sl->lease_count);
+		       sl->lease_count, sl->host[0] != '\0' ? server_name(sl->server) : "-",
+		       sl->host, sl->host[0] != '\0' ? ":" : "", sl->port);
 	}
+}
+
+/* "servers":[{"host":..,"port":..,"backends":N,"standby":N},...] of pool (-1: all) */
+static void
+json_servers(const struct shm_snapshot *s, int32_t pool)
+{
+	struct server_count sv[MAX_SERVERS];
+	int n = count_servers(s, pool, sv, MAX_SERVERS);
+
+	printf(",\"servers\":[");
+	for (int k = 0; k < n; k++) {
+		printf("%s{\"host\":", k > 0 ? "," : "");
+		json_string(sv[k].host);
+		printf(",\"port\":");
+		json_string(sv[k].port);
+		printf(",\"backends\":%d,\"standby\":%d}", sv[k].backends, sv[k].standby);
+	}
+	printf("]");
 }
 
 static void
@@ -160,6 +239,7 @@ print_json(const char *name, const struct shm_snapshot *s, int64_t now)
 		printf(",\"user\":");
 		json_string(p->user);
 		printf(",\"restricted\":%s", p->restricted ? "true" : "false");
+		json_servers(s, (int32_t)i);
 		printf(",\"min_size\":%d,\"max_size\":%d,\"size\":%d,\"idle\":%d,\"leased\":%d,"
 		       "\"waiting\":%d,\"leases\":%" PRIu64 ",\"acquire_timeouts\":%" PRIu64
 		       ",\"acquire_wait_us_total\":%" PRIu64 ",\"acquire_wait_us_max\":%" PRIu64
@@ -182,12 +262,18 @@ print_json(const char *name, const struct shm_snapshot *s, int64_t now)
 		printf("%s{\"slot\":%u,\"pool\":", first ? "" : ",", i);
 		json_string(s->pools[sl->pool].name);
 		printf(",\"state\":\"%s\",\"backend_pid\":%d,\"holder_pid\":%d,"
-		       "\"lease_age_ms\":%" PRId64 ",\"lease_count\":%" PRIu64 "}",
+		       "\"lease_age_ms\":%" PRId64 ",\"lease_count\":%" PRIu64 ",\"host\":",
 		       shm_slot_state_name(sl->state), sl->backend_pid, sl->holder_pid,
 		       sl->leased_at_ms > 0 ? now - sl->leased_at_ms : 0, sl->lease_count);
+		json_string(sl->host);
+		printf(",\"port\":");
+		json_string(sl->port);
+		printf(",\"server\":\"%s\"}", server_name(sl->server));
 		first = false;
 	}
-	printf("]}\n");
+	printf("]");
+	json_servers(s, -1);
+	printf("}\n");
 }
 
 static void
@@ -236,6 +322,16 @@ print_prometheus(const struct shm_snapshot *s)
 			}
 			printf("%s{pool=\"%.63s\"} %lld\n", metrics[m].name, s->pools[i].name, v);
 		}
+	}
+
+	struct server_count sv[MAX_SERVERS];
+	printf("# HELP pglease_server_backends Backends of every pool on a server.\n"
+	       "# TYPE pglease_server_backends gauge\n");
+	for (uint32_t i = 0; i < s->hdr.npools; i++) {
+		int n = count_servers(s, (int32_t)i, sv, MAX_SERVERS);
+		for (int k = 0; k < n; k++)
+			printf("pglease_server_backends{pool=\"%.63s\",host=\"%s\",port=\"%s\"} %d\n",
+			       s->pools[i].name, sv[k].host, sv[k].port, sv[k].backends);
 	}
 }
 
