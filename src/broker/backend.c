@@ -244,7 +244,7 @@ confirm_read(struct slot *slot)
 	}
 	params_from_libpq(slot);
 	if (answered && !slot->reports_state)
-		params_recovery(slot, in_recovery);
+		params_server_state(slot, in_recovery, slot->read_only);
 	pgproto_reset(&slot->exchange->rd);
 	connect_done(slot, true, NULL);
 }

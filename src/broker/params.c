@@ -59,9 +59,10 @@ server_state(struct slot *slot, const char *name, const char *value)
 }
 
 void
-params_recovery(struct slot *slot, bool in_recovery)
+params_server_state(struct slot *slot, bool in_recovery, bool read_only)
 {
 	slot->hot_standby = in_recovery;
+	slot->read_only = read_only;
 	slot->unfit = !target_fits(slot->pool->cfg->target, (struct target_state){
 		.hot_standby = slot->hot_standby, .read_only = slot->read_only });
 }

@@ -22,9 +22,9 @@ void params_from_libpq(struct slot *slot);
 void params_message(struct slot *slot, const struct pgproto_msg *m);
 
 /*
- * For a server that does not report in_hot_standby: what pg_is_in_recovery()
- * said after the connect stands for it.
+ * What a query of the broker's own said of the server: in recovery
+ * (pg_is_in_recovery()), read-only (default_transaction_read_only).
  */
-void params_recovery(struct slot *slot, bool in_recovery);
+void params_server_state(struct slot *slot, bool in_recovery, bool read_only);
 
 #endif

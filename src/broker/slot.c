@@ -324,10 +324,9 @@ slot_cancel_query(struct slot *slot)
 /* --- how backend operations ended -------------------------------------------- */
 
 /*
- * The backend's server no longer serves the pool's target_session_attrs (a
- * standby promoted, a primary made read-only): closed, and the pool backs
- * off, so that waiters are told why when their time is up and the refill
- * (libpq applying the attribute again) finds the server that does.
+ * The backend's server no longer serves the pool's target_session_attrs:
+ * closed; the pool backs off, waiters are told why when their time is up,
+ * and the refill (libpq applying the attribute) finds the server that does.
  */
 static void
 close_unfit(struct slot *slot)
@@ -366,9 +365,7 @@ on_connected(struct slot *slot, bool ok, const char *error)
 	}
 
 	publish_server(slot);
-	if (slot->unfit) {
-		/* libpq let it through (prefer-standby's fallback aside, it judges as we do):
-		 * the server changed in between.  A failed connect, as far as backoff goes. */
+	if (slot->unfit) {	/* changed since libpq judged it: a failed connect */
 		PUBLISH_COUNT(p, connect_failures, 1);
 		close_unfit(slot);
 		return;
@@ -538,11 +535,8 @@ on_stuck(struct slot *victim)
 
 	log_warnx("backend did not end pool=%s slot=%u backend_pid=%d; terminating it",
 		  p->cfg->name, victim->index, victim->backend_pid);
-	/*
-	 * Only a pid that pg_backend_pid() confirmed (not a proxy's cancel key),
-	 * and only on the victim's own server: with several hosts, an idle
-	 * backend elsewhere would end an unrelated backend of the same pid.
-	 */
+	/* A pid pg_backend_pid() confirmed (not a proxy's cancel key), on its own server:
+	 * the same pid on another of the pool's hosts is an unrelated backend. */
 	TAILQ_FOREACH(slot, &p->idle, idle_link)
 		if (victim->pid_confirmed && slot->pid_confirmed && !slot->unfit &&
 		    strcmp(slot->host, victim->host) == 0 && strcmp(slot->port, victim->port) == 0)

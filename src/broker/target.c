@@ -27,6 +27,12 @@ target_parse(const char *name)
 	return -1;
 }
 
+bool
+target_watched(int t)
+{
+	return t != TARGET_ANY && t != TARGET_PREFER_STANDBY;
+}
+
 const char *
 target_name(int t)
 {

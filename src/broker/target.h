@@ -23,6 +23,9 @@ enum target {
 /* The target named as libpq names it ("read-write"); -1 for a name libpq does not take. */
 int target_parse(const char *name);
 
+/* Whether backends of a pool of target t must be watched after the connect (not any, prefer-standby). */
+bool target_watched(int t);
+
 /* libpq's name of t. */
 const char *target_name(int t);
 
