@@ -242,6 +242,15 @@ confirm_read(struct slot *slot)
 		connect_fail(slot, "the session is not idle after the broker's first query");
 		return;
 	}
+	if (answered && !slot->pid_confirmed && !slot->pool->proxy_warned) {
+		/* Once per pool: what it means is the pool's, not the backend's. */
+		slot->pool->proxy_warned = true;
+		log_warnx("pool=%s: the startup's backend pid is not pg_backend_pid(): a proxy "
+			  "(PgBouncer?) is in between.  It must pool in session mode: in "
+			  "transaction or statement mode DISCARD ALL and the reset's nonce cannot "
+			  "keep one lease's session state from the next.  pg_terminate_backend() "
+			  "is never used on this pool's backends", slot->pool->cfg->name);
+	}
 	params_from_libpq(slot);
 	if (answered && !slot->reports_state)
 		params_server_state(slot, in_recovery, slot->read_only);

@@ -323,11 +323,8 @@ slot_cancel_query(struct slot *slot)
 
 /* --- how backend operations ended -------------------------------------------- */
 
-/*
- * The backend's server no longer serves the pool's target_session_attrs:
- * closed; the pool backs off, waiters are told why when their time is up,
- * and the refill (libpq applying the attribute) finds the server that does.
- */
+/* The backend's server no longer serves the pool's target_session_attrs: closed; the
+ * pool backs off (waiters told why), the refill (libpq) finds the server that does. */
 static void
 close_unfit(struct slot *slot)
 {
@@ -533,12 +530,15 @@ on_stuck(struct slot *victim)
 	struct pool *p = victim->pool;
 	struct slot *slot;
 
-	log_warnx("backend did not end pool=%s slot=%u backend_pid=%d; terminating it",
-		  p->cfg->name, victim->index, victim->backend_pid);
-	/* A pid pg_backend_pid() confirmed (not a proxy's cancel key), on its own server:
-	 * the same pid on another of the pool's hosts is an unrelated backend. */
+	/* Only a pid pg_backend_pid() confirmed (not a proxy's cancel key), on its own
+	 * server: the same pid on another of the pool's hosts is an unrelated backend. */
+	log_warnx("backend did not end pool=%s slot=%u backend_pid=%d; %s", p->cfg->name,
+		  victim->index, victim->backend_pid, victim->pid_confirmed ? "terminating it" :
+		  "not terminating it: pg_backend_pid() never confirmed that pid (a proxy?)");
+	if (!victim->pid_confirmed)
+		return;
 	TAILQ_FOREACH(slot, &p->idle, idle_link)
-		if (victim->pid_confirmed && slot->pid_confirmed && !slot->unfit &&
+		if (slot->pid_confirmed && !slot->unfit &&
 		    strcmp(slot->host, victim->host) == 0 && strcmp(slot->port, victim->port) == 0)
 			break;
 	if (slot != NULL) {
