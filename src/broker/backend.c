@@ -200,7 +200,7 @@ static const char confirm_sql[] = "SELECT pg_backend_pid(), pg_is_in_recovery()"
 static void
 confirm_start(struct slot *slot)
 {
-	slot->pid_confirmed = false;
+	slot->pid_confirmed = slot->confirm_answered = slot->confirm_recovery = false;
 	if (!PQsendQuery(slot->conn, confirm_sql)) {
 		connect_fail(slot, PQerrorMessage(slot->conn));
 		return;
@@ -213,8 +213,6 @@ confirm_start(struct slot *slot)
 static void
 confirm_read(struct slot *slot)
 {
-	bool in_recovery = false, answered = false;
-
 	if (!PQconsumeInput(slot->conn)) {
 		connect_fail(slot, PQerrorMessage(slot->conn));
 		return;
@@ -225,15 +223,14 @@ confirm_read(struct slot *slot)
 			break;
 		if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && PQnfields(r) == 2) {
 			slot->pid_confirmed = atoi(PQgetvalue(r, 0, 0)) == slot->backend_pid;
-			in_recovery = PQgetvalue(r, 0, 1)[0] == 't';
-			answered = true;
+			slot->confirm_recovery = PQgetvalue(r, 0, 1)[0] == 't';
+			slot->confirm_answered = true;
 		}
 		PQclear(r);
 		if (PQstatus(slot->conn) == CONNECTION_BAD) {
 			connect_fail(slot, PQerrorMessage(slot->conn));
 			return;
 		}
-		continue;
 	}
 	if (PQisBusy(slot->conn))
 		return;		/* more to read */
@@ -242,7 +239,7 @@ confirm_read(struct slot *slot)
 		connect_fail(slot, "the session is not idle after the broker's first query");
 		return;
 	}
-	if (answered && !slot->pid_confirmed && !slot->pool->proxy_warned) {
+	if (slot->confirm_answered && !slot->pid_confirmed && !slot->pool->proxy_warned) {
 		/* Once per pool: what it means is the pool's, not the backend's. */
 		slot->pool->proxy_warned = true;
 		log_warnx("pool=%s: the startup's backend pid is not pg_backend_pid(): a proxy "
@@ -252,8 +249,8 @@ confirm_read(struct slot *slot)
 			  "is never used on this pool's backends", slot->pool->cfg->name);
 	}
 	params_from_libpq(slot);
-	if (answered && !slot->reports_state)
-		params_server_state(slot, in_recovery, slot->read_only);
+	if (slot->confirm_answered && !slot->reports_state)
+		params_server_state(slot, slot->confirm_recovery, slot->read_only);
 	pgproto_reset(&slot->exchange->rd);
 	connect_done(slot, true, NULL);
 }

@@ -67,6 +67,7 @@ struct slot {
 	bool reports_state;		/* the server reports in_hot_standby (14+) */
 	bool unfit;
 	bool confirming;		/* CONNECTING: the confirm query runs (backend.c) */
+	bool confirm_answered, confirm_recovery;	/* ... and what it said so far */
 	bool pid_confirmed;		/* pg_backend_pid() on this connection said backend_pid */
 	int terminate_attempts;		/* CLOSING: pg_terminate_backend asked so often */
 	bool cancel_in_flight;		/* a helper thread is cancelling this backend */
