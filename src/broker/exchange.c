@@ -227,7 +227,8 @@ expect(struct slot *slot, const struct pgproto_msg *m, const char **why)
 		}
 		if (((st == STEP_NONCE_QUERY || st == STEP_STATE) && *sub != 3) ||
 		    (st == STEP_NONCE_CALL && *sub != 1)) {
-			*why = "the nonce's reply is incomplete";
+			*why = st == STEP_STATE ? "the server state's reply is incomplete" :
+			       "the nonce's reply is incomplete";
 			return -1;
 		}
 		*sub = 0;
