@@ -135,6 +135,8 @@ connect_fail(struct slot *slot, const char *error)
 	connect_done(slot, false, msg);
 }
 
+static void confirm_start(struct slot *slot);
+
 static void
 connect_poll(struct slot *slot)
 {
@@ -173,7 +175,82 @@ connect_poll(struct slot *slot)
 	slot->backend_pid = PQbackendPID(slot->conn);
 	snprintf(slot->user, sizeof(slot->user), "%s", PQuser(slot->conn));
 	snprintf(slot->database, sizeof(slot->database), "%s", PQdb(slot->conn));
+	/* Which of the conninfo's hosts libpq settled on: shown in shm, and where a
+	 * pg_terminate_backend() for this backend must go. */
+	const char *v = PQhost(slot->conn);
+	snprintf(slot->host, sizeof(slot->host), "%s", v != NULL ? v : "");
+	v = PQport(slot->conn);
+	snprintf(slot->port, sizeof(slot->port), "%s", v != NULL ? v : "");
+	v = PQhostaddr(slot->conn);
+	snprintf(slot->hostaddr, sizeof(slot->hostaddr), "%s", v != NULL ? v : "");
+	confirm_start(slot);
+}
+
+/*
+ * One query before the backend is ready: which backend this connection
+ * really is, and whether its server is in recovery.  Through a proxy
+ * (PgBouncer) the pid of the startup's BackendKeyData is the proxy's cancel
+ * key, not a server pid: only a pid that pg_backend_pid() confirms here is
+ * ever passed to pg_terminate_backend().  pg_is_in_recovery() stands in for
+ * in_hot_standby on a server that does not report it (before 14).  A server
+ * that refuses the query still serves: nothing is confirmed, that is all.
+ */
+static const char confirm_sql[] = "SELECT pg_backend_pid(), pg_is_in_recovery()";
+
+static void
+confirm_start(struct slot *slot)
+{
+	slot->pid_confirmed = slot->confirm_answered = slot->confirm_recovery = false;
+	if (!PQsendQuery(slot->conn, confirm_sql)) {
+		connect_fail(slot, PQerrorMessage(slot->conn));
+		return;
+	}
+	slot->confirming = true;
+	backend_set_io(slot, -1, 0);
+	backend_set_io(slot, slot->fd, EV_READ);
+}
+
+static void
+confirm_read(struct slot *slot)
+{
+	if (!PQconsumeInput(slot->conn)) {
+		connect_fail(slot, PQerrorMessage(slot->conn));
+		return;
+	}
+	while (!PQisBusy(slot->conn)) {
+		PGresult *r = PQgetResult(slot->conn);
+		if (r == NULL)
+			break;
+		if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && PQnfields(r) == 2) {
+			slot->pid_confirmed = atoi(PQgetvalue(r, 0, 0)) == slot->backend_pid;
+			slot->confirm_recovery = PQgetvalue(r, 0, 1)[0] == 't';
+			slot->confirm_answered = true;
+		}
+		PQclear(r);
+		if (PQstatus(slot->conn) == CONNECTION_BAD) {
+			connect_fail(slot, PQerrorMessage(slot->conn));
+			return;
+		}
+	}
+	if (PQisBusy(slot->conn))
+		return;		/* more to read */
+	slot->confirming = false;
+	if (PQtransactionStatus(slot->conn) != PQTRANS_IDLE) {
+		connect_fail(slot, "the session is not idle after the broker's first query");
+		return;
+	}
+	if (slot->confirm_answered && !slot->pid_confirmed && !slot->pool->proxy_warned) {
+		/* Once per pool: what it means is the pool's, not the backend's. */
+		slot->pool->proxy_warned = true;
+		log_warnx("pool=%s: the startup's backend pid is not pg_backend_pid(): a proxy "
+			  "(PgBouncer?) is in between.  It must pool in session mode: in "
+			  "transaction or statement mode DISCARD ALL and the reset's nonce cannot "
+			  "keep one lease's session state from the next.  pg_terminate_backend() "
+			  "is never used on this pool's backends", slot->pool->cfg->name);
+	}
 	params_from_libpq(slot);
+	if (slot->confirm_answered && !slot->reports_state)
+		params_server_state(slot, slot->confirm_recovery, slot->read_only);
 	pgproto_reset(&slot->exchange->rd);
 	connect_done(slot, true, NULL);
 }
@@ -233,6 +310,11 @@ idle_read(struct slot *slot)
 	while ((rc = pgproto_next(rd, &m)) == 1) {
 		if (m.type == 'S') {
 			params_message(slot, &m);
+			if (slot->unfit) {
+				events_of(slot)->lost(slot, "the server no longer serves the pool's "
+						      "target_session_attrs");
+				return;
+			}
 		} else if (m.type == 'N' || m.type == 'A') {
 			continue;
 		} else if (m.type == 'E') {
@@ -274,13 +356,20 @@ backend_terminate_apart(struct slot *victim)
 {
 	const struct pool_config *pc = victim->pool->cfg;
 	const char *const *ckw = conninfo_keywords(pc, false), *const *cval = conninfo_values(pc, false);
-	const char *kw[CONNINFO_PARAMS_MAX + 2], *val[CONNINFO_PARAMS_MAX + 2];
+	const char *kw[CONNINFO_PARAMS_MAX + 6], *val[CONNINFO_PARAMS_MAX + 6];
 	char timeout[32];
 	int n;
 
 	if (ckw == NULL || cval == NULL) {
 		log_warnx("cannot end backend_pid=%d of pool=%s: the conninfo's options are too "
 			  "long", victim->backend_pid, pc->name);
+		return -1;
+	}
+	if (!victim->pid_confirmed) {
+		log_warnx("not terminating backend_pid=%d of pool=%s: pg_backend_pid() did not "
+			  "confirm that pid on its connection (a proxy such as PgBouncer in "
+			  "between?); it ends when the server or the proxy closes it",
+			  victim->backend_pid, pc->name);
 		return -1;
 	}
 	for (n = 0; ckw[n] != NULL; n++)
@@ -292,6 +381,15 @@ backend_terminate_apart(struct slot *victim)
 	snprintf(timeout, sizeof(timeout), "%d", connect_s);
 	kw[n] = "connect_timeout", val[n++] = timeout;
 	kw[n] = "application_name", val[n++] = "pgleased-terminate";	/* overrides the pool's */
+	/*
+	 * The victim's server, not whichever of the conninfo's hosts answers
+	 * first: the same pid on another server is another backend.  Later
+	 * entries override the conninfo's.
+	 */
+	kw[n] = "host", val[n++] = victim->host;
+	kw[n] = "port", val[n++] = victim->port;
+	kw[n] = "hostaddr", val[n++] = victim->hostaddr;
+	kw[n] = "target_session_attrs", val[n++] = "any";
 	kw[n] = NULL;
 	val[n] = NULL;
 	int rc = helper_terminate_apart(victim->pool, victim->backend_pid, kw, val);
@@ -359,6 +457,9 @@ backend_free(struct slot *slot)
 	}
 	slot->fd = -1;
 	slot->backend_pid = 0;
+	slot->pid_confirmed = false;
+	slot->confirming = false;
+	slot->host[0] = slot->port[0] = slot->hostaddr[0] = '\0';
 	slot->params_len = 0;
 	slot->stalled = false;
 	/* A cancel still on its way concerns the old backend only. */
@@ -379,7 +480,10 @@ slot_io_cb(struct ev_loop *loop, ev_io *w, int revents)
 	(void)revents;
 	switch (slot->state) {
 	case SHM_SLOT_CONNECTING:
-		connect_poll(slot);
+		if (slot->confirming)
+			confirm_read(slot);
+		else
+			connect_poll(slot);
 		break;
 	case SHM_SLOT_IDLE:
 		idle_read(slot);

@@ -56,6 +56,8 @@ struct pool_config {
 	double max_lifetime;		/* seconds, 0 = off */
 	char *reset_query;
 	int reset_check;		/* enum reset_check */
+	int target;			/* enum target: the conninfo's target_session_attrs
+					 * (or PGTARGETSESSIONATTRS), set by conninfo_check() */
 	double lease_timeout;		/* seconds, 0 = off */
 	int lease_timeout_action;	/* enum lease_timeout_action */
 	double connection_check_interval; /* seconds, 0 = off */

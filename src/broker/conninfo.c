@@ -12,6 +12,7 @@
 #include "broker/conninfo.h"
 #include "broker/confdiag.h"
 #include "broker/config.h"
+#include "broker/target.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -349,6 +350,47 @@ done:
 	fclose(f);
 }
 
+/* Whether the libpq the broker runs with knows the connection keyword kw. */
+static bool
+libpq_has_keyword(const char *kw)
+{
+	PQconninfoOption *defaults = PQconndefaults();
+	bool found = false;
+
+	for (PQconninfoOption *o = defaults; o != NULL && o->keyword != NULL; o++)
+		if (strcmp(o->keyword, kw) == 0)
+			found = true;
+	PQconninfoFree(defaults);
+	return found;
+}
+
+/*
+ * p->target from the conninfo's target_session_attrs (value, NULL when not
+ * given), else from libpq's default (PGTARGETSESSIONATTRS): a value libpq
+ * would refuse at every connect is refused here.
+ */
+static void
+check_target(struct confdiag *d, struct pool_config *p, const struct config_setting_t *s,
+	     const char *name, const char *value)
+{
+	PQconninfoOption *defaults = NULL;
+
+	if (value == NULL) {
+		defaults = PQconndefaults();
+		for (PQconninfoOption *o = defaults; o != NULL && o->keyword != NULL; o++)
+			if (o->val != NULL && strcmp(o->keyword, "target_session_attrs") == 0)
+				value = o->val;
+	}
+	p->target = value != NULL ? target_parse(value) : TARGET_ANY;
+	if (p->target < 0) {
+		confdiag_error(d, s, name, "target_session_attrs=%s%s is not one libpq takes: any, "
+			       "read-write, read-only, primary, standby or prefer-standby", value,
+			       defaults != NULL ? " (from PGTARGETSESSIONATTRS)" : "");
+		p->target = TARGET_ANY;
+	}
+	PQconninfoFree(defaults);
+}
+
 void
 conninfo_check(struct confdiag *d, struct pool_config *p, const struct config_setting_t *s,
 	       const char *prefix)
@@ -360,6 +402,14 @@ conninfo_check(struct confdiag *d, struct pool_config *p, const struct config_se
 	secret_note_conninfo(&d->secrets, p->conninfo);
 
 	PQconninfoOption *opts = PQconninfoParse(p->conninfo, &err);
+	if (opts == NULL && strstr(p->conninfo, "load_balance_hosts") != NULL &&
+	    !libpq_has_keyword("load_balance_hosts")) {
+		confdiag_error(d, s, name, "load_balance_hosts needs libpq 16 or later; the libpq "
+			       "this broker runs with (version %d) does not know it: remove it, or "
+			       "list the hosts in the order to try", PQlibVersion());
+		PQfreemem(err);
+		return;
+	}
 	if (opts == NULL) {
 		if (err != NULL && d->secrets.overflow) {
 			confdiag_error(d, s, name, "cannot be parsed (libpq's explanation is "
@@ -375,7 +425,7 @@ conninfo_check(struct confdiag *d, struct pool_config *p, const struct config_se
 		return;
 	}
 
-	const char *host = NULL, *hostaddr = NULL;
+	const char *host = NULL, *hostaddr = NULL, *target = NULL;
 	bool has_password = false;
 
 	for (PQconninfoOption *o = opts; o->keyword != NULL; o++) {
@@ -401,6 +451,8 @@ conninfo_check(struct confdiag *d, struct pool_config *p, const struct config_se
 		} else if (strcmp(o->keyword, "connect_timeout") == 0) {
 			confdiag_warning(d, s, name, "connect_timeout in the conninfo is ignored; "
 					 "the pool's connect_timeout setting applies");
+		} else if (strcmp(o->keyword, "target_session_attrs") == 0) {
+			target = o->val;
 		} else if (strcmp(o->keyword, "host") == 0) {
 			host = o->val;
 		} else if (strcmp(o->keyword, "hostaddr") == 0) {
@@ -428,6 +480,8 @@ conninfo_check(struct confdiag *d, struct pool_config *p, const struct config_se
 				h++;
 		}
 	}
+
+	check_target(d, p, s, name, target);
 
 	if ((p->connect = build_params(p, opts)) == NULL)
 		confdiag_error(d, s, name, "out of memory");

@@ -15,6 +15,7 @@
 #include "broker/backend.h"
 #include "broker/helper.h"
 #include "broker/params.h"
+#include "broker/target.h"
 #include "common/log.h"
 
 #include <errno.h>
@@ -31,7 +32,19 @@ enum step {
 	STEP_DISCARD,		/* CommandComplete "DISCARD ALL"; ReadyForQuery idle */
 	STEP_NONCE_QUERY,	/* one row holding the nonce in hex; ReadyForQuery idle */
 	STEP_NONCE_CALL,	/* FunctionCallResponse: the nonce's 8 bytes; ReadyForQuery idle */
+	STEP_STATE,		/* one row: 's' standby, 'r' read-only, 'w' writable; ReadyForQuery idle */
 };
+
+/*
+ * What the server is now, asked in every reset of a pool whose
+ * target_session_attrs depends on it (pipelined with the rest: no round
+ * trip of its own).  ParameterStatus reports in_hot_standby and
+ * default_transaction_read_only when they change, but a holder may have
+ * read that report: the broker would never see it again.
+ */
+static const char state_sql[] = "SELECT CASE WHEN pg_is_in_recovery() THEN 's' WHEN "
+				"current_setting('default_transaction_read_only')::bool THEN 'r' "
+				"ELSE 'w' END";
 
 /*
  * The function a reset_check = "function" reset calls with its nonce, on
@@ -212,8 +225,10 @@ expect(struct slot *slot, const struct pgproto_msg *m, const char **why)
 			*why = st == STEP_ROLLBACK ? "no ROLLBACK reply" : "no DISCARD ALL reply";
 			return -1;
 		}
-		if ((st == STEP_NONCE_QUERY && *sub != 3) || (st == STEP_NONCE_CALL && *sub != 1)) {
-			*why = "the nonce's reply is incomplete";
+		if (((st == STEP_NONCE_QUERY || st == STEP_STATE) && *sub != 3) ||
+		    (st == STEP_NONCE_CALL && *sub != 1)) {
+			*why = st == STEP_STATE ? "the server state's reply is incomplete" :
+			       "the nonce's reply is incomplete";
 			return -1;
 		}
 		*sub = 0;
@@ -258,6 +273,24 @@ expect(struct slot *slot, const struct pgproto_msg *m, const char **why)
 		}
 		break;
 	}
+	case STEP_STATE:
+		if (*sub == 0 && m->type == 'T') {
+			*sub = 1;
+			return 0;
+		}
+		if (*sub == 1 && m->type == 'D') {
+			bool s = pgproto_datarow_is(m, "s"), r = pgproto_datarow_is(m, "r");
+			if (s || r || pgproto_datarow_is(m, "w")) {
+				params_server_state(slot, s, r);
+				*sub = 2;
+				return 0;
+			}
+		}
+		if (*sub == 2 && m->type == 'C') {
+			*sub = 3;
+			return 0;
+		}
+		break;
 	case STEP_NONCE_CALL:
 		if (*sub == 0 && pgproto_function_result_is(m, x->nonce)) {
 			*sub = 1;
@@ -418,7 +451,7 @@ exchange_reset(struct slot *slot, bool rollback)
 	char nonce_sql[64];
 	const char *extra = slot->pool->cfg->reset_query;
 	bool call = slot->pool->cfg->reset_check == RESET_CHECK_FUNCTION;
-	const char *q[4];
+	const char *q[5];
 	int n = 0;
 
 	x->nonce = rng_next(&slot->pool->broker->rng);
@@ -433,6 +466,10 @@ exchange_reset(struct slot *slot, bool rollback)
 	if (extra != NULL && strcasecmp(extra, "DISCARD ALL") != 0) {
 		x->plan[n] = STEP_ANY;
 		q[n++] = extra;
+	}
+	if (target_watched(slot->pool->cfg->target)) {
+		x->plan[n] = STEP_STATE;
+		q[n++] = state_sql;
 	}
 	if (call) {
 		x->plan[n] = STEP_NONCE_CALL;	/* not a query: exchange_start() adds it */

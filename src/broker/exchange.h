@@ -23,13 +23,14 @@ struct slot;
  */
 struct exchange {
 	struct pgproto_reader rd;	/* the backend's replies */
-	uint8_t out[3 * 6 + 2 * CONFIG_QUERY_MAX + 64];	/* ROLLBACK, DISCARD ALL, reset_query, nonce */
+	uint8_t out[4 * 6 + 2 * CONFIG_QUERY_MAX + 256]; /* ROLLBACK, DISCARD ALL, reset_query,
+							 * the server's state, nonce */
 	size_t out_len, out_off;
 	int op;				/* the exchange under way (exchange.c), 0 = none */
 	int step;			/* the query whose replies come next */
 	int nsteps;			/* queries sent */
 	int sub;			/* position inside the current reply */
-	uint8_t plan[4];		/* the reset's steps (exchange.c enum step) */
+	uint8_t plan[5];		/* the reset's steps (exchange.c enum step) */
 	bool rollback;
 	uint64_t nonce;			/* the reset's: only its own last reply carries it */
 	double deadline;		/* ev_now: the exchange must end by then */

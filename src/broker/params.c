@@ -9,6 +9,7 @@
 
 #include "broker/params.h"
 #include "broker/pool.h"
+#include "broker/target.h"
 #include "common/log.h"
 
 #include <string.h>
@@ -37,6 +38,35 @@ known_param(const char *name)
 	return false;
 }
 
+/*
+ * What the server says of itself, kept in flags for the one branch a lease
+ * takes (slot_lendable()): whether it still serves the pool's target.
+ */
+static void
+server_state(struct slot *slot, const char *name, const char *value)
+{
+	if (strcmp(name, "in_hot_standby") == 0) {
+		slot->hot_standby = strcmp(value, "on") == 0;
+		slot->reports_state = true;
+	} else if (strcmp(name, "default_transaction_read_only") == 0) {
+		slot->read_only = strcmp(value, "on") == 0;
+	} else {
+		return;
+	}
+	/* A server that does not report in_hot_standby (before 14) is as libpq let it through. */
+	slot->unfit = slot->reports_state && !target_fits(slot->pool->cfg->target, (struct target_state){
+		.hot_standby = slot->hot_standby, .read_only = slot->read_only });
+}
+
+void
+params_server_state(struct slot *slot, bool in_recovery, bool read_only)
+{
+	slot->hot_standby = in_recovery;
+	slot->read_only = read_only;
+	slot->unfit = !target_fits(slot->pool->cfg->target, (struct target_state){
+		.hot_standby = slot->hot_standby, .read_only = slot->read_only });
+}
+
 /* Sets name to value in the slot's parameter block (rebuilt in table order). */
 static void
 param_set(struct slot *slot, const char *name, const char *value)
@@ -63,6 +93,7 @@ param_set(struct slot *slot, const char *name, const char *value)
 	}
 	memcpy(slot->params, block, len);
 	slot->params_len = (uint16_t)len;
+	server_state(slot, name, value);
 }
 
 void
@@ -80,6 +111,7 @@ void
 params_from_libpq(struct slot *slot)
 {
 	slot->params_len = 0;
+	slot->hot_standby = slot->read_only = slot->unfit = slot->reports_state = false;
 	for (size_t i = 0; i < NPARAMS; i++) {
 		const char *v = PQparameterStatus(slot->conn, grant_params[i]);
 		if (v != NULL)

@@ -7,6 +7,8 @@
 
 #include "common/pgproto.h"
 
+#include <stdbool.h>
+
 struct slot;
 
 /* Rebuilds the slot's block from what libpq saw at startup (slot->conn). */
@@ -18,5 +20,11 @@ void params_from_libpq(struct slot *slot);
  * ignored.
  */
 void params_message(struct slot *slot, const struct pgproto_msg *m);
+
+/*
+ * What a query of the broker's own said of the server: in recovery
+ * (pg_is_in_recovery()), read-only (default_transaction_read_only).
+ */
+void params_server_state(struct slot *slot, bool in_recovery, bool read_only);
 
 #endif

@@ -40,6 +40,7 @@ struct pool {
 	ev_timer housekeeping;		/* janitor.c */
 	char last_error[512];		/* the last libpq failure, for ERROR unavailable */
 	int server_version;		/* 0 until a connection showed it */
+	bool proxy_warned;		/* a proxy in between was logged (backend.c) */
 };
 
 /* Creates the pools of b->cfg and starts opening min_size backends each. */

@@ -43,7 +43,26 @@ publish_slot_locked(struct slot *slot)
 		r->created_at_ms = clock_real_ms();
 	r->leased_at_ms = slot->state == SHM_SLOT_LEASED ? clock_real_ms() : 0;
 	r->lease_count = slot->lease_count;
+	if (slot->state == SHM_SLOT_EMPTY) {
+		r->host[0] = r->port[0] = '\0';
+		r->server = SHM_SERVER_UNKNOWN;
+	}
 	gauges_locked(p);
+}
+
+void
+publish_server(struct slot *slot)
+{
+	struct shm *shm = &slot->pool->broker->shm;
+	struct shm_slot *r = &shm->slots[slot->index];
+
+	shm_begin(shm);
+	snprintf(r->host, sizeof(r->host), "%s", slot->host);
+	snprintf(r->port, sizeof(r->port), "%s", slot->port);
+	r->server = !slot->reports_state && !slot->pid_confirmed ? SHM_SERVER_UNKNOWN :
+		    slot->hot_standby ? SHM_SERVER_STANDBY : slot->read_only ? SHM_SERVER_READ_ONLY :
+		    SHM_SERVER_PRIMARY;
+	shm_end(shm);
 }
 
 void

@@ -29,6 +29,9 @@ void publish_slot_locked(struct slot *slot);
 /* The pool's gauges: size, idle, leased, waiting. */
 void publish_gauges(struct pool *p);
 
+/* The server a newly connected backend is on (host, port, standby or not), in its slot record. */
+void publish_server(struct slot *slot);
+
 /* The pool's name, sizes and slot range, and its identity as the conninfo says. */
 void publish_config(struct pool *p);
 

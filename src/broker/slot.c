@@ -18,6 +18,7 @@
 #include "broker/holder.h"
 #include "broker/pool.h"
 #include "broker/publish.h"
+#include "broker/target.h"
 #include "common/backoff.h"
 #include "common/clock.h"
 #include "common/log.h"
@@ -189,9 +190,16 @@ slot_take_idle(struct slot *slot)
  */
 static void on_lost(struct slot *slot, const char *why);
 
+static void close_unfit(struct slot *slot);
+
 bool
 slot_lendable(struct slot *slot)
 {
+	/* The server's last-known state: one branch on a flag kept by params.c. */
+	if (__builtin_expect(slot->unfit, 0)) {
+		close_unfit(slot);
+		return false;
+	}
 	if (!backend_has_unread(slot))
 		return true;
 	on_lost(slot, "part of a server message is unread");
@@ -316,6 +324,25 @@ slot_cancel_query(struct slot *slot)
 
 /* --- how backend operations ended -------------------------------------------- */
 
+/* The backend's server no longer serves the pool's target_session_attrs: closed; the
+ * pool backs off (waiters told why), the refill (libpq) finds the server that does. */
+static void
+close_unfit(struct slot *slot)
+{
+	struct pool *p = slot->pool;
+	char why[400];
+
+	target_refusal(p->cfg->target, (struct target_state){ .hot_standby = slot->hot_standby,
+		       .read_only = slot->read_only }, slot->host, slot->port, why, sizeof(why));
+	log_warnx("backend unfit pool=%s slot=%u backend_pid=%d: %s; closing", p->cfg->name,
+		  slot->index, slot->backend_pid, why);
+	slot_close(slot, SLOT_CLOSE_TERMINATE, "unfit for target_session_attrs");
+	if (p->retry_at == 0)
+		slot_back_off(p, why);
+	else
+		snprintf(p->last_error, sizeof(p->last_error), "%s", why);
+}
+
 static void
 on_connected(struct slot *slot, bool ok, const char *error)
 {
@@ -332,6 +359,13 @@ on_connected(struct slot *slot, bool ok, const char *error)
 		PUBLISH_COUNT(p, connect_failures, 1);
 		if (!b->stopping && !p->removed)
 			slot_back_off(p, p->last_error);
+		return;
+	}
+
+	publish_server(slot);
+	if (slot->unfit) {	/* changed since libpq judged it: a failed connect */
+		PUBLISH_COUNT(p, connect_failures, 1);
+		close_unfit(slot);
 		return;
 	}
 
@@ -386,6 +420,12 @@ on_checked(struct slot *slot, bool ok, const char *why)
 		return;
 	}
 
+	if (ok && slot->unfit) {
+		close_unfit(slot);
+		if (req != NULL)
+			p->broker->slot_hooks->checked(slot, req, false);
+		return;
+	}
 	if (!ok) {
 		char reason[600];
 
@@ -429,7 +469,10 @@ on_reset(struct slot *slot, bool ok, const char *why)
 
 	if (ok) {
 		PUBLISH_COUNT(p, resets, 1);
-		slot_ready(slot);
+		if (slot->unfit)
+			close_unfit(slot);
+		else
+			slot_ready(slot);
 		return;
 	}
 	PUBLISH_COUNT(p, reset_failures, 1);
@@ -486,10 +529,19 @@ static void
 on_stuck(struct slot *victim)
 {
 	struct pool *p = victim->pool;
-	struct slot *slot = TAILQ_FIRST(&p->idle);
+	struct slot *slot;
 
-	log_warnx("backend did not end pool=%s slot=%u backend_pid=%d; terminating it",
-		  p->cfg->name, victim->index, victim->backend_pid);
+	/* Only a pid pg_backend_pid() confirmed (not a proxy's cancel key), on its own
+	 * server: the same pid on another of the pool's hosts is an unrelated backend. */
+	log_warnx("backend did not end pool=%s slot=%u backend_pid=%d; %s", p->cfg->name,
+		  victim->index, victim->backend_pid, victim->pid_confirmed ? "terminating it" :
+		  "not terminating it: pg_backend_pid() never confirmed that pid (a proxy?)");
+	if (!victim->pid_confirmed)
+		return;
+	TAILQ_FOREACH(slot, &p->idle, idle_link)
+		if (slot->pid_confirmed && !slot->unfit &&
+		    strcmp(slot->host, victim->host) == 0 && strcmp(slot->port, victim->port) == 0)
+			break;
 	if (slot != NULL) {
 		slot_take_idle(slot);
 		set_state(slot, SHM_SLOT_VALIDATING);

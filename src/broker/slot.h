@@ -55,6 +55,20 @@ struct slot {
 	uint64_t lease_count;
 	bool with_check_interval;	/* client_connection_check_interval sent */
 	bool recycle;			/* close rather than reuse when idle */
+	/*
+	 * The server's own report (in_hot_standby, default_transaction_read_only)
+	 * as last seen: at the connect, then in every ParameterStatus.  unfit:
+	 * that server does not serve the pool's target_session_attrs; such a
+	 * backend is never lent (slot_lendable()) and is closed at the end of
+	 * the exchange that showed it.
+	 */
+	bool hot_standby;
+	bool read_only;
+	bool reports_state;		/* the server reports in_hot_standby (14+) */
+	bool unfit;
+	bool confirming;		/* CONNECTING: the confirm query runs (backend.c) */
+	bool confirm_answered, confirm_recovery;	/* ... and what it said so far */
+	bool pid_confirmed;		/* pg_backend_pid() on this connection said backend_pid */
 	int terminate_attempts;		/* CLOSING: pg_terminate_backend asked so often */
 	bool cancel_in_flight;		/* a helper thread is cancelling this backend */
 	uint64_t backend_gen;		/* bumped when the backend goes: cancels name it */
@@ -71,6 +85,10 @@ struct slot {
 	 * sent in a GRANT: "name\0value\0"... */
 	char user[WIRE_NAME_MAX + 1];
 	char database[WIRE_NAME_MAX + 1];
+	/* Where the backend is: PQhost, PQport and PQhostaddr after its connect ("" before). */
+	char host[128];
+	char port[16];
+	char hostaddr[64];
 	char params[WIRE_PARAMS_MAX];
 	uint16_t params_len;
 

@@ -279,6 +279,10 @@ shm_snapshot_owned(const char *name, uid_t owner, uid_t *found_owner, struct shm
 		out->hdr.socket[sizeof(out->hdr.socket) - 1] = '\0';
 		for (uint32_t i = 0; i < out->hdr.max_pools; i++)
 			terminate_pool(&out->pools[i]);
+		for (uint32_t i = 0; i < out->hdr.nslots; i++) {
+			out->slots[i].host[sizeof(out->slots[i].host) - 1] = '\0';
+			out->slots[i].port[sizeof(out->slots[i].port) - 1] = '\0';
+		}
 		if (out->hdr.npools > out->hdr.max_pools)
 			out->hdr.npools = out->hdr.max_pools;
 		out->broker_alive = shm_owner_running(out->hdr.broker_pid, out->hdr.broker_started) &&

@@ -21,7 +21,8 @@
 #include <sys/types.h>
 
 #define SHM_MAGIC UINT64_C(0x31534c4541534c50)	/* "PLSAELS1" */
-#define SHM_LAYOUT_VERSION 4	/* 4: the clients' fields at the header's end */
+#define SHM_LAYOUT_VERSION 4	/* 4: the clients' fields at the header's end, a pool's
+				 * paused, struct shm_slot's host, port, server */
 #define SHM_MAX_POOLS 64
 #define SHM_MAX_SLOTS 1000000	/* config.c's bound on max_total_slots */
 #define SHM_NAME_LEN 64
@@ -81,6 +82,20 @@ struct shm_slot {
 	int64_t created_at_ms;		/* realtime */
 	int64_t leased_at_ms;		/* realtime; 0 when not leased */
 	uint64_t lease_count;
+	/* Layout 4: the server the backend is on, as libpq connected it (PQhost,
+	 * PQport; "" when EMPTY), and what it reported of itself then. */
+	char host[128];
+	char port[16];
+	int32_t server;			/* enum shm_server */
+	int32_t reserved;
+};
+
+/* struct shm_slot's server: what the backend's server said of itself at connect. */
+enum shm_server {
+	SHM_SERVER_UNKNOWN = 0,		/* no backend, or it did not say */
+	SHM_SERVER_PRIMARY,		/* in_hot_standby off (or not in recovery), writable */
+	SHM_SERVER_STANDBY,		/* in hot standby */
+	SHM_SERVER_READ_ONLY,		/* a primary with default_transaction_read_only on */
 };
 
 struct shm_header {

@@ -7,6 +7,7 @@
 
 #include "common/shm.h"
 #include "tools/stat_prom.h"
+#include "tools/stat_servers.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -180,6 +181,29 @@ print_backoff(FILE *out, const struct shm_snapshot *s, int64_t now)
 	}
 }
 
+/* Backends per pool and server: summed across brokers against max_connections. */
+static void
+print_servers(FILE *out, const struct shm_snapshot *s)
+{
+	struct stat_server sv[STAT_MAX_SERVERS];
+
+	family(out, "pglease_server_backends", "gauge",
+	       "Backends of the pool on a server (host and port as libpq connected).");
+	for (uint32_t i = 0; i < s->hdr.npools; i++) {
+		if (!record_used(s, i))
+			continue;
+		int n = stat_servers(s, (int32_t)i, sv);
+		for (int k = 0; k < n; k++) {
+			series_start(out, "pglease_server_backends", &s->pools[i]);
+			fputs(",host=\"", out);
+			label_value(out, sv[k].host);
+			fputs("\",port=\"", out);
+			label_value(out, sv[k].port);
+			fprintf(out, "\"} %d\n", sv[k].backends);
+		}
+	}
+}
+
 static void
 print_broker(FILE *out, const struct shm_snapshot *s, int64_t now)
 {
@@ -226,6 +250,7 @@ stat_prom_write(FILE *out, const struct shm_snapshot *s, int64_t now)
 		print_pool_metric(out, s, &pool_metrics[m]);
 	print_slots(out, s);
 	print_backoff(out, s, now);
+	print_servers(out, s);
 }
 
 /* --- --textfile -------------------------------------------------------------- */

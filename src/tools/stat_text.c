@@ -6,6 +6,7 @@
 
 #include "common/clock.h"
 #include "common/shm.h"
+#include "tools/stat_servers.h"
 #include "tools/stat_text.h"
 
 #include <errno.h>
@@ -65,6 +66,8 @@ void
 stat_print_table(const char *name, const struct shm_snapshot *s, int64_t now)
 {
 	const struct shm_header *h = &s->hdr;
+	struct stat_server sv[STAT_MAX_SERVERS];
+	int nsv;
 
 	printf("pgleased pid %d, shared memory %s, socket %s, up %" PRId64 " s, "
 	       "heartbeat %.1f s ago\n", h->broker_pid, name, h->socket,
@@ -97,18 +100,47 @@ stat_print_table(const char *name, const struct shm_snapshot *s, int64_t now)
 		if (p->restricted)
 			printf("%-20s restricted: only the users its allowed_uids/allowed_gids "
 			       "name may lease\n", "");
+		nsv = stat_servers(s, (int32_t)i, sv);
+		for (int k = 0; k < nsv; k++)
+			printf("%-20s on host=%s port=%s: %d backend%s%s\n", "", sv[k].host,
+			       sv[k].port, sv[k].backends, sv[k].backends == 1 ? "" : "s",
+			       sv[k].standby > 0 ? " (standby)" : "");
 	}
-	printf("\n%5s %-20s %-11s %11s %10s %12s %10s\n", "SLOT", "POOL", "STATE",
-	       "BACKEND_PID", "HOLDER_PID", "LEASE_AGE_MS", "LEASES");
+	nsv = stat_servers(s, -1, sv);
+	if (nsv > 0)
+		printf("\n%-40s %-6s %8s\n", "SERVER (host, every pool)", "PORT", "BACKENDS");
+	for (int k = 0; k < nsv; k++)
+		printf("%-40.127s %-6s %8d\n", sv[k].host, sv[k].port, sv[k].backends);
+	printf("\n%5s %-20s %-11s %11s %10s %12s %10s %-9s %s\n", "SLOT", "POOL", "STATE",
+	       "BACKEND_PID", "HOLDER_PID", "LEASE_AGE_MS", "LEASES", "SERVER", "HOST:PORT");
 	for (uint32_t i = 0; i < h->nslots; i++) {
 		const struct shm_slot *sl = &s->slots[i];
 		if (sl->pool < 0 || (uint32_t)sl->pool >= h->npools)
 			continue;
-		printf("%5u %-20.63s %-11s %11d %10d %12" PRId64 " %10" PRIu64 "\n", i,
+		printf("%5u %-20.63s %-11s %11d %10d %12" PRId64 " %10" PRIu64 " %-9s %s%s%s\n", i,
 		       s->pools[sl->pool].name, shm_slot_state_name(sl->state), sl->backend_pid,
 		       sl->holder_pid, sl->leased_at_ms > 0 ? now - sl->leased_at_ms : 0,
-		       sl->lease_count);
+		       sl->lease_count, sl->host[0] != '\0' ? stat_server_role(sl->server) : "-",
+		       sl->host, sl->host[0] != '\0' ? ":" : "", sl->port);
 	}
+}
+
+/* ,"servers":[{"host":..,"port":..,"backends":N,"standby":N},...] of pool (-1: all) */
+static void
+json_servers(const struct shm_snapshot *s, int32_t pool)
+{
+	struct stat_server sv[STAT_MAX_SERVERS];
+	int n = stat_servers(s, pool, sv);
+
+	printf(",\"servers\":[");
+	for (int k = 0; k < n; k++) {
+		printf("%s{\"host\":", k > 0 ? "," : "");
+		json_string(sv[k].host);
+		printf(",\"port\":");
+		json_string(sv[k].port);
+		printf(",\"backends\":%d,\"standby\":%d}", sv[k].backends, sv[k].standby);
+	}
+	printf("]");
 }
 
 void
@@ -139,6 +171,7 @@ stat_print_json(const char *name, const struct shm_snapshot *s, int64_t now)
 		json_string(p->user);
 		printf(",\"restricted\":%s", p->restricted ? "true" : "false");
 		printf(",\"paused\":%s", p->paused ? "true" : "false");
+		json_servers(s, (int32_t)i);
 		printf(",\"min_size\":%d,\"max_size\":%d,\"size\":%d,\"idle\":%d,\"leased\":%d,"
 		       "\"waiting\":%d,\"leases\":%" PRIu64 ",\"acquire_timeouts\":%" PRIu64
 		       ",\"acquire_wait_us_total\":%" PRIu64 ",\"acquire_wait_us_max\":%" PRIu64
@@ -161,10 +194,16 @@ stat_print_json(const char *name, const struct shm_snapshot *s, int64_t now)
 		printf("%s{\"slot\":%u,\"pool\":", first ? "" : ",", i);
 		json_string(s->pools[sl->pool].name);
 		printf(",\"state\":\"%s\",\"backend_pid\":%d,\"holder_pid\":%d,"
-		       "\"lease_age_ms\":%" PRId64 ",\"lease_count\":%" PRIu64 "}",
+		       "\"lease_age_ms\":%" PRId64 ",\"lease_count\":%" PRIu64 ",\"host\":",
 		       shm_slot_state_name(sl->state), sl->backend_pid, sl->holder_pid,
 		       sl->leased_at_ms > 0 ? now - sl->leased_at_ms : 0, sl->lease_count);
+		json_string(sl->host);
+		printf(",\"port\":");
+		json_string(sl->port);
+		printf(",\"server\":\"%s\"}", stat_server_role(sl->server));
 		first = false;
 	}
-	printf("]}\n");
+	printf("]");
+	json_servers(s, -1);
+	printf("}\n");
 }

@@ -277,6 +277,56 @@ START_TEST(test_running_query_through_pgbouncer)
 }
 END_TEST
 
+/*
+ * Issue 14 item 4: through PgBouncer the pid of the startup's BackendKeyData
+ * is PgBouncer's cancel key, not a server pid.  The broker sees it (the
+ * connect's pg_backend_pid() differs), warns once that the proxy must pool
+ * in session mode, shows the proxy as the backend's server, and never runs
+ * pg_terminate_backend() with that pid: with PgBouncer stopped, a closing
+ * backend that does not end is left to end when PgBouncer closes it.  A
+ * direct pool of the same broker is not taken for a proxied one.
+ */
+START_TEST(test_proxy_pid_never_terminated)
+{
+	char pools[1024], out[16384], want[400];
+
+	snprintf(pools, sizeof(pools), "{ name = \"main\"; conninfo = \"host=%s port=%d dbname=%s "
+		 "user=%s\"; min_size = 1; max_size = 1; acquire_timeout = 5.0; "
+		 "statement_timeout = 0; connection_check_interval = 0; validate_after = 60.0; "
+		 "connect_timeout = 1.0; }, { name = \"direct\"; conninfo = \"$CONNINFO\"; "
+		 "min_size = 1; max_size = 1; }", bdir, BOUNCER_PORT, getenv("PGDATABASE"),
+		 getenv("PGUSER"));
+	testbroker_start(&broker, NULL, pools, true);
+	ck_assert(testbroker_log_has(&broker, "pool=main: the startup's backend pid is not "
+				     "pg_backend_pid(): a proxy"));
+	ck_assert(testbroker_log_has(&broker, "must pool in session mode"));
+	ck_assert(!testbroker_log_has(&broker, "pool=direct: the startup's backend pid"));
+
+	pgl_client *c = pgl_open(broker.socket);
+	pgl_lease *l = pgl_acquire(c, "main", -1);
+	ck_assert_msg(l != NULL, "%s", pgl_error(c));
+	ck_assert_int_ne(atoi(raw_value(l, "SELECT pg_backend_pid()")), pgl_backend_pid(l));
+	char *json[] = { (char *)TOP_BUILDDIR "/pglease-stat", (char *)"-n", broker.shm,
+			 (char *)"--json", NULL };
+	ck_assert_int_eq(testutil_run(json, out, sizeof(out)), 0);
+	snprintf(want, sizeof(want), "\"host\":\"%s\",\"port\":\"%d\"", bdir, BOUNCER_PORT);
+	ck_assert_msg(strstr(out, want) != NULL, "%s", out);
+
+	/* PgBouncer stopped: the discarded backend's end of stream never comes. */
+	ck_assert_int_eq(kill(bouncer, SIGSTOP), 0);
+	ck_assert_int_eq(pgl_discard(l), 0);
+	testbroker_wait_log(&broker, "not terminating it", 1, 10000);
+	ck_assert_int_eq(kill(bouncer, SIGCONT), 0);
+	/* the warning at connect is the only line that names it */
+	ck_assert_int_eq(testbroker_log_count(&broker, "pg_terminate_backend"), 1);
+	pgl_pool_stats st[2];
+	WAIT_UNTIL(pgl_stats(broker.shm, st, 2) == 2 && st[0].idle == 1, 15000,
+		   "the pool did not come back after PgBouncer went on");
+	pgl_close(c);
+	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
 static Suite *
 pgbouncer_suite(void)
 {
@@ -289,6 +339,7 @@ pgbouncer_suite(void)
 	tcase_add_loop_test(tc, test_reset_through_pgbouncer, 0, n);
 	tcase_add_loop_test(tc, test_dirty_through_pgbouncer, 0, n);
 	tcase_add_loop_test(tc, test_running_query_through_pgbouncer, 0, n);
+	tcase_add_test(tc, test_proxy_pid_never_terminated);
 	suite_add_tcase(s, tc);
 	return s;
 }

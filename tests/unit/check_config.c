@@ -125,6 +125,9 @@ static const struct bad_case bad_cases[] = {
 	  "4: pools[0].conninfo", "a leased socket cannot carry TLS state" },
 	{ BROKER "pools = ( {\n  name = \"main\";\n  conninfo = \"dbname=app sslmode=require\";\n" END,
 	  "4: pools[0].conninfo", "sslmode=require asks for TLS" },
+	{ BROKER "pools = ( {\n  name = \"main\";\n  conninfo = \"host=/a,/b port=1,2 "
+	  "target_session_attrs=master\";\n" END,
+	  "4: pools[0].conninfo", "target_session_attrs=master is not one libpq takes" },
 	{ BROKER "pools = ( {\n  name = \"main\";\n  conninfo = \"dbname=app gssencmode=prefer\";\n" END,
 	  "4: pools[0].conninfo", "gssencmode=prefer asks for GSSAPI encryption" },
 	{ BROKER "pools = ( {\n  name = \"main\";\n  conninfo = \"postgresql://app:" SECRET "@[::1/app\";\n" END,
