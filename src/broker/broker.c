@@ -123,8 +123,7 @@ reload(struct broker *b)
 {
 	log_reopen();
 	notify_reloading(b);
-	reload_run(b);
-	notify_reloaded(b);
+	notify_reloaded(b, reload_run(b));
 }
 
 static void
@@ -345,6 +344,11 @@ out:
 	ev_signal_stop(b.loop, &b.sig_xcpu);
 	ev_signal_stop(b.loop, &b.sig_usr1);
 	ev_signal_stop(b.loop, &b.sig_usr2);
+	/* Stopping a watcher restores the default action, which would end the
+	 * broker before the segment goes: ignore them for the last steps. */
+	static const int late[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGXCPU, SIGUSR1, SIGUSR2 };
+	for (size_t i = 0; i < sizeof(late) / sizeof(late[0]); i++)
+		signal(late[i], SIG_IGN);
 	ev_check_stop(b.loop, &b.admin_quiet);
 	helper_teardown(&b.helpers);
 	shm_destroy(&b.shm);

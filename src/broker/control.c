@@ -35,6 +35,20 @@ static void session_pid_cb(struct ev_loop *loop, ev_io *w, int revents);
 /* Seconds a connection may stay without HELLO before it is dropped. */
 #define HELLO_TIMEOUT 10.0
 
+void
+control_refused(struct broker *b, int refusal, uid_t uid, gid_t gid, pid_t pid, const char *how)
+{
+	if (refusal == PGL_EDENIED)
+		log_warnx("client denied uid=%u gid=%u pid=%d: not in allowed_uids/allowed_gids%s%s",
+			  (unsigned)uid, (unsigned)gid, (int)pid, how != NULL ? "; " : "",
+			  how != NULL ? how : "");
+	else
+		log_warnx("client refused uid=%u pid=%d: max_clients=%d reached%s%s",
+			  (unsigned)uid, (int)pid, b->cfg->broker.max_clients,
+			  how != NULL ? "; " : "", how != NULL ? how : "");
+	publish_refused(b, refusal);
+}
+
 static void
 session_hello_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
@@ -42,8 +56,11 @@ session_hello_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 	(void)loop;
 	(void)revents;
-	log_info("client pid=%d uid=%u sent no HELLO within %.0f s; disconnecting it",
-		 (int)s->pid, (unsigned)s->uid, HELLO_TIMEOUT);
+	if (s->refusal != 0)
+		control_refused(s->broker, s->refusal, s->uid, s->gid, s->pid, "sent no HELLO");
+	else
+		log_info("client pid=%d uid=%u sent no HELLO within %.0f s; disconnecting it",
+			 (int)s->pid, (unsigned)s->uid, HELLO_TIMEOUT);
 	session_close(s, "no HELLO");
 }
 
@@ -108,6 +125,8 @@ on_hello(struct session *s, const struct wire_msg *m)
 		s->admin_only = true;
 		s->access.broker_ok = false;
 	}
+	if (s->refusal != 0)
+		control_refused(b, s->refusal, s->uid, s->gid, s->pid, NULL);
 	if (s->refusal == PGL_EDENIED) {
 		session_error(s, m->h.request_id, PGL_EDENIED, "user %u may not use this broker "
 			      "(allowed_uids, allowed_gids)", (unsigned)s->uid);
@@ -167,6 +186,12 @@ on_acquire(struct session *s, const struct wire_msg *m)
 		return;
 	}
 
+	if (s->admin_only) {
+		/* let in past max_clients or the allow lists to administer, not to lease */
+		session_error(s, id, PGL_EDENIED, "an administrator's session let in past "
+			      "max_clients or allowed_uids/allowed_gids may not lease");
+		return;
+	}
 	if (!session_allowed(s)) {
 		if (!s->denied_logged)
 			log_warnx("client denied uid=%u pid=%d: no longer in allowed_uids/allowed_gids "

@@ -192,7 +192,8 @@ expect(struct slot *slot, const struct pgproto_msg *m, const char **why)
 {
 	struct exchange *x = slot->exchange;
 	int *sub = &x->sub;
-	enum step st = x->op == OP_RESET ? (enum step)x->plan[x->step] : STEP_ANY;
+	enum step st = x->op == OP_RESET || x->op == OP_VALIDATE ? (enum step)x->plan[x->step] :
+		       STEP_ANY;
 
 	if (x->skip_prefix) {
 		int rc = expect_prefix(slot, m, why);
@@ -427,9 +428,18 @@ exchange_start(struct slot *slot, int op, const char *const *queries, int nqueri
 void
 exchange_validate(struct slot *slot)
 {
-	const char *q[] = { slot->pool->cfg->health_query };
+	struct exchange *x = slot->exchange;
+	const char *q[] = { slot->pool->cfg->health_query, state_sql };
+	int n = 1;
 
-	exchange_start(slot, OP_VALIDATE, q, 1, false);
+	/* A watched pool asks the server's state too: an idle backend gets no
+	 * report of a promotion or a reload until it sends something. */
+	x->plan[0] = STEP_ANY;
+	if (target_watched(slot->pool->cfg->target)) {
+		x->plan[1] = STEP_STATE;
+		n = 2;
+	}
+	exchange_start(slot, OP_VALIDATE, q, n, false);
 }
 
 void

@@ -99,19 +99,15 @@ accept_batch(struct broker *b)
 		struct access_verdict verdict = { .gen = b->cfg_gen - 1 };
 		int refusal = 0;
 		(void)access_refresh(&verdict, b, fd, cred.uid, cred.gid);
-		if (!verdict.broker_ok) {
-			log_warnx("client denied uid=%u gid=%u pid=%d: not in allowed_uids/"
-				  "allowed_gids", (unsigned)cred.uid, (unsigned)cred.gid,
-				  (int)cred.pid);
+		/* Logged and counted when acted on (control.c): an administrator's
+		 * HELLO is let in even so. */
+		if (!verdict.broker_ok)
 			refusal = PGL_EDENIED;
-		} else if (b->nsessions >= b->cfg->broker.max_clients) {
-			log_warnx("client refused uid=%u pid=%d: max_clients=%d reached",
-				  (unsigned)cred.uid, (int)cred.pid, b->cfg->broker.max_clients);
+		else if (b->nsessions >= b->cfg->broker.max_clients)
 			refusal = PGL_ELIMIT;
-		}
-		if (refusal != 0)
-			publish_refused(b, refusal);
 		if (refusal != 0 && b->nrefused >= MAX_REFUSED) {
+			control_refused(b, refusal, cred.uid, cred.gid, cred.pid, "closed at once: "
+					"too many refused connections wait for their HELLO");
 			close(fd);
 			continue;
 		}

@@ -146,6 +146,15 @@ notify_init(struct broker *b)
 	n->addr = (struct sockaddr_un){ .sun_family = AF_UNIX };
 	ev_check_init(&n->ready_check, ready_check_cb);
 	n->ready_check.data = b;
+	/*
+	 * Check watchers run when the loop wakes, before the I/O callbacks of
+	 * their priority or lower: at the lowest, it runs after the connect
+	 * that completed the last pool in the same iteration, not at the next
+	 * wakeup (the heartbeat, up to a second later).
+	 */
+	ev_set_priority(&n->ready_check, EV_MINPRI);
+	/* Without systemd too: the log says when the pools are ready. */
+	ev_check_start(b->loop, &n->ready_check);
 	ev_timer_init(&n->watchdog, watchdog_cb, 1., 0.);
 	n->watchdog.data = b;
 	if (path == NULL || path[0] == '\0')
@@ -165,7 +174,6 @@ notify_init(struct broker *b)
 		log_warn("socket for NOTIFY_SOCKET");
 		return;
 	}
-	ev_check_start(b->loop, &n->ready_check);
 
 	unsigned long long usec = env_usec("WATCHDOG_USEC");
 	unsigned long long pid = env_usec("WATCHDOG_PID");
@@ -193,14 +201,16 @@ notify_reloading(struct broker *b)
 }
 
 void
-notify_reloaded(struct broker *b)
+notify_reloaded(struct broker *b, bool applied)
 {
 	struct notify *n = &b->notify;
 
 	if (!n->ready || b->draining || b->stopping)	/* as notify_reloading() */
 		return;
 	format_status(b, n->status, sizeof(n->status));
-	send_msg(n, "READY=1\nSTATUS=%s", n->status);
+	/* systemctl reload succeeds either way: STATUS= tells a refused file */
+	send_msg(n, "READY=1\nSTATUS=%s%s", applied ? "" : "reload refused (see the log); ",
+		 n->status);
 }
 
 void

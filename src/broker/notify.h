@@ -34,8 +34,11 @@ void notify_init(struct broker *b);
 /* SIGHUP: RELOADING=1 with MONOTONIC_USEC, before the reload runs. */
 void notify_reloading(struct broker *b);
 
-/* A reload was applied (or refused): READY=1 again, with the status. */
-void notify_reloaded(struct broker *b);
+/*
+ * A reload was applied, or refused (applied false): READY=1 again, with
+ * the status, which says when the file was refused.
+ */
+void notify_reloaded(struct broker *b, bool applied);
 
 /* A drain or a stop began: STOPPING=1. */
 void notify_stopping(struct broker *b);

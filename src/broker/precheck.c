@@ -56,8 +56,9 @@ dir_writable(struct precheck *pc, const char *path, int line, const char *settin
 	const char *dir = dirname(copy);
 	if (stat(dir, &st) != 0)
 		problem(pc, true, line, setting, "the directory %s of the %s: %s%s", dir, what,
-			strerror(errno), errno == ENOENT ? " (create it, or let systemd's "
-			"RuntimeDirectory= do so)" : "");
+			strerror(errno), errno != ENOENT ? "" : strcmp(what, "log file") == 0 ?
+			" (create it, or let systemd's LogsDirectory= do so)" :
+			" (create it, or let systemd's RuntimeDirectory= do so)");
 	else if (!S_ISDIR(st.st_mode))
 		problem(pc, true, line, setting, "%s, where the %s goes, is not a directory", dir,
 			what);

@@ -297,7 +297,7 @@ keep_restart_only(struct broker *b, struct config *nc)
 	next->max_total_slots = now->max_total_slots;
 }
 
-void
+bool
 reload_run(struct broker *b)
 {
 	const char *path = b->cfg->path;
@@ -307,13 +307,13 @@ reload_run(struct broker *b)
 	log_info("SIGHUP: reloading %s", path);
 	if (b->draining || b->stopping) {
 		log_warnx("reload: the broker is stopping; ignored");
-		return;
+		return false;
 	}
 	struct config *nc = config_load(path, report_log, NULL, &nerrors);
 	if (nc == NULL) {
 		log_error("reload: %s has %d error%s; the running configuration stays", path,
 			  nerrors, nerrors == 1 ? "" : "s");
-		return;
+		return false;
 	}
 	keep_restart_only(b, nc);
 	/* Room for the old configuration first: apply() cannot be undone. */
@@ -321,13 +321,13 @@ reload_run(struct broker *b)
 	if (old == NULL) {
 		log_error("reload refused: out of memory; the running configuration stays");
 		config_free(nc);
-		return;
+		return false;
 	}
 	b->old_configs = old;
 	if (apply(b, nc, err, sizeof(err)) != 0) {
 		log_error("reload refused: %s; the running configuration stays", err);
 		config_free(nc);
-		return;
+		return false;
 	}
 	/* Pools still draining may point into the old configuration: it stays
 	 * until release_configs() finds nothing pointing into it. */
@@ -340,4 +340,5 @@ reload_run(struct broker *b)
 		log_error("reload: %s; logging as before", err);
 	release_configs(b);
 	log_info("reloaded %s: %zu pools", nc->path, nc->npools);
+	return true;
 }

@@ -4,6 +4,8 @@
 #ifndef PGL_RELOAD_H
 #define PGL_RELOAD_H
 
+#include <stdbool.h>
+
 struct broker;
 
 /*
@@ -11,9 +13,10 @@ struct broker;
  * open, removed ones refuse new acquires, drain and go, sizes and settings
  * change in place, changed connection settings replace backends as they
  * come free.  An invalid one, or one whose pools do not fit the shared
- * memory segment, changes nothing; every problem is logged.
+ * memory segment, changes nothing; every problem is logged.  Returns
+ * whether the file was applied.
  */
-void reload_run(struct broker *b);
+bool reload_run(struct broker *b);
 
 /* Frees the configurations reloads replaced (at exit). */
 void reload_free_configs(struct broker *b);

@@ -189,7 +189,6 @@ slot_take_idle(struct slot *slot)
  * replaced instead.
  */
 static void on_lost(struct slot *slot, const char *why);
-
 static void close_unfit(struct slot *slot);
 
 bool
@@ -414,6 +413,8 @@ on_checked(struct slot *slot, bool ok, const char *why)
 		if (!ok) {
 			log_warnx("pg_terminate_backend failed pool=%s: %s", p->cfg->name, why);
 			slot_close(slot, SLOT_CLOSE_ABORT, "pg_terminate_backend failed");
+		} else if (slot->unfit) {	/* the exchange carried the server's new role */
+			close_unfit(slot);
 		} else {
 			slot_ready(slot);
 		}
@@ -531,16 +532,16 @@ on_stuck(struct slot *victim)
 	struct pool *p = victim->pool;
 	struct slot *slot;
 
-	/* Only a pid pg_backend_pid() confirmed (not a proxy's cancel key), on its own
-	 * server: the same pid on another of the pool's hosts is an unrelated backend. */
+	/* Only a pid pg_backend_pid() confirmed (not a proxy's cancel key), on its own server. */
 	log_warnx("backend did not end pool=%s slot=%u backend_pid=%d; %s", p->cfg->name,
 		  victim->index, victim->backend_pid, victim->pid_confirmed ? "terminating it" :
 		  "not terminating it: pg_backend_pid() never confirmed that pid (a proxy?)");
 	if (!victim->pid_confirmed)
 		return;
-	TAILQ_FOREACH(slot, &p->idle, idle_link)
+	TAILQ_FOREACH(slot, &p->idle, idle_link)	/* same server: host, port and address */
 		if (slot->pid_confirmed && !slot->unfit &&
-		    strcmp(slot->host, victim->host) == 0 && strcmp(slot->port, victim->port) == 0)
+		    strcmp(slot->host, victim->host) == 0 && strcmp(slot->port, victim->port) == 0 &&
+		    strcmp(slot->hostaddr, victim->hostaddr) == 0)
 			break;
 	if (slot != NULL) {
 		slot_take_idle(slot);

@@ -106,19 +106,21 @@ parse_command(int argc, char **argv, struct wire_admin_command *c)
 	};
 	char *end;
 
-	if (argc < 1)
+	if (argc < 1) {
+		fprintf(stderr, "pglease-ctl: no command\n");
 		return -1;
+	}
 	if (strcmp(argv[0], "show") == 0) {
-		if (argc != 2)
-			return -1;
-		if (strcmp(argv[1], "pools") == 0)
+		if (argc == 2 && strcmp(argv[1], "pools") == 0)
 			c->cmd = WIRE_ADMIN_SHOW_POOLS;
-		else if (strcmp(argv[1], "clients") == 0)
+		else if (argc == 2 && strcmp(argv[1], "clients") == 0)
 			c->cmd = WIRE_ADMIN_SHOW_CLIENTS;
-		else if (strcmp(argv[1], "leases") == 0)
+		else if (argc == 2 && strcmp(argv[1], "leases") == 0)
 			c->cmd = WIRE_ADMIN_SHOW_LEASES;
-		else
+		else {
+			fprintf(stderr, "pglease-ctl: show what? pools, clients or leases\n");
 			return -1;
+		}
 		return 0;
 	}
 	for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
@@ -126,8 +128,12 @@ parse_command(int argc, char **argv, struct wire_admin_command *c)
 			continue;
 		c->cmd = table[i].cmd;
 		int arg = table[i].arg;
-		if (argc > 2 || (arg == 0 && argc != 1) || (arg >= 2 && argc != 2))
+		if (argc > 2 || (arg == 0 && argc != 1) || (arg >= 2 && argc != 2)) {
+			fprintf(stderr, "pglease-ctl: %s takes %s\n", argv[0],
+				arg == 0 ? "no argument" : arg == 1 ? "at most a pool name" :
+				arg == 2 ? "a pool name" : arg == 3 ? "a lease id" : "a process id");
 			return -1;
+		}
 		if (argc == 1)
 			return 0;
 		if (arg <= 2) {
@@ -149,6 +155,7 @@ parse_command(int argc, char **argv, struct wire_admin_command *c)
 		}
 		return 0;
 	}
+	fprintf(stderr, "pglease-ctl: unknown command \"%s\"\n", argv[0]);
 	return -1;
 }
 
@@ -404,7 +411,7 @@ main(int argc, char **argv)
 	}
 	struct wire_msg cmd = { .h = { .type = PGL_MSG_ADMIN_COMMAND, .request_id = 2 } };
 	if (parse_command(argc - optind, argv + optind, &cmd.u.admin) != 0) {
-		usage(stderr);
+		fprintf(stderr, "pglease-ctl: see pglease-ctl --help, or pglease-ctl(8)\n");
 		return EXIT_USAGE;
 	}
 	cmd.u.admin.timeout_ms = (uint32_t)(timeout * 1000);
@@ -421,8 +428,16 @@ main(int argc, char **argv)
 
 	int fd = connect_broker(socket_path);
 	if (fd < 0) {
-		fprintf(stderr, "pglease-ctl: cannot reach the broker at %s: %s\n", socket_path,
-			strerror(errno));
+		char why[600];
+		/* a draining broker has removed its socket already */
+		snprintf(why, sizeof(why), "cannot reach the broker at %s: %s%s", socket_path,
+			 strerror(errno), errno == ENOENT ? " (not running, or draining)" : "");
+		if (json) {
+			printf("{\"ok\":false,\"message\":");
+			json_string(why);
+			printf("}\n");
+		}
+		fprintf(stderr, "pglease-ctl: %s\n", why);
 		return EXIT_USAGE;
 	}
 	uint8_t buf[WIRE_MESSAGE_MAX];

@@ -357,9 +357,14 @@ START_TEST(test_failover_keeps_acknowledged_writes)
 	pclose(g);
 	ck_assert_msg(atoi(out) == 0, "%d writes or leases reached a read-only server; see %s",
 		      atoi(out), errors);
-	/* The stop did hit the writers: some failed, unacknowledged. */
+	/*
+	 * What the writers saw of the stop: usually some failed, unacknowledged
+	 * writes; but writers caught between transactions only wait in their
+	 * acquire and see nothing, so this is reported, not asserted.  That the
+	 * failover happened under them is asserted by the writes after the
+	 * promotion (above) and the backends on the new primary (below).
+	 */
 	long nerrors = lines_of(errors);
-	ck_assert_msg(nerrors > 0, "no writer saw the primary go: the failover was not exercised");
 	snprintf(cmd, sizeof(cmd), "grep -m 1 '^acquire %d:' '%s'", PGL_EUNAVAILABLE, errors);
 	g = popen(cmd, "r");
 	ck_assert_ptr_nonnull(g);

@@ -169,7 +169,17 @@ START_TEST(test_ready_reload_stop)
 	ck_assert_msg(usec >= before && usec < before + 5000000u,
 		      "MONOTONIC_USEC=%" PRIu64 ", the test's clock %" PRIu64, usec, before);
 	notify_wait(fd, "READY=1", msg, sizeof(msg), 5000);
+	ck_assert_msg(strstr(msg, "refused") == NULL, "%s", msg);
 	testbroker_wait_log(&broker, "reloaded /", 1, 5000);
+
+	/* a file the reload refuses: READY=1 still (the old one runs), and STATUS says so */
+	testbroker_write_config(&broker, "max_clients = \"many\";",
+				POOL("main", 2, 3, "connect_timeout = 5;"));
+	kill(broker.pid, SIGHUP);
+	notify_wait(fd, "RELOADING=1", msg, sizeof(msg), 5000);
+	notify_wait(fd, "READY=1", msg, sizeof(msg), 5000);
+	ck_assert_msg(strstr(msg, "\nSTATUS=reload refused (see the log); 1 pools") != NULL,
+		      "%s", msg);
 
 	/* SIGTERM: STOPPING=1 as the drain begins */
 	kill(broker.pid, SIGTERM);
