@@ -432,8 +432,8 @@ exchange_validate(struct slot *slot)
 	const char *q[] = { slot->pool->cfg->health_query, state_sql };
 	int n = 1;
 
-	/* A watched pool asks the server's state too: an idle backend gets no
-	 * report of a promotion or a reload until it sends something. */
+	/* A watched pool asks the server's state too, as a reset does: a server
+	 * before 14 reports no in_hot_standby. */
 	x->plan[0] = STEP_ANY;
 	if (target_watched(slot->pool->cfg->target)) {
 		x->plan[1] = STEP_STATE;

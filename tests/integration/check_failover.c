@@ -523,6 +523,39 @@ END_TEST
 /* --- the broker's own check ------------------------------------------------ */
 
 /*
+ * An idle backend gets no report of a reload that makes its server
+ * read-only (the server reports it only with its next answer): the pool's
+ * health check brings the report (and asks the server's state, for servers
+ * before 14 that report no in_hot_standby), so the backend is closed
+ * without ever being leased, and the pool refuses while the server is
+ * read-only.
+ */
+START_TEST(test_idle_backend_turned_read_only)
+{
+	struct node p1 = { "", 0 }, s1 = { "", 0 };
+
+	cluster_setup();
+	node_primary(&p1, "p1");
+	node_standby(&s1, "s1", &p1);
+	testbroker_start(&broker, NULL, pool_over("rw", &p1, &s1, "read-write",
+		"min_size = 1; max_size = 1; acquire_timeout = 1.0; validate_after = 60.0; "
+		"health_check_interval = 0.3;"), true);
+	node_exec(&p1, "ALTER SYSTEM SET default_transaction_read_only = on");
+	node_exec(&p1, "SELECT pg_reload_conf()");
+	testbroker_wait_log(&broker, "backend unfit pool=rw", 1, 10000);
+
+	pgl_client *c = pgl_open(broker.socket);
+	pgl_lease *l = pgl_acquire(c, "rw", 1000);
+	ck_assert_msg(l == NULL, "a read-write pool lent a backend of a read-only server");
+	ck_assert_int_eq(pgl_errcode(c), PGL_EUNAVAILABLE);
+	pgl_close(c);
+	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
+	node_kill(&p1);
+	node_kill(&s1);
+}
+END_TEST
+
+/*
  * Item 2: a primary made read-only (default_transaction_read_only, reload)
  * under a read-write pool's open backends: libpq's check at connect is
  * long past, so the broker must see it itself, in the reset's state query
@@ -639,6 +672,7 @@ failover_suite(void)
 	tcase_add_test(tc, test_standby_pool);
 	tcase_add_test(tc, test_old_primary_rejoins_as_standby);
 	tcase_add_test(tc, test_primary_turned_read_only);
+	tcase_add_test(tc, test_idle_backend_turned_read_only);
 	suite_add_tcase(s, tc);
 	return s;
 }
