@@ -16,11 +16,11 @@
 #include "common/fdpass.h"
 #include "common/wire.h"
 #include "pglease.h"
+#include "tools/toolutil.h"
 
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
-#include <libconfig.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,30 +62,6 @@ usage(FILE *out)
 		"  -h, --help             print this help and exit\n"
 		"\n"
 		"Exit status: 0 done, 1 refused or failed, 2 usage error or broker unreachable.\n");
-}
-
-/* broker.socket from the configuration, read with libconfig alone (no secret opened). */
-static int
-read_config(const char *path, char *socket, size_t len)
-{
-	config_t cf;
-	const char *v;
-
-	config_init(&cf);
-	if (config_read_file(&cf, path) != CONFIG_TRUE) {
-		if (config_error_type(&cf) == CONFIG_ERR_FILE_IO)
-			fprintf(stderr, "pglease-ctl: cannot read %s: %s\n", path, strerror(errno));
-		else
-			fprintf(stderr, "pglease-ctl: %s:%d: %s\n",
-				config_error_file(&cf) != NULL ? config_error_file(&cf) : path,
-				config_error_line(&cf), config_error_text(&cf));
-		config_destroy(&cf);
-		return -1;
-	}
-	snprintf(socket, len, "%s", config_lookup_string(&cf, "broker.socket", &v) == CONFIG_TRUE ?
-		 v : PGL_DEFAULT_SOCKET);
-	config_destroy(&cf);
-	return 0;
 }
 
 /* --- the command line's command -------------------------------------------- */
@@ -341,23 +317,6 @@ print_table(const struct table *t)
 	}
 }
 
-/* A JSON string literal of s. */
-static void
-json_string(const char *s)
-{
-	putchar('"');
-	for (; *s != '\0'; s++) {
-		unsigned char ch = (unsigned char)*s;
-		if (ch == '"' || ch == '\\')
-			printf("\\%c", ch);
-		else if (ch < 0x20)
-			printf("\\u%04x", ch);
-		else
-			putchar(ch);
-	}
-	putchar('"');
-}
-
 /* --- main ----------------------------------------------------------------------- */
 
 int
@@ -417,7 +376,8 @@ main(int argc, char **argv)
 	cmd.u.admin.timeout_ms = (uint32_t)(timeout * 1000);
 	if (socket_path[0] == '\0') {
 		if (conf != NULL) {
-			if (read_config(conf, socket_path, sizeof(socket_path)) != 0)
+			if (tool_read_config("pglease-ctl", conf, NULL, 0, socket_path,
+					     sizeof(socket_path)) != 0)
 				return EXIT_USAGE;
 		} else {
 			const char *env = getenv("PGLEASE_SOCKET");
@@ -434,7 +394,7 @@ main(int argc, char **argv)
 			 strerror(errno), errno == ENOENT ? " (not running, or draining)" : "");
 		if (json) {
 			printf("{\"ok\":false,\"message\":");
-			json_string(why);
+			tool_json_string(why);
 			printf("}\n");
 		}
 		fprintf(stderr, "pglease-ctl: %s\n", why);
@@ -493,7 +453,7 @@ main(int argc, char **argv)
 			/* with --json, on stdout only: one document, whatever happened */
 			if (json) {
 				printf("{\"ok\":false,\"code\":%u,\"message\":", m.u.error.code);
-				json_string(m.u.error.message);
+				tool_json_string(m.u.error.message);
 				printf("}\n");
 			} else {
 				fprintf(stderr, "pglease-ctl: %s\n", m.u.error.message);
@@ -513,7 +473,7 @@ main(int argc, char **argv)
 				print_table(&t);
 		} else if (json) {
 			printf("{\"ok\":true,\"message\":");
-			json_string(m.u.done.message);
+			tool_json_string(m.u.done.message);
 			printf("}\n");
 		} else {
 			printf("%s\n", m.u.done.message);

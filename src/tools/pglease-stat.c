@@ -13,11 +13,11 @@
 #include "tools/stat_http.h"
 #include "tools/stat_prom.h"
 #include "tools/stat_text.h"
+#include "tools/toolutil.h"
 
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
-#include <libconfig.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <stdio.h>
@@ -27,37 +27,6 @@
 #include <unistd.h>
 
 enum format { FORMAT_TABLE, FORMAT_JSON, FORMAT_PROMETHEUS };
-
-/*
- * From the broker's configuration file, only what a reader needs: the
- * segment's name and the socket's path.  Read with libconfig alone, so no
- * secret (password_file) is ever opened.  Returns 0, or -1 after saying why.
- */
-static int
-read_config(const char *path, char *name, size_t namelen, char *socket, size_t socklen)
-{
-	config_t cf;
-	const char *v;
-
-	config_init(&cf);
-	if (config_read_file(&cf, path) != CONFIG_TRUE) {
-		if (config_error_type(&cf) == CONFIG_ERR_FILE_IO)
-			fprintf(stderr, "pglease-stat: cannot read %s: %s\n", path, strerror(errno));
-		else
-			fprintf(stderr, "pglease-stat: %s:%d: %s\n",
-				config_error_file(&cf) != NULL ? config_error_file(&cf) : path,
-				config_error_line(&cf), config_error_text(&cf));
-		config_destroy(&cf);
-		return -1;
-	}
-	if (config_lookup_string(&cf, "broker.shm_name", &v) == CONFIG_TRUE)
-		snprintf(name, namelen, "%s", v);
-	snprintf(socket, socklen, "%s",
-		 config_lookup_string(&cf, "broker.socket", &v) == CONFIG_TRUE ? v :
-		 PGL_DEFAULT_SOCKET);
-	config_destroy(&cf);
-	return 0;
-}
 
 static void
 usage(FILE *out)
@@ -234,7 +203,7 @@ main(int argc, char **argv)
 		format = FORMAT_PROMETHEUS;
 	if (conf != NULL) {
 		struct stat st;
-		if (read_config(conf, name, sizeof(name), socket, sizeof(socket)) != 0)
+		if (tool_read_config("pglease-stat", conf, name, sizeof(name), socket, sizeof(socket)) != 0)
 			return 1;
 		/* The broker made its socket: a segment of the same user is its. */
 		if (owner == (uid_t)-1 && stat(socket, &st) == 0)

@@ -8,6 +8,7 @@
 #include "common/shm.h"
 #include "tools/stat_servers.h"
 #include "tools/stat_text.h"
+#include "tools/toolutil.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -43,23 +44,6 @@ stat_read(const char *name, uid_t owner, struct shm_snapshot *snap, char *why, s
 		return STAT_DOWN;
 	}
 	return STAT_UP;
-}
-
-/* A string as a JSON literal (pool names are plain, but be exact). */
-static void
-json_string(const char *s)
-{
-	putchar('"');
-	for (; *s != '\0'; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (c == '"' || c == '\\')
-			printf("\\%c", c);
-		else if (c < 0x20)
-			printf("\\u%04x", c);
-		else
-			putchar(c);
-	}
-	putchar('"');
 }
 
 void
@@ -135,9 +119,9 @@ json_servers(const struct shm_snapshot *s, int32_t pool)
 	printf(",\"servers\":[");
 	for (int k = 0; k < n; k++) {
 		printf("%s{\"host\":", k > 0 ? "," : "");
-		json_string(sv[k].host);
+		tool_json_string(sv[k].host);
 		printf(",\"port\":");
-		json_string(sv[k].port);
+		tool_json_string(sv[k].port);
 		printf(",\"backends\":%d,\"standby\":%d}", sv[k].backends, sv[k].standby);
 	}
 	printf("]");
@@ -149,9 +133,9 @@ stat_print_json(const char *name, const struct shm_snapshot *s, int64_t now)
 	const struct shm_header *h = &s->hdr;
 
 	printf("{\"shm_name\":");
-	json_string(name);
+	tool_json_string(name);
 	printf(",\"socket\":");
-	json_string(h->socket);
+	tool_json_string(h->socket);
 	printf(",\"broker_pid\":%d,\"incarnation\":%u,\"uptime_ms\":%" PRId64
 	       ",\"heartbeat_age_ms\":%" PRId64 ",\"clients\":%d,\"clients_accepted\":%" PRIu64
 	       ",\"clients_denied\":%" PRIu64 ",\"clients_over_limit\":%" PRIu64 ",\"pools\":[",
@@ -164,11 +148,11 @@ stat_print_json(const char *name, const struct shm_snapshot *s, int64_t now)
 			continue;
 		printf("%s{\"name\":", first_pool ? "" : ",");
 		first_pool = false;
-		json_string(p->name);
+		tool_json_string(p->name);
 		printf(",\"database\":");
-		json_string(p->database);
+		tool_json_string(p->database);
 		printf(",\"user\":");
-		json_string(p->user);
+		tool_json_string(p->user);
 		printf(",\"restricted\":%s", p->restricted ? "true" : "false");
 		printf(",\"paused\":%s", p->paused ? "true" : "false");
 		json_servers(s, (int32_t)i);
@@ -192,14 +176,14 @@ stat_print_json(const char *name, const struct shm_snapshot *s, int64_t now)
 		if (sl->pool < 0 || (uint32_t)sl->pool >= h->npools)
 			continue;
 		printf("%s{\"slot\":%u,\"pool\":", first ? "" : ",", i);
-		json_string(s->pools[sl->pool].name);
+		tool_json_string(s->pools[sl->pool].name);
 		printf(",\"state\":\"%s\",\"backend_pid\":%d,\"holder_pid\":%d,"
 		       "\"lease_age_ms\":%" PRId64 ",\"lease_count\":%" PRIu64 ",\"host\":",
 		       shm_slot_state_name(sl->state), sl->backend_pid, sl->holder_pid,
 		       sl->leased_at_ms > 0 ? now - sl->leased_at_ms : 0, sl->lease_count);
-		json_string(sl->host);
+		tool_json_string(sl->host);
 		printf(",\"port\":");
-		json_string(sl->port);
+		tool_json_string(sl->port);
 		printf(",\"server\":\"%s\"}", stat_server_role(sl->server));
 		first = false;
 	}
