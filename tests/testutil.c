@@ -449,9 +449,9 @@ testbroker_wait_exit(struct testbroker *b, int timeout_ms)
 }
 
 bool
-testbroker_log_has(const struct testbroker *b, const char *text)
+testutil_file_has(const char *path, const char *text)
 {
-	FILE *f = fopen(b->log, "r");
+	FILE *f = fopen(path, "r");
 	char line[4096];
 	bool found = false;
 
@@ -461,6 +461,12 @@ testbroker_log_has(const struct testbroker *b, const char *text)
 		found = strstr(line, text) != NULL;
 	fclose(f);
 	return found;
+}
+
+bool
+testbroker_log_has(const struct testbroker *b, const char *text)
+{
+	return testutil_file_has(b->log, text);
 }
 
 int

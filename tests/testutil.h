@@ -149,6 +149,9 @@ int testbroker_stop(struct testbroker *b, int sig);
 /* Whether the broker's log contains text. */
 bool testbroker_log_has(const struct testbroker *b, const char *text);
 
+/* Whether a line of the file at path contains text (false when it cannot be read). */
+bool testutil_file_has(const char *path, const char *text);
+
 /* How many lines of the broker's log contain text. */
 int testbroker_log_count(const struct testbroker *b, const char *text);
 

@@ -132,6 +132,18 @@ shm_exists(const char *name)
 	return stat(path, &st) == 0;
 }
 
+/* The broker leases a backend of its first pool, and takes it back. */
+static void
+assert_serves(void)
+{
+	pgl_client *c = pgl_open(broker.socket);
+	ck_assert_ptr_nonnull(c);
+	pgl_lease *l = pgl_acquire(c, NULL, 5000);
+	ck_assert_msg(l != NULL, "%s", pgl_error(c));
+	ck_assert_int_eq(pgl_release(l), 0);
+	pgl_close(c);
+}
+
 /* --- notifications --- */
 
 /* READY=1 comes once min_size backends are idle, not at start; SIGHUP and SIGTERM say so too. */
@@ -258,12 +270,7 @@ START_TEST(test_harmless_signals)
 	int status;
 	ck_assert_msg(waitpid(broker.pid, &status, WNOHANG) == 0, "pgleased died of signal %d",
 		      WIFSIGNALED(status) ? WTERMSIG(status) : 0);
-	pgl_client *c = pgl_open(broker.socket);
-	ck_assert_ptr_nonnull(c);
-	pgl_lease *l = pgl_acquire(c, NULL, 5000);
-	ck_assert_msg(l != NULL, "%s", pgl_error(c));
-	ck_assert_int_eq(pgl_release(l), 0);
-	pgl_close(c);
+	assert_serves();
 	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
 }
 END_TEST
@@ -314,12 +321,7 @@ START_TEST(test_restart_after_kill)
 	testbroker_restart(&broker, true);
 	ck_assert_msg(testbroker_log_has(&broker, "replacing the stale socket"), "see %s",
 		      broker.log);
-	pgl_client *c = pgl_open(broker.socket);
-	ck_assert_ptr_nonnull(c);
-	pgl_lease *l = pgl_acquire(c, NULL, 5000);
-	ck_assert_msg(l != NULL, "%s", pgl_error(c));
-	ck_assert_int_eq(pgl_release(l), 0);
-	pgl_close(c);
+	assert_serves();
 	ck_assert_int_eq(testbroker_stop(&broker, SIGINT), 0);
 	ck_assert(!shm_exists(broker.shm));
 }
@@ -327,23 +329,8 @@ END_TEST
 
 /* --- logging --- */
 
-static bool
-file_has(const char *path, const char *text)
-{
-	FILE *f = fopen(path, "r");
-	char line[4096];
-	bool found = false;
-
-	if (f == NULL)
-		return false;
-	while (!found && fgets(line, sizeof(line), f) != NULL)
-		found = strstr(line, text) != NULL;
-	fclose(f);
-	return found;
-}
-
 #define WAIT_FILE_HAS(path, text) \
-	WAIT_UNTIL(file_has((path), (text)), 10000, "no \"%s\" in %s", (text), (path))
+	WAIT_UNTIL(testutil_file_has((path), (text)), 10000, "no \"%s\" in %s", (text), (path))
 
 /* log_target "file": timestamped lines with the pid; a rename and SIGHUP start a new file. */
 START_TEST(test_log_file_reopen)
@@ -357,8 +344,8 @@ START_TEST(test_log_file_reopen)
 	testbroker_start(&broker, extra, POOL("main", 1, 1, ""), false);
 	snprintf(pidtag, sizeof(pidtag), "pgleased[%d]: info: pgleased ", (int)broker.pid);
 	WAIT_FILE_HAS(file, "started pid=");
-	ck_assert_msg(file_has(file, pidtag), "no \"%s\" in %s", pidtag, file);
-	ck_assert_msg(file_has(file, "Z pgleased["), "no timestamp in %s", file);
+	ck_assert_msg(testutil_file_has(file, pidtag), "no \"%s\" in %s", pidtag, file);
+	ck_assert_msg(testutil_file_has(file, "Z pgleased["), "no timestamp in %s", file);
 	ck_assert_int_eq(stat(file, &st), 0);
 	ck_assert_msg((st.st_mode & 0777) == 0640 || (st.st_mode & 0777) == 0600, "mode %o",
 		      (unsigned)(st.st_mode & 0777));
@@ -367,10 +354,11 @@ START_TEST(test_log_file_reopen)
 	ck_assert_int_eq(rename(file, rotated), 0);
 	kill(broker.pid, SIGHUP);
 	WAIT_FILE_HAS(file, "reloaded /");
-	ck_assert_msg(!file_has(rotated, "reloaded /"), "the reload logged to the renamed file");
-	ck_assert_msg(file_has(rotated, "started pid="), "the old lines left %s", rotated);
+	ck_assert_msg(!testutil_file_has(rotated, "reloaded /"),
+		      "the reload logged to the renamed file");
+	ck_assert_msg(testutil_file_has(rotated, "started pid="), "the old lines left %s", rotated);
 	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
-	ck_assert(file_has(file, "pgleased stopped"));
+	ck_assert(testutil_file_has(file, "pgleased stopped"));
 }
 END_TEST
 
