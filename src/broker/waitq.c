@@ -191,34 +191,14 @@ dispatch(struct acquire_req *req)
 	slot_fill(p);
 }
 
-/* An ACQUIRE for a paused pool: it queues (FIFO, within its deadline) until resumed. */
-static void
-acquire_paused(struct pool *p, struct holder *h, uint64_t request_id, double timeout)
-{
-	if (timeout <= 0) {
-		PUBLISH_COUNT(p, acquire_timeouts, 1);
-		answer(h, request_id, PGL_ETIMEOUT, "pool \"%s\" is paused", p->cfg->name);
-		return;
-	}
-	struct acquire_req *req = req_new(p, h, request_id, timeout);
-	if (req == NULL) {
-		answer(h, request_id, PGL_ENOMEM, "the broker is out of memory");
-		return;
-	}
-	dispatch(req);
-}
-
 void
 waitq_acquire(struct pool *p, struct holder *h, uint64_t request_id, double timeout)
 {
 	struct broker *b = p->broker;
 	double now = ev_now(b->loop);
 
-	if (p->paused) {
-		acquire_paused(p, h, request_id, timeout);
-		return;
-	}
-	struct slot *slot = pick_idle(p, h);
+	/* A paused pool lends nothing: its acquires queue (FIFO, within their deadline). */
+	struct slot *slot = p->paused ? NULL : pick_idle(p, h);
 
 	/* The common case allocates nothing: an idle slot, fresh enough. */
 	if (slot != NULL && !needs_validation(slot, now)) {
@@ -233,7 +213,9 @@ waitq_acquire(struct pool *p, struct holder *h, uint64_t request_id, double time
 		 * come after the library gave up.
 		 */
 		PUBLISH_COUNT(p, acquire_timeouts, 1);
-		if (p->size == 0 && p->failures > 0)
+		if (p->paused)
+			answer(h, request_id, PGL_ETIMEOUT, "pool \"%s\" is paused", p->cfg->name);
+		else if (p->size == 0 && p->failures > 0)
 			answer(h, request_id, PGL_EUNAVAILABLE,
 			       "pool \"%s\" cannot connect to PostgreSQL: %s", p->cfg->name,
 			       p->last_error);
