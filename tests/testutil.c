@@ -866,3 +866,22 @@ testbroker_start_as(struct testbroker *b, uid_t uid, gid_t gid, const char *brok
 	b->pid = broker_spawn(b, uid, gid);
 	broker_wait(b, wait_ready);
 }
+
+const char *
+testutil_program(const char *name, const char *dirs, const char *package)
+{
+	static char path[512];
+	char list[1024];
+	const char *env = getenv("PATH");
+
+	snprintf(list, sizeof(list), "%s:%s", env != NULL ? env : "", dirs);
+	for (char *save = NULL, *d = strtok_r(list, ":", &save); d != NULL;
+	     d = strtok_r(NULL, ":", &save)) {
+		snprintf(path, sizeof(path), "%s/%s", d, name);
+		if (access(path, X_OK) == 0)
+			return path;
+	}
+	ck_abort_msg("%s is not installed: this suite needs it (apt-get install %s; "
+		     "scripts/install-deps.sh --tests installs it)", name, package);
+	return NULL;
+}

@@ -152,6 +152,12 @@ bool testbroker_log_has(const struct testbroker *b, const char *text);
 /* Whether a line of the file at path contains text (false when it cannot be read). */
 bool testutil_file_has(const char *path, const char *text);
 
+/*
+ * The path of program name, on PATH or in dirs (colon-separated), in
+ * static storage; fails the test, naming the Debian package, without it.
+ */
+const char *testutil_program(const char *name, const char *dirs, const char *package);
+
 /* How many lines of the broker's log contain text. */
 int testbroker_log_count(const struct testbroker *b, const char *text);
 

@@ -42,27 +42,6 @@ static char out[65536];
 
 /* --- promtool and the text ------------------------------------------------- */
 
-/* promtool, on PATH or in /usr/bin; fails the test without it. */
-static const char *
-promtool_path(void)
-{
-	static char path[512];
-	char dirs[1024];
-	const char *env = getenv("PATH");
-
-	snprintf(dirs, sizeof(dirs), "%s:/usr/bin:/usr/local/bin", env != NULL ? env : "");
-	for (char *save = NULL, *d = strtok_r(dirs, ":", &save); d != NULL;
-	     d = strtok_r(NULL, ":", &save)) {
-		snprintf(path, sizeof(path), "%s/promtool", d);
-		if (access(path, X_OK) == 0)
-			return path;
-	}
-	ck_abort_msg("promtool is not installed: this suite needs it to check pglease-stat's "
-		     "output (apt-get install prometheus; scripts/install-deps.sh --tests "
-		     "installs it)");
-	return NULL;
-}
-
 /* promtool check metrics on text: exit 0 and not a word (a lint warning is a failure). */
 static void
 promtool_ok(const char *text, const char *what)
@@ -76,7 +55,8 @@ promtool_ok(const char *text, const char *what)
 	ck_assert_ptr_nonnull(f);
 	fputs(text, f);
 	ck_assert_int_eq(fclose(f), 0);
-	snprintf(cmd, sizeof(cmd), "exec '%s' check metrics < '%s'", promtool_path(), file);
+	snprintf(cmd, sizeof(cmd), "exec '%s' check metrics < '%s'",
+		 testutil_program("promtool", "/usr/bin:/usr/local/bin", "prometheus"), file);
 	char *argv[] = { (char *)"/bin/sh", (char *)"-c", cmd, NULL };
 	int rc = testutil_run(argv, res, sizeof(res));
 	ck_assert_msg(rc == 0 && res[0] == '\0', "promtool check metrics on %s: exit %d:\n%s\n"

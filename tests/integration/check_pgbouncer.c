@@ -30,26 +30,6 @@ static struct testbroker broker;
 static pid_t bouncer = -1;
 static char bdir[300];
 
-/* The pgbouncer program, on PATH or in an sbin directory; fails the test without it. */
-static const char *
-pgbouncer_path(void)
-{
-	static char path[512];
-	char dirs[1024];
-	const char *env = getenv("PATH");
-
-	snprintf(dirs, sizeof(dirs), "%s:/usr/sbin:/usr/local/sbin:/sbin", env != NULL ? env : "");
-	for (char *save = NULL, *d = strtok_r(dirs, ":", &save); d != NULL;
-	     d = strtok_r(NULL, ":", &save)) {
-		snprintf(path, sizeof(path), "%s/pgbouncer", d);
-		if (access(path, X_OK) == 0)
-			return path;
-	}
-	ck_abort_msg("pgbouncer is not installed: this suite needs it (apt-get install pgbouncer; "
-		     "scripts/install-deps.sh --tests installs it)");
-	return NULL;
-}
-
 /*
  * Starts PgBouncer in session mode in front of the harness's server, trust
  * authentication, listening only on a UNIX socket in a directory of its
@@ -60,7 +40,8 @@ static void
 bouncer_start(void)
 {
 	const char *runas = getenv("PGLEASE_TEST_RUNAS");
-	const char *prog = pgbouncer_path();
+	const char *prog = testutil_program("pgbouncer", "/usr/sbin:/usr/local/sbin:/sbin",
+					    "pgbouncer");
 	struct passwd *pw = NULL;
 	char ini[400], users[400], log[400], sock[400], text[2048];
 
