@@ -97,6 +97,24 @@ node_kill(const struct node *n)
 		(void)pg_node("kill", n->dir, NULL, NULL, NULL);
 }
 
+/* A primary p1 and its streaming standby s1, in this test's directory. */
+static void
+cluster_start(struct node *p1, struct node *s1)
+{
+	cluster_setup();
+	node_primary(p1, "p1");
+	node_standby(s1, "s1", p1);
+}
+
+/* The end of a test: the broker stopped (cleanly), both servers killed. */
+static void
+cluster_end(struct node *p1, struct node *s1)
+{
+	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
+	node_kill(p1);
+	node_kill(s1);
+}
+
 /* Runs sql on n; first value into out (or the error).  Whether it worked. */
 static bool
 node_sql(const struct node *n, const char *sql, char *out, size_t len)
@@ -392,9 +410,7 @@ START_TEST(test_failover_keeps_acknowledged_writes)
 	fprintf(stderr, "failover: %ld acknowledged, %d rows, writes resumed %lld ms after the "
 		"promotion\n", nacked, nrows, (long long)resumed);
 
-	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
-	node_kill(&p1);
-	node_kill(&s1);
+	cluster_end(&p1, &s1);
 }
 END_TEST
 
@@ -412,9 +428,7 @@ START_TEST(test_standby_pool)
 	struct node p1 = { "", 0 }, s1 = { "", 0 };
 	char out[512];
 
-	cluster_setup();
-	node_primary(&p1, "p1");
-	node_standby(&s1, "s1", &p1);
+	cluster_start(&p1, &s1);
 	char pools[4096];
 	snprintf(pools, sizeof(pools), "%s, %s, %s",
 		 pool_over("ro", &p1, &s1, "standby", "min_size = 1; max_size = 2; "
@@ -459,9 +473,7 @@ START_TEST(test_standby_pool)
 	ck_assert_str_eq(out, "f");
 	ck_assert_int_eq(pgl_release(l), 0);
 	pgl_close(c);
-	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
-	node_kill(&p1);
-	node_kill(&s1);
+	cluster_end(&p1, &s1);
 }
 END_TEST
 
@@ -514,9 +526,7 @@ START_TEST(test_old_primary_rejoins_as_standby)
 	WAIT_UNTIL(slots_on(0, s1.port, &others) == 4 && others == 0, 5000,
 		   "pool 0: not 4 backends on port %d (%d elsewhere)", s1.port, others);
 	pgl_close(c);
-	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
-	node_kill(&p1);
-	node_kill(&s1);
+	cluster_end(&p1, &s1);
 }
 END_TEST
 
@@ -534,9 +544,7 @@ START_TEST(test_idle_backend_turned_read_only)
 {
 	struct node p1 = { "", 0 }, s1 = { "", 0 };
 
-	cluster_setup();
-	node_primary(&p1, "p1");
-	node_standby(&s1, "s1", &p1);
+	cluster_start(&p1, &s1);
 	testbroker_start(&broker, NULL, pool_over("rw", &p1, &s1, "read-write",
 		"min_size = 1; max_size = 1; acquire_timeout = 1.0; validate_after = 60.0; "
 		"health_check_interval = 0.3;"), true);
@@ -549,9 +557,7 @@ START_TEST(test_idle_backend_turned_read_only)
 	ck_assert_msg(l == NULL, "a read-write pool lent a backend of a read-only server");
 	ck_assert_int_eq(pgl_errcode(c), PGL_EUNAVAILABLE);
 	pgl_close(c);
-	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
-	node_kill(&p1);
-	node_kill(&s1);
+	cluster_end(&p1, &s1);
 }
 END_TEST
 
@@ -568,9 +574,7 @@ START_TEST(test_primary_turned_read_only)
 	struct node p1 = { "", 0 }, s1 = { "", 0 };
 	char out[512];
 
-	cluster_setup();
-	node_primary(&p1, "p1");
-	node_standby(&s1, "s1", &p1);
+	cluster_start(&p1, &s1);
 	char pools[4096];
 	snprintf(pools, sizeof(pools), "%s, %s",
 		 pool_over("rw", &p1, &s1, "read-write", "min_size = 1; max_size = 1; "
@@ -621,9 +625,7 @@ START_TEST(test_primary_turned_read_only)
 	ck_assert_str_eq(out, "off");
 	ck_assert_int_eq(pgl_release(l), 0);
 	pgl_close(c);
-	ck_assert_int_eq(testbroker_stop(&broker, SIGTERM), 0);
-	node_kill(&p1);
-	node_kill(&s1);
+	cluster_end(&p1, &s1);
 }
 END_TEST
 
